@@ -1,0 +1,261 @@
+"""The PostgreSQL event store: the library's process recorder plus our lookup tables.
+
+Lookup rows, idempotency keys and consumed positions are written on the same connection
+and in the same transaction as the events (``_insert_events`` runs inside the library's
+insert transaction), so none of them can exist without the events or vice versa.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from eventsourcing.utils import get_topic
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL
+
+from domain.application import ReturnsService
+from domain.lookups import LookupRows, SerialRow
+from domain.policy import PolicyBook
+
+LOOKUP_TABLES = [
+    """CREATE TABLE IF NOT EXISTS oms_orders (
+        order_id uuid PRIMARY KEY,
+        order_number text NOT NULL UNIQUE,
+        customer_id text NOT NULL,
+        customer_email text,
+        placed_at timestamptz)""",
+    "CREATE INDEX IF NOT EXISTS oms_orders_customer ON oms_orders (customer_id)",
+    "CREATE INDEX IF NOT EXISTS oms_orders_email ON oms_orders (lower(customer_email))",
+    """CREATE TABLE IF NOT EXISTS oms_serials (
+        serial text NOT NULL,
+        order_id uuid NOT NULL,
+        line_no int NOT NULL,
+        PRIMARY KEY (serial, order_id, line_no))""",
+    """CREATE TABLE IF NOT EXISTS oms_returns (
+        return_id uuid PRIMARY KEY,
+        rma_number text UNIQUE,
+        order_id uuid,
+        customer_id text,
+        status text NOT NULL,
+        blind boolean NOT NULL,
+        authorized_at timestamptz,
+        updated_at timestamptz)""",
+    "CREATE INDEX IF NOT EXISTS oms_returns_order ON oms_returns (order_id)",
+    """CREATE INDEX IF NOT EXISTS oms_returns_blind_open ON oms_returns (updated_at)
+        WHERE blind AND status = 'blind_unmatched'""",
+    """CREATE INDEX IF NOT EXISTS oms_returns_authorized ON oms_returns (authorized_at)
+        WHERE status = 'authorized'""",
+    """CREATE TABLE IF NOT EXISTS oms_refunds (
+        refund_id text PRIMARY KEY,
+        return_id uuid NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS oms_command_log (
+        key text PRIMARY KEY,
+        result bytea NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now())""",
+]
+
+UPSERT_RETURN = SQL(
+    "INSERT INTO oms_returns (return_id, rma_number, order_id, customer_id, status, blind,"
+    " authorized_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (return_id) DO UPDATE SET rma_number = EXCLUDED.rma_number,"
+    " order_id = EXCLUDED.order_id, customer_id = EXCLUDED.customer_id,"
+    " status = EXCLUDED.status, blind = EXCLUDED.blind,"
+    " authorized_at = EXCLUDED.authorized_at, updated_at = EXCLUDED.updated_at"
+)
+
+
+class OmsRecorder(PostgresProcessRecorder):
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        tracking_table_name: str = "notification_tracking",
+    ) -> None:
+        super().__init__(
+            datastore,
+            events_table_name=events_table_name,
+            tracking_table_name=tracking_table_name,
+        )
+        self.sql_create_statements.extend(
+            SQL(statement).format()
+            for statement in LOOKUP_TABLES
+        )
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        trackings: Sequence[Tracking] = kwargs.get("trackings") or ()
+        for tracking in trackings:
+            self._insert_tracking(curs, tracking)
+        results: Mapping[str, bytes] = kwargs.get("command_results") or {}
+        if results:
+            curs.executemany(
+                SQL("INSERT INTO oms_command_log (key, result) VALUES (%s, %s)"),
+                list(results.items()),
+            )
+        rows: LookupRows | None = kwargs.get("lookup_rows")
+        if rows:
+            self._write_lookups(curs, rows)
+
+    def _write_lookups(self, curs: Cursor[DictRow], rows: LookupRows) -> None:
+        if rows.orders:
+            curs.executemany(
+                SQL(
+                    "INSERT INTO oms_orders (order_id, order_number, customer_id, customer_email,"
+                    " placed_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                ),
+                [
+                    (o.order_id, o.order_number, o.customer_id, o.customer_email, o.placed_at)
+                    for o in rows.orders
+                ],
+            )
+        if rows.serials:
+            curs.executemany(
+                SQL(
+                    "INSERT INTO oms_serials (serial, order_id, line_no) VALUES (%s, %s, %s)"
+                    " ON CONFLICT DO NOTHING"
+                ),
+                [(s.serial, s.order_id, s.line_no) for s in rows.serials],
+            )
+        if rows.returns:
+            curs.executemany(
+                UPSERT_RETURN,
+                [
+                    (
+                        r.return_id,
+                        r.rma_number,
+                        r.order_id,
+                        r.customer_id,
+                        r.status,
+                        r.blind,
+                        r.authorized_at,
+                        r.updated_at,
+                    )
+                    for r in rows.returns
+                ],
+            )
+        if rows.refunds:
+            curs.executemany(
+                SQL(
+                    "INSERT INTO oms_refunds (refund_id, return_id) VALUES (%s, %s)"
+                    " ON CONFLICT DO NOTHING"
+                ),
+                [(r.refund_id, r.return_id) for r in rows.refunds],
+            )
+
+    # ------------------------------------------------------------ the Lookups port
+    def _select(self, statement: str, params: Sequence[Any]) -> list[DictRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL(statement).format(), params, prepare=True)
+            return list(curs.fetchall())
+
+    def _one_uuid(self, statement: str, params: Sequence[Any]) -> UUID | None:
+        rows = self._select(statement, params)
+        return rows[0]["id"] if rows else None
+
+    def order_id_for_number(self, order_number: str) -> UUID | None:
+        return self._one_uuid(
+            "SELECT order_id AS id FROM oms_orders WHERE order_number = %s", [order_number]
+        )
+
+    def orders_of_customer(self, customer_id: str, limit: int) -> list[UUID]:
+        rows = self._select(
+            "SELECT order_id FROM oms_orders WHERE customer_id = %s"
+            " ORDER BY placed_at DESC LIMIT %s",
+            [customer_id, limit],
+        )
+        return [r["order_id"] for r in rows]
+
+    def orders_of_email(self, email: str, limit: int) -> list[UUID]:
+        rows = self._select(
+            "SELECT order_id FROM oms_orders WHERE lower(customer_email) = lower(%s)"
+            " ORDER BY placed_at DESC LIMIT %s",
+            [email, limit],
+        )
+        return [r["order_id"] for r in rows]
+
+    def sales_of_serial(self, serial: str) -> list[SerialRow]:
+        rows = self._select(
+            "SELECT serial, order_id, line_no FROM oms_serials WHERE serial = %s", [serial]
+        )
+        return [SerialRow(r["serial"], r["order_id"], r["line_no"]) for r in rows]
+
+    def return_id_for_rma(self, rma_number: str) -> UUID | None:
+        return self._one_uuid(
+            "SELECT return_id AS id FROM oms_returns WHERE rma_number = %s", [rma_number]
+        )
+
+    def return_id_for_refund(self, refund_id: str) -> UUID | None:
+        return self._one_uuid(
+            "SELECT return_id AS id FROM oms_refunds WHERE refund_id = %s", [refund_id]
+        )
+
+    def returns_of_order(self, order_id: UUID) -> list[UUID]:
+        rows = self._select(
+            "SELECT return_id FROM oms_returns WHERE order_id = %s ORDER BY updated_at", [order_id]
+        )
+        return [r["return_id"] for r in rows]
+
+    def open_blind_returns(self, limit: int, offset: int) -> list[UUID]:
+        rows = self._select(
+            "SELECT return_id FROM oms_returns WHERE blind AND status = 'blind_unmatched'"
+            " ORDER BY updated_at, return_id LIMIT %s OFFSET %s",
+            [limit, offset],
+        )
+        return [r["return_id"] for r in rows]
+
+    def authorized_before(self, cutoff: datetime, limit: int) -> list[UUID]:
+        rows = self._select(
+            "SELECT return_id FROM oms_returns WHERE status = 'authorized'"
+            " AND authorized_at <= %s ORDER BY authorized_at LIMIT %s",
+            [cutoff, limit],
+        )
+        return [r["return_id"] for r in rows]
+
+    def command_result(self, key: str) -> bytes | None:
+        rows = self._select("SELECT result FROM oms_command_log WHERE key = %s", [key])
+        return bytes(rows[0]["result"]) if rows else None
+
+
+def eventsourcing_env(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
+    """Translate a postgresql:// URL into the library's environment settings."""
+    parts = urlsplit(database_url)
+    if parts.scheme not in {"postgresql", "postgres"}:
+        raise ValueError(f"expected a postgresql:// URL, got {parts.scheme!r}")
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": (parts.path or "/postgres").lstrip("/") or "postgres",
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        # A pool of one deadlocks a follower (DESIGN.md); writers queue on the table lock anyway.
+        "POSTGRES_POOL_SIZE": str(max(2, pool_size)),
+        "POSTGRES_MAX_OVERFLOW": "10",
+        "POSTGRES_SINGLE_ROW_TRACKING": "t",
+        "PROCESS_RECORDER_TOPIC": get_topic(OmsRecorder),
+        "CREATE_TABLE": "true",
+    }
+
+
+def create_service(
+    database_url: str,
+    *,
+    policy_book: PolicyBook | None = None,
+    pool_size: int = 5,
+    default_warehouse: str = "WH-1",
+) -> ReturnsService:
+    return ReturnsService(
+        eventsourcing_env(database_url, pool_size=pool_size),
+        policy_book=policy_book,
+        default_warehouse=default_warehouse,
+    )

@@ -1,0 +1,159 @@
+"""Process configuration, read from ``OMS_*`` environment variables.
+
+Every setting is a field of :class:`Settings`; the variable name is ``OMS_`` plus the
+upper-cased field name, and the field's docstring is its documentation (the README table
+comes from :func:`env_documentation`, so the two cannot drift apart).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "OMS_"
+
+LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+
+_log = logging.getLogger(__name__)
+
+
+class Settings(BaseModel):
+    """Immutable runtime settings; build them with :meth:`Settings.from_env`."""
+
+    # use_attribute_docstrings turns the docstrings below into field descriptions, which
+    # env_documentation() publishes.
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True, extra="forbid")
+
+    database_url: str | None = None
+    """PostgreSQL URL (postgresql://user@host:port/db) of the event store and read models;
+    unset: start the embedded PostgreSQL under the data directory."""
+
+    kafka_bootstrap: str | None = None
+    """Kafka bootstrap servers, comma-separated host:port; unset: start the embedded Tansu
+    broker (memory storage: a restart loses every topic and offset)."""
+
+    data_dir: Path = Field(default=Path(".oms-data"), validate_default=True)
+    """Directory for local state: the embedded PostgreSQL data and the broker log live
+    under it (relative paths are taken from the current directory)."""
+
+    topic_partitions: int = Field(default=4, ge=1, le=10_000)
+    """Partition count given to every topic this service provisions."""
+
+    consumer_session_timeout_ms: int = Field(default=6000, ge=1000, le=1_800_000)
+    """Kafka consumer-group session timeout; a group join waits about half of it."""
+
+    fetch_max_wait_ms: int = Field(default=20, ge=0, le=60_000)
+    """Longest a consumer fetch waits at the broker for data; bounds consumer latency."""
+
+    api_host: str = Field(default="127.0.0.1", min_length=1)
+    """Interface the HTTP API listens on."""
+
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    """TCP port of the HTTP API (0: any free port)."""
+
+    log_level: LogLevel = "INFO"
+    """Root log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        if not parts.hostname and "host=" not in parts.query:
+            raise ValueError("must name a host")
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_kafka_bootstrap(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        servers = [server.strip() for server in value.split(",") if server.strip()]
+        if not servers:
+            raise ValueError("must list at least one host:port")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        # Made absolute once, here, so a later chdir cannot move the data, and the embedded
+        # servers (started with other working directories) see the same path.
+        return Path(os.path.abspath(value.expanduser()))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _normalise_log_level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            upper = value.strip().upper()
+            return "WARNING" if upper == "WARN" else upper
+        return value
+
+    @property
+    def postgres_dir(self) -> Path:
+        """Data directory of the embedded PostgreSQL."""
+        return self.data_dir / "postgres"
+
+    @property
+    def kafka_dir(self) -> Path:
+        """Working directory (log, pid file) of the embedded Tansu broker."""
+        return self.data_dir / "tansu"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``OMS_*`` variables (default: ``os.environ``).
+
+        Empty variables count as unset. Raises ValueError naming the offending variable.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for name in cls.model_fields:
+            raw = env.get(env_name(name))
+            if raw is not None and raw.strip():
+                values[name] = raw.strip()
+        # A misspelt variable would otherwise silently fall back to a default.
+        unknown = sorted(
+            key
+            for key in env
+            if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() not in cls.model_fields
+        )
+        if unknown:
+            _log.warning("ignoring unknown settings variables: %s", ", ".join(unknown))
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_url=False):
+                field = str(error["loc"][0]) if error["loc"] else "?"
+                shown = values.get(field, error.get("input"))
+                message = str(error["msg"]).removeprefix("Value error, ")
+                problems.append(f"{env_name(field)}={shown!r}: {message}")
+            raise ValueError("invalid settings: " + "; ".join(problems)) from None
+
+
+def env_name(field: str) -> str:
+    """Environment variable that sets ``field``."""
+    return ENV_PREFIX + field.upper()
+
+
+def env_documentation() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, in declaration order."""
+    rows = []
+    for name, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=False)
+        shown = "(unset)" if default is None else str(default)
+        description = " ".join((info.description or "").split())
+        rows.append((env_name(name), shown, description))
+    return rows

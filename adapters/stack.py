@@ -1,0 +1,24 @@
+"""Where the servers are: the configured ones, or the embedded ones started on demand."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from adapters.embedded import EmbeddedPostgres
+from adapters.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def postgres(settings: Settings) -> Iterator[str]:
+    """Yield a PostgreSQL URL; an embedded server started here is stopped on the way out."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    settings.postgres_dir.parent.mkdir(parents=True, exist_ok=True)
+    with EmbeddedPostgres(settings.postgres_dir) as server:
+        log.info("embedded PostgreSQL at %s (data in %s)", server.url, settings.postgres_dir)
+        yield server.url

@@ -1,0 +1,59 @@
+"""Named domain errors. Each carries a stable machine-readable ``code`` for APIs and DLQs."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A command the domain refuses. Nothing was changed."""
+
+    code = "domain_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidValue(DomainError):
+    code = "invalid_value"
+
+
+class InvalidCommand(DomainError):
+    code = "invalid_command"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class AlreadyExists(DomainError):
+    code = "already_exists"
+
+
+class InvalidTransition(DomainError):
+    """The aggregate is not in a state where this command makes sense."""
+
+    code = "invalid_transition"
+
+
+class PolicyViolation(DomainError):
+    """The return policy refuses the request; ``code`` is the policy's reason."""
+
+    code = "policy_violation"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class QuantityExceeded(DomainError):
+    code = "quantity_exceeded"
+
+
+class RefundLimitExceeded(DomainError):
+    code = "refund_limit_exceeded"
+
+
+class ConcurrencyConflict(DomainError):
+    """Someone else changed the aggregate first; retrying on fresh state may succeed."""
+
+    code = "concurrency_conflict"

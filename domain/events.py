@@ -1,0 +1,408 @@
+"""The event catalogue: every fact the OMS records, as immutable pydantic models.
+
+Each class declares its stable wire ``type`` (``rma.authorized``); that name, not the
+Python module path, is what the event store records, so classes can move freely and
+the relay publishes the same name as the CloudEvents ``type``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.values import (
+    Channel,
+    Condition,
+    Disposition,
+    LocationId,
+    Money,
+    PaymentMethod,
+    ReasonCode,
+    RefundMethod,
+    ReturnChannel,
+    ReturnMethod,
+    Serial,
+    Sku,
+    Value,
+)
+
+EVENT_TYPES: dict[str, type[DomainEvent]] = {}
+
+
+class Cause(Value):
+    """Who and what caused an event: the audit trail of every change."""
+
+    actor: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=200)
+    correlation_id: str = Field(min_length=1, max_length=200)
+    causation_id: str | None = None
+
+
+class DomainEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type_name: ClassVar[str] = ""
+    aggregate_kind: ClassVar[str] = ""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    cause: Cause
+
+    def __init_subclass__(cls, type_name: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if type_name:
+            if type_name in EVENT_TYPES:
+                raise TypeError(f"event type {type_name!r} declared twice")
+            cls.type_name = type_name
+            EVENT_TYPES[type_name] = cls
+
+
+# ---------------------------------------------------------------- Order
+class OrderLine(Value):
+    line_no: int = Field(ge=1)
+    sku: Sku
+    name: str = ""
+    quantity: int = Field(ge=1)
+    unit_price: Money
+    serials: tuple[Serial, ...] = ()
+    supplier: str = "unknown"
+    category: str = "general"
+    returnable: bool = True
+    warranty_months: int | None = Field(default=None, ge=0)
+
+
+class Payment(Value):
+    payment_id: str = Field(min_length=1)
+    method: PaymentMethod
+    amount: Money
+
+
+class FulfilledLine(Value):
+    line_no: int = Field(ge=1)
+    quantity: int = Field(ge=1)
+    serials: tuple[Serial, ...] = ()
+
+
+class RefundAllocation(Value):
+    """The part of one refund that goes back to one payment (or to store credit)."""
+
+    payment_id: str | None
+    method: PaymentMethod
+    amount: Money
+
+
+class OrderEvent(DomainEvent):
+    aggregate_kind: ClassVar[str] = "order"
+
+
+class OrderPlaced(OrderEvent, type_name="order.placed"):
+    order_number: str
+    customer_id: str
+    customer_email: str | None = None
+    channel: Channel
+    store_id: str | None = None
+    currency: str
+    lines: tuple[OrderLine, ...]
+    payments: tuple[Payment, ...]
+    shipping: Money
+    replacement_for: UUID | None = None
+    replacement_return_id: UUID | None = None
+
+
+class OrderLinesFulfilled(OrderEvent, type_name="order.lines_fulfilled"):
+    location_id: LocationId
+    lines: tuple[FulfilledLine, ...]
+
+
+class OrderDelivered(OrderEvent, type_name="order.delivered"):
+    delivered_at: datetime
+
+
+class OrderCancelled(OrderEvent, type_name="order.cancelled"):
+    reason: str
+
+
+class OrderReplacementCreated(OrderEvent, type_name="order.replacement_created"):
+    replacement_order_id: UUID
+    return_id: UUID
+
+
+class OrderReturnReserved(OrderEvent, type_name="order.return_reserved"):
+    """Quantities set aside for an open return, so two RMAs cannot return one item twice."""
+
+    return_id: UUID
+    quantities: dict[int, int]
+
+
+class OrderReturnReleased(OrderEvent, type_name="order.return_released"):
+    return_id: UUID
+
+
+class OrderRefundAllocated(OrderEvent, type_name="order.refund_allocated"):
+    refund_id: str
+    return_id: UUID
+    allocations: tuple[RefundAllocation, ...]
+    shipping_refunded: Money
+
+
+class OrderRefundReleased(OrderEvent, type_name="order.refund_released"):
+    refund_id: str
+    reason: str
+
+
+# ---------------------------------------------------------------- Return
+class ReturnPolicyTerms(Value):
+    """The policy in force for one line when a return was decided; recorded for audit."""
+
+    window_days: int
+    warranty_months: int
+    restocking_fee_rate: str
+    late_change_of_mind_days: int
+    returnable: bool
+
+
+class ReturnLine(Value):
+    line_no: int = Field(ge=1)
+    sku: Sku
+    quantity: int = Field(ge=1)
+    reason: ReasonCode
+    unit_price: Money
+    serial: Serial | None = None
+    supplier: str = "unknown"
+    category: str = "general"
+    comment: str = ""
+
+
+class LineDecision(Value):
+    line_no: int
+    accepted: bool
+    code: str
+    within_window: bool
+    under_warranty: bool
+    restocking_fee: Money
+    terms: ReturnPolicyTerms
+
+
+class ReceivedItem(Value):
+    sku: Sku
+    quantity: int = Field(ge=1)
+    serial: Serial | None = None
+
+
+class InspectedItem(Value):
+    sku: Sku
+    quantity: int = Field(ge=1)
+    serial: Serial | None = None
+    condition: Condition
+    disposition: Disposition
+    line_no: int | None = None
+    location_id: LocationId
+
+
+class ReturnEvent(DomainEvent):
+    aggregate_kind: ClassVar[str] = "return"
+
+
+class ReturnRequested(ReturnEvent, type_name="rma.requested"):
+    order_id: UUID
+    order_number: str
+    customer_id: str
+    channel: ReturnChannel
+    order_channel: Channel
+    method: ReturnMethod
+    refund_method: RefundMethod
+    currency: str
+    lines: tuple[ReturnLine, ...]
+    customer_comment: str = ""
+
+
+class ReturnAuthorized(ReturnEvent, type_name="rma.authorized"):
+    rma_number: str
+    destination_warehouse: str
+    label_reference: str
+    instructions: str
+    expected_refund: Money
+    restocking_fee: Money
+    shipping_refund: Money
+    decisions: tuple[LineDecision, ...]
+    keep_item_eligible: bool = False
+
+
+class ReturnHeldForReview(ReturnEvent, type_name="rma.held_for_review"):
+    reason: str
+    decisions: tuple[LineDecision, ...]
+
+
+class ReturnRejected(ReturnEvent, type_name="rma.rejected"):
+    code: str
+    reason: str
+    decisions: tuple[LineDecision, ...] = ()
+
+
+class ReturnLabelIssued(ReturnEvent, type_name="rma.label_issued"):
+    label_reference: str
+    carrier: str
+
+
+class ReturnParcelReceived(ReturnEvent, type_name="rma.parcel_received"):
+    receipt_id: str
+    warehouse_id: LocationId
+    tracking_number: str | None = None
+    items: tuple[ReceivedItem, ...]
+
+
+class ReturnUnexpectedParcelReceived(ReturnEvent, type_name="rma.unexpected_parcel_received"):
+    """A parcel for an RMA that can no longer take one (cancelled, expired, closed)."""
+
+    receipt_id: str
+    warehouse_id: LocationId
+    tracking_number: str | None = None
+    items: tuple[ReceivedItem, ...]
+    state_at_arrival: str
+
+
+class BlindReturnDetected(ReturnEvent, type_name="rma.blind_return_detected"):
+    receipt_id: str
+    warehouse_id: LocationId
+    tracking_number: str | None = None
+    claimed_rma_number: str | None = None
+    order_number_hint: str | None = None
+    items: tuple[ReceivedItem, ...]
+
+
+class BlindReturnMatched(ReturnEvent, type_name="rma.blind_return_matched"):
+    order_id: UUID
+    order_number: str
+    customer_id: str
+    order_channel: Channel
+    currency: str
+    matched_by: str
+    rma_number: str
+    lines: tuple[ReturnLine, ...]
+    decisions: tuple[LineDecision, ...]
+    restocking_fee: Money
+
+
+class InStoreReturnRecorded(ReturnEvent, type_name="rma.in_store_return_recorded"):
+    store_return_id: str
+    store_id: LocationId
+    staff_id: str
+    order_id: UUID
+    order_number: str
+    customer_id: str
+    order_channel: Channel
+    rma_number: str
+    currency: str
+    refund_method: RefundMethod
+    lines: tuple[ReturnLine, ...]
+    decisions: tuple[LineDecision, ...]
+    restocking_fee: Money
+
+
+class ItemsInspected(ReturnEvent, type_name="rma.items_inspected"):
+    receipt_id: str | None
+    items: tuple[InspectedItem, ...]
+    refund_due: Money
+
+
+class RefundRequested(ReturnEvent, type_name="rma.refund_requested"):
+    refund_id: str
+    amount: Money
+    restocking_fee: Money
+    shipping_refund: Money
+    allocations: tuple[RefundAllocation, ...]
+    keep_item: bool = False
+
+
+class RefundSettled(ReturnEvent, type_name="rma.refund_settled"):
+    refund_id: str
+    provider_reference: str
+    amount: Money
+
+
+class RefundFailed(ReturnEvent, type_name="rma.refund_failed"):
+    refund_id: str
+    reason: str
+
+
+class StoreCreditIssued(ReturnEvent, type_name="rma.store_credit_issued"):
+    credit_id: str
+    amount: Money
+    bonus: Money
+    restocking_fee: Money
+
+
+class ExchangeOrdered(ReturnEvent, type_name="rma.exchange_ordered"):
+    replacement_order_id: UUID
+    replacement_order_number: str
+    lines: tuple[OrderLine, ...]
+
+
+class KeepItemOffered(ReturnEvent, type_name="rma.keep_item_offered"):
+    refund_amount: Money
+    expires_at: datetime
+
+
+class KeepItemAccepted(ReturnEvent, type_name="rma.keep_item_accepted"):
+    pass
+
+
+class RepairSent(ReturnEvent, type_name="rma.repair_sent"):
+    leg_id: str
+    repair_center: str
+
+
+class RepairCompleted(ReturnEvent, type_name="rma.repair_completed"):
+    leg_id: str
+    outcome: str
+
+
+class RepairedItemRestocked(ReturnEvent, type_name="rma.repaired_item_restocked"):
+    leg_id: str
+    location_id: LocationId
+
+
+class VendorReturnShipped(ReturnEvent, type_name="rma.vendor_return_shipped"):
+    leg_id: str
+    supplier: str
+    vendor_rma: str
+
+
+class SupplierCreditReceived(ReturnEvent, type_name="rma.supplier_credit_received"):
+    leg_id: str
+    amount: Money
+
+
+class ReturnClosed(ReturnEvent, type_name="rma.closed"):
+    outcome: str
+
+
+class ReturnCancelled(ReturnEvent, type_name="rma.cancelled"):
+    reason: str
+
+
+class ReturnExpired(ReturnEvent, type_name="rma.expired"):
+    authorized_days: int
+
+
+# ---------------------------------------------------------------- Inventory
+class InventoryEvent(DomainEvent):
+    aggregate_kind: ClassVar[str] = "inventory"
+
+    sku: Sku
+    location_id: LocationId
+
+
+class StockCounted(InventoryEvent, type_name="inventory.counted"):
+    quantity: int = Field(ge=0)
+    count_id: str
+
+
+class StockAdjusted(InventoryEvent, type_name="inventory.adjusted"):
+    delta: int
+    reason: str
+    adjustment_id: str

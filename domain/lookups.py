@@ -1,0 +1,88 @@
+"""Lookup rows kept beside the events, and the port that reads them.
+
+The rows are derived from aggregate state at commit and written in the same transaction
+as the events (the adapter does the SQL), so a lookup is never ahead of or behind the
+event store; unique keys on them are how RMA numbers stay unique under concurrency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    order_id: UUID
+    order_number: str
+    customer_id: str
+    customer_email: str | None
+    placed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SerialRow:
+    serial: str
+    order_id: UUID
+    line_no: int
+
+
+@dataclass(frozen=True)
+class ReturnRow:
+    return_id: UUID
+    rma_number: str | None
+    order_id: UUID | None
+    customer_id: str | None
+    status: str
+    blind: bool
+    authorized_at: datetime | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RefundRow:
+    refund_id: str
+    return_id: UUID
+
+
+@dataclass
+class LookupRows:
+    orders: list[OrderRow] = field(default_factory=list)
+    serials: list[SerialRow] = field(default_factory=list)
+    returns: list[ReturnRow] = field(default_factory=list)
+    refunds: list[RefundRow] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.orders or self.serials or self.returns or self.refunds)
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """An idempotency key and the JSON result of the command it first ran."""
+
+    key: str
+    result: bytes
+
+
+class Lookups(Protocol):
+    def order_id_for_number(self, order_number: str) -> UUID | None: ...
+
+    def orders_of_customer(self, customer_id: str, limit: int) -> list[UUID]: ...
+
+    def orders_of_email(self, email: str, limit: int) -> list[UUID]: ...
+
+    def sales_of_serial(self, serial: str) -> list[SerialRow]: ...
+
+    def return_id_for_rma(self, rma_number: str) -> UUID | None: ...
+
+    def return_id_for_refund(self, refund_id: str) -> UUID | None: ...
+
+    def returns_of_order(self, order_id: UUID) -> list[UUID]: ...
+
+    def open_blind_returns(self, limit: int, offset: int) -> list[UUID]: ...
+
+    def authorized_before(self, cutoff: datetime, limit: int) -> list[UUID]: ...
+
+    def command_result(self, key: str) -> bytes | None: ...

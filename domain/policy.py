@@ -1,0 +1,188 @@
+"""The return policy as data plus pure decision functions.
+
+Defaults follow DESIGN.md; a ``PolicyBook`` overrides them per order channel and per
+product category (category wins, being the more specific). The terms that decided a
+line are copied into the RMA's events, so a later policy change never rewrites history.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from pydantic import Field
+
+from domain.events import LineDecision, RefundAllocation, ReturnLine, ReturnPolicyTerms
+from domain.values import Channel, Condition, Money, PaymentMethod, ReasonCode, Value
+
+
+class ReturnPolicy(Value):
+    window_days: int = Field(default=30, ge=0)
+    warranty_months: int = Field(default=24, ge=0)
+    restocking_fee_rate: Decimal = Decimal("0.10")
+    late_change_of_mind_days: int = 14
+    keep_item_threshold: Decimal = Decimal("15.00")
+    keep_item_refund_rate: Decimal = Decimal("0.50")
+    store_credit_bonus_rate: Decimal = Decimal("0.10")
+    review_threshold: Decimal = Decimal("1000.00")
+    expiry_days: int = 30
+    returnable: bool = True
+    # What fraction of an item's price comes back, by the condition found at inspection,
+    # when the customer is at fault (changed mind, size); seller faults always refund in full.
+    condition_refund_rates: Mapping[Condition, Decimal] = Field(
+        default_factory=lambda: {
+            Condition.NEW: Decimal(1),
+            Condition.RESELLABLE: Decimal(1),
+            Condition.DEFECTIVE: Decimal(1),
+            Condition.DAMAGED: Decimal("0.50"),
+            Condition.MISSING_PARTS: Decimal("0.50"),
+            Condition.WRONG_ITEM: Decimal(0),
+        }
+    )
+
+    def terms(self, warranty_months: int | None, returnable: bool) -> ReturnPolicyTerms:
+        return ReturnPolicyTerms(
+            window_days=self.window_days,
+            warranty_months=self.warranty_months if warranty_months is None else warranty_months,
+            restocking_fee_rate=str(self.restocking_fee_rate),
+            late_change_of_mind_days=self.late_change_of_mind_days,
+            returnable=self.returnable and returnable,
+        )
+
+
+class PolicyBook(Value):
+    default: ReturnPolicy = Field(default_factory=ReturnPolicy)
+    by_channel: Mapping[Channel, Mapping[str, Any]] = Field(default_factory=dict)
+    by_category: Mapping[str, Mapping[str, Any]] = Field(
+        default_factory=lambda: {
+            "software": {"returnable": False},
+            "hygiene": {"returnable": False},
+        }
+    )
+
+    def policy_for(self, category: str, channel: Channel) -> ReturnPolicy:
+        overrides: dict[str, Any] = {}
+        overrides.update(self.by_channel.get(channel, {}))
+        overrides.update(self.by_category.get(category, {}))
+        if not overrides:
+            return self.default
+        return ReturnPolicy.model_validate({**self.default.model_dump(), **overrides})
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year = moment.year + month_index // 12
+    month = month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def evaluate_line(
+    line: ReturnLine,
+    *,
+    policy: ReturnPolicy,
+    line_returnable: bool,
+    warranty_months: int | None,
+    reference_date: datetime | None,
+    at: datetime,
+    blind: bool = False,
+) -> LineDecision:
+    """Decide one line: accepted or not, with the policy's reason code and the fee it bears.
+
+    ``reference_date`` is the delivery date (the purchase date for store sales); an order
+    not delivered yet is always inside its window.
+    """
+    terms = policy.terms(warranty_months, line_returnable)
+    days = (at - reference_date).days if reference_date is not None else 0
+    within_window = days <= terms.window_days
+    under_warranty = (
+        reference_date is not None
+        and line.serial is not None
+        and at <= add_months(reference_date, terms.warranty_months)
+    ) or (reference_date is None)
+    seller_fault = line.reason.is_fault_of_seller
+    code = "accepted"
+    accepted = True
+    if not terms.returnable and not seller_fault:
+        accepted, code = False, "non_returnable_item"
+    elif not within_window:
+        if line.reason is ReasonCode.DEFECTIVE and under_warranty:
+            code = "warranty_claim"
+        else:
+            accepted, code = False, "outside_return_window"
+    fee_rate = Decimal(0)
+    if (
+        accepted
+        and not seller_fault
+        and (
+            blind
+            or (line.reason is ReasonCode.CHANGED_MIND and days > terms.late_change_of_mind_days)
+        )
+    ):
+        fee_rate = policy.restocking_fee_rate
+    value = line.unit_price.times(line.quantity)
+    return LineDecision(
+        line_no=line.line_no,
+        accepted=accepted,
+        code=code,
+        within_window=within_window,
+        under_warranty=bool(under_warranty),
+        restocking_fee=value.times(fee_rate),
+        terms=terms,
+    )
+
+
+def refund_rate(policy: ReturnPolicy, reason: ReasonCode, condition: Condition) -> Decimal:
+    if condition is Condition.WRONG_ITEM:
+        # The parcel held something we never sold for this line: nothing to refund for it.
+        return Decimal(0)
+    if reason.is_fault_of_seller:
+        return Decimal(1)
+    return policy.condition_refund_rates.get(condition, Decimal(0))
+
+
+def allocate_proportionally(
+    amount: Money, capacities: Sequence[tuple[str, PaymentMethod, Money]]
+) -> tuple[RefundAllocation, ...]:
+    """Split ``amount`` over payments in proportion to what each can still take back.
+
+    Cents are distributed by largest remainder so the parts add up exactly; no payment
+    receives more than its remaining capacity. Raises ValueError when capacity is short.
+    """
+    open_capacities = [(pid, method, cap) for pid, method, cap in capacities if cap.amount > 0]
+    total_capacity = sum((cap.amount for _, _, cap in open_capacities), Decimal(0))
+    if amount.amount > total_capacity:
+        raise ValueError(f"refund {amount} exceeds remaining capacity {total_capacity}")
+    if amount.is_zero or not open_capacities:
+        return ()
+    cents = int((amount.amount * 100).to_integral_value())
+    raw = [cap.amount * 100 * cents / (total_capacity * 100) for _, _, cap in open_capacities]
+    floors = [int(r.to_integral_value(rounding=ROUND_DOWN)) for r in raw]
+    leftover = cents - sum(floors)
+    order = sorted(range(len(raw)), key=lambda i: raw[i] - floors[i], reverse=True)
+    for i in order:
+        if leftover == 0:
+            break
+        if floors[i] < int(open_capacities[i][2].amount * 100):
+            floors[i] += 1
+            leftover -= 1
+    allocations = []
+    for (pid, method, cap), share in zip(open_capacities, floors, strict=True):
+        if share:
+            part = Money(amount=Decimal(share) / 100, currency=cap.currency)
+            allocations.append(RefundAllocation(payment_id=pid, method=method, amount=part))
+    return tuple(allocations)
+
+
+def sum_money(amounts: Sequence[Money], currency: str) -> Money:
+    total = Money.zero(currency)
+    for amount in amounts:
+        total = total + amount
+    return total
+
+
+def expiry_deadline(authorized_at: datetime, policy: ReturnPolicy) -> datetime:
+    return authorized_at + timedelta(days=policy.expiry_days)

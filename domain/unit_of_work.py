@@ -1,0 +1,75 @@
+"""One transaction's worth of commands: aggregates loaded once, changes committed together.
+
+Commands inside a unit are isolated: one the domain refuses leaves the aggregates as they
+were before it, so a batch of inbound messages commits every valid one and reports the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+
+from domain.aggregate import Aggregate
+
+A = TypeVar("A", bound=Aggregate[Any])
+
+
+class UnitOfWork:
+    def __init__(self, loader: Callable[[type[Any], UUID], Any]) -> None:
+        self._load = loader
+        self.aggregates: dict[UUID, Aggregate[Any]] = {}
+        self.missing: set[UUID] = set()
+        self.command_results: dict[str, bytes] = {}
+        self.trackings: list[Tracking] = []
+        self._touched: dict[UUID, Aggregate[Any] | None] | None = None
+
+    def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        """The aggregate as this unit sees it (its own changes included), or None."""
+        if aggregate_id in self.aggregates:
+            found = self.aggregates[aggregate_id]
+        elif aggregate_id in self.missing:
+            return None
+        else:
+            loaded = self._load(cls, aggregate_id)
+            if loaded is None:
+                self.missing.add(aggregate_id)
+                return None
+            self.aggregates[aggregate_id] = loaded
+            found = loaded
+        if not isinstance(found, cls):
+            raise TypeError(f"{aggregate_id} is a {type(found).__name__}, not a {cls.__name__}")
+        self._remember(aggregate_id, found)
+        return found
+
+    def add(self, aggregate: Aggregate[Any]) -> None:
+        self._remember(aggregate.id, None)
+        self.missing.discard(aggregate.id)
+        self.aggregates[aggregate.id] = aggregate
+
+    def _remember(self, aggregate_id: UUID, aggregate: Aggregate[Any] | None) -> None:
+        if self._touched is not None and aggregate_id not in self._touched:
+            self._touched[aggregate_id] = copy.deepcopy(aggregate)
+
+    @contextmanager
+    def isolated(self) -> Iterator[None]:
+        """Run one command; if it raises, put back every aggregate it touched."""
+        outer, self._touched = self._touched, {}
+        try:
+            yield
+        except BaseException:
+            for aggregate_id, before in self._touched.items():
+                if before is None:
+                    self.aggregates.pop(aggregate_id, None)
+                else:
+                    self.aggregates[aggregate_id] = before
+            raise
+        finally:
+            self._touched = outer
+
+    def changed(self) -> list[Aggregate[Any]]:
+        return [a for a in self.aggregates.values() if a.pending_events]

@@ -1,0 +1,28 @@
+"""One embedded stack per test session, started only when a test asks for it.
+
+``OMS_DATABASE_URL`` points the suite at an external PostgreSQL instead (docker-compose,
+CI with services); otherwise a fresh embedded PostgreSQL 18 lives under pytest's tmp dir.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.embedded import EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("OMS_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("stack")) / "postgres").start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

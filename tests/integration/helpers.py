@@ -1,0 +1,71 @@
+"""Builders for integration scenarios: a delivered order in one call."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+from domain.application import Ctx, ReturnsService
+from domain.events import Cause, FulfilledLine, OrderLine, Payment
+from domain.values import Channel, Money, PaymentMethod
+
+_numbers = itertools.count(1)
+
+
+def ctx(key: str | None = None, actor: str = "tests") -> Ctx:
+    return Ctx(
+        Cause(actor=actor, source="pytest", correlation_id=str(uuid.uuid4())),
+        idempotency_key=key,
+    )
+
+
+def eur(amount: str) -> Money:
+    return Money.of(amount, "EUR")
+
+
+def delivered_order(
+    service: ReturnsService,
+    *,
+    quantity: int = 2,
+    unit_price: str = "50.00",
+    shipping: str = "5.00",
+    serials: tuple[str, ...] = (),
+    payments: tuple[tuple[PaymentMethod, str], ...] | None = None,
+    category: str = "shoes",
+) -> str:
+    """Place, ship and deliver a one-line web order; returns its order number."""
+    number = f"T-{uuid.uuid4().hex[:10]}-{next(_numbers)}"
+    total = Money.of(unit_price, "EUR").times(quantity) + eur(shipping)
+    paid = payments or ((PaymentMethod.CARD, str(total.amount)),)
+    service.place_order(
+        ctx(),
+        order_number=number,
+        customer_id=f"cust-{number}",
+        customer_email=f"{number.lower()}@example.com",
+        channel=Channel.WEB,
+        lines=[
+            OrderLine(
+                line_no=1,
+                sku="SHOE-RED-42",
+                name="Red shoe",
+                quantity=quantity,
+                unit_price=eur(unit_price),
+                serials=serials,
+                supplier="Acme",
+                category=category,
+            )
+        ],
+        payments=[
+            Payment(payment_id=f"pay-{i}", method=method, amount=eur(amount))
+            for i, (method, amount) in enumerate(paid, start=1)
+        ],
+        shipping=eur(shipping),
+    )
+    service.fulfil_order(
+        ctx(),
+        order_number=number,
+        location_id="WH-1",
+        lines=[FulfilledLine(line_no=1, quantity=quantity, serials=serials)],
+    )
+    service.deliver_order(ctx(), order_number=number)
+    return number
