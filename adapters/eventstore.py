@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.utils import get_topic
 from psycopg import Cursor
@@ -38,9 +38,12 @@ LOOKUP_TABLES = [
         order_id uuid NOT NULL,
         line_no int NOT NULL,
         PRIMARY KEY (serial, order_id, line_no))""",
+    """CREATE TABLE IF NOT EXISTS oms_rma_numbers (
+        rma_number text PRIMARY KEY,
+        return_id uuid NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS oms_returns (
         return_id uuid PRIMARY KEY,
-        rma_number text UNIQUE,
+        rma_number text,
         order_id uuid,
         customer_id text,
         status text NOT NULL,
@@ -48,6 +51,7 @@ LOOKUP_TABLES = [
         authorized_at timestamptz,
         updated_at timestamptz)""",
     "CREATE INDEX IF NOT EXISTS oms_returns_order ON oms_returns (order_id)",
+    "CREATE INDEX IF NOT EXISTS oms_returns_rma ON oms_returns (rma_number)",
     """CREATE INDEX IF NOT EXISTS oms_returns_blind_open ON oms_returns (updated_at)
         WHERE blind AND status = 'blind_unmatched'""",
     """CREATE INDEX IF NOT EXISTS oms_returns_authorized ON oms_returns (authorized_at)
@@ -98,13 +102,43 @@ class OmsRecorder(PostgresProcessRecorder):
             self._insert_tracking(curs, tracking)
         results: Mapping[str, bytes] = kwargs.get("command_results") or {}
         if results:
-            curs.executemany(
-                SQL("INSERT INTO oms_command_log (key, result) VALUES (%s, %s)"),
+            self._claim(
+                curs,
+                "INSERT INTO oms_command_log (key, result) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING RETURNING key",
                 list(results.items()),
+                "idempotency key already used",
             )
         rows: LookupRows | None = kwargs.get("lookup_rows")
         if rows:
+            if rows.rma_numbers:
+                self._claim(
+                    curs,
+                    "INSERT INTO oms_rma_numbers (rma_number, return_id) VALUES (%s, %s)"
+                    " ON CONFLICT DO NOTHING RETURNING rma_number",
+                    [(r.rma_number, r.return_id) for r in rows.rma_numbers],
+                    "RMA number already taken",
+                )
             self._write_lookups(curs, rows)
+
+    @staticmethod
+    def _claim(
+        curs: Cursor[DictRow], statement: str, params: list[tuple[Any, ...]], what: str
+    ) -> None:
+        """Insert unique keys, raising IntegrityError if another transaction has any of them.
+
+        ON CONFLICT plus RETURNING rather than a plain INSERT: in the library's pipelined
+        transaction a unique violation aborts the pipeline and surfaces later as an opaque
+        'pipeline aborted' OperationalError, which the library then retries for seconds.
+        """
+        curs.executemany(SQL(statement).format(), params, returning=True)
+        claimed = 0
+        while True:
+            claimed += len(curs.fetchall())
+            if not curs.nextset():
+                break
+        if claimed != len(params):
+            raise IntegrityError(f"{what}: {len(params) - claimed} of {len(params)} lost a race")
 
     def _write_lookups(self, curs: Cursor[DictRow], rows: LookupRows) -> None:
         if rows.orders:
@@ -191,7 +225,7 @@ class OmsRecorder(PostgresProcessRecorder):
 
     def return_id_for_rma(self, rma_number: str) -> UUID | None:
         return self._one_uuid(
-            "SELECT return_id AS id FROM oms_returns WHERE rma_number = %s", [rma_number]
+            "SELECT return_id AS id FROM oms_rma_numbers WHERE rma_number = %s", [rma_number]
         )
 
     def return_id_for_refund(self, refund_id: str) -> UUID | None:

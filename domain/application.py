@@ -9,6 +9,7 @@ retry the whole unit on fresh state, so guards are always checked against the tr
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,10 +32,12 @@ from domain.errors import (
     NotFound,
 )
 from domain.events import (
+    BlindReturnMatched,
     Cause,
     DomainEvent,
     FulfilledLine,
     InspectedItem,
+    InStoreReturnRecorded,
     OrderLine,
     OrderLinesFulfilled,
     OrderPlaced,
@@ -42,6 +45,7 @@ from domain.events import (
     ReceivedItem,
     RefundAllocation,
     RefundRequested,
+    ReturnAuthorized,
 )
 from domain.inventory import Inventory, inventory_id_for
 from domain.lookups import (
@@ -50,6 +54,7 @@ from domain.lookups import (
     OrderRow,
     RefundRow,
     ReturnRow,
+    RmaNumberRow,
     SerialRow,
 )
 from domain.order import Order, order_id_for
@@ -102,6 +107,10 @@ class Outcome(BaseModel):
     amount: Money | None = None
 
 
+class StaleRead(Exception):
+    """A command was refused on state that has changed since: run the unit again."""
+
+
 class ReturnsService(Application[UUID]):
     name = "oms"
     env: ClassVar[dict[str, str]] = {
@@ -151,19 +160,18 @@ class ReturnsService(Application[UUID]):
     ) -> list[Outcome | DomainError]:
         """Run many commands in one transaction; refused ones are returned, not raised."""
         for attempt in range(MAX_ATTEMPTS):
+            if trackings and self._already_tracked(trackings):
+                # The whole batch was committed before (a redelivery): nothing to do.
+                return [self._replayed(ctx) for ctx, _ in commands]
             uow = UnitOfWork(self._load)
             uow.trackings = list(trackings)
-            results: list[Outcome | DomainError] = []
-            for ctx, command in commands:
-                results.append(self._run_in(uow, ctx, command))
             try:
+                results = [self._run_in(uow, ctx, command) for ctx, command in commands]
                 self._commit(uow)
-            except IntegrityError as error:
-                if trackings and self._already_tracked(trackings):
-                    # The whole batch was committed before (a redelivery): nothing to do.
-                    return [self._replayed(ctx) for ctx, _ in commands]
-                log.debug("conflict on attempt %d, retrying: %s", attempt + 1, error)
-                time.sleep(min(0.002 * 2**attempt, 0.1))
+            except (StaleRead, IntegrityError) as conflict:
+                log.debug("attempt %d lost a race, retrying: %r", attempt + 1, conflict)
+                # Jittered backoff, so racing writers stop colliding in lockstep.
+                time.sleep(min(0.002 * 2**attempt, 0.1) * random.uniform(0.5, 1.5))
                 continue
             return results
         raise ConcurrencyConflict(
@@ -179,13 +187,27 @@ class ReturnsService(Application[UUID]):
             if prior is not None:
                 return Outcome.model_validate_json(prior)
         try:
-            with uow.isolated():
+            with uow.isolated() as read:
                 outcome = command(uow, ctx.at or self.clock())
         except DomainError as refused:
+            # Aggregates are read one query at a time, so a refusal may rest on a mix of
+            # old and new state; only a refusal of current state is final.
+            if self._any_stale(uow, read):
+                raise StaleRead from refused
             return refused
         if key is not None:
             uow.command_results[key] = outcome.model_dump_json().encode()
         return outcome
+
+    def _any_stale(self, uow: UnitOfWork, ids: set[UUID]) -> bool:
+        for aggregate_id in ids:
+            if aggregate_id not in uow.read_versions:
+                continue
+            latest = self.recorder.select_events(aggregate_id, desc=True, limit=1)
+            current = latest[0].originator_version if latest else 0
+            if current != uow.read_versions[aggregate_id]:
+                return True
+        return False
 
     def _replayed(self, ctx: Ctx) -> Outcome | DomainError:
         if ctx.idempotency_key is not None:
@@ -1121,6 +1143,11 @@ def lookup_rows_for(aggregates: Sequence[AnyAggregate]) -> LookupRows:
                     authorized_at=s2.authorized_at,
                     updated_at=aggregate.modified_on,
                 )
+            )
+            rows.rma_numbers.extend(
+                RmaNumberRow(event.rma_number, aggregate.id)
+                for event in aggregate.pending_events
+                if isinstance(event, ReturnAuthorized | BlindReturnMatched | InStoreReturnRecorded)
             )
             rows.refunds.extend(
                 RefundRow(event.refund_id, aggregate.id)

@@ -47,15 +47,24 @@ class RefundRow:
     return_id: UUID
 
 
+@dataclass(frozen=True)
+class RmaNumberRow:
+    rma_number: str
+    return_id: UUID
+
+
 @dataclass
 class LookupRows:
+    rma_numbers: list[RmaNumberRow] = field(default_factory=list)
     orders: list[OrderRow] = field(default_factory=list)
     serials: list[SerialRow] = field(default_factory=list)
     returns: list[ReturnRow] = field(default_factory=list)
     refunds: list[RefundRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.orders or self.serials or self.returns or self.refunds)
+        return bool(
+            self.rma_numbers or self.orders or self.serials or self.returns or self.refunds
+        )
 
 
 @dataclass(frozen=True)

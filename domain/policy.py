@@ -72,6 +72,11 @@ class PolicyBook(Value):
         return ReturnPolicy.model_validate({**self.default.model_dump(), **overrides})
 
 
+# An opened licence damaged in transit is still opened: only a defect or our mistake
+# makes a non-returnable line returnable.
+_EXEMPT_FROM_NON_RETURNABLE = frozenset({ReasonCode.DEFECTIVE, ReasonCode.WRONG_ITEM})
+
+
 def add_months(moment: datetime, months: int) -> datetime:
     month_index = moment.month - 1 + months
     year = moment.year + month_index // 12
@@ -106,7 +111,7 @@ def evaluate_line(
     seller_fault = line.reason.is_fault_of_seller
     code = "accepted"
     accepted = True
-    if not terms.returnable and not seller_fault:
+    if not terms.returnable and line.reason not in _EXEMPT_FROM_NON_RETURNABLE:
         accepted, code = False, "non_returnable_item"
     elif not within_window:
         if line.reason is ReasonCode.DEFECTIVE and under_warranty:

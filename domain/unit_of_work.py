@@ -26,6 +26,8 @@ class UnitOfWork:
         self.missing: set[UUID] = set()
         self.command_results: dict[str, bytes] = {}
         self.trackings: list[Tracking] = []
+        self.read_versions: dict[UUID, int] = {}
+        """The version each aggregate had in the store when this unit read it (0: absent)."""
         self._touched: dict[UUID, Aggregate[Any] | None] | None = None
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
@@ -36,7 +38,9 @@ class UnitOfWork:
             return None
         else:
             loaded = self._load(cls, aggregate_id)
+            self.read_versions[aggregate_id] = loaded.version if loaded is not None else 0
             if loaded is None:
+                self._remember(aggregate_id, None)
                 self.missing.add(aggregate_id)
                 return None
             self.aggregates[aggregate_id] = loaded
@@ -52,17 +56,25 @@ class UnitOfWork:
         self.aggregates[aggregate.id] = aggregate
 
     def _remember(self, aggregate_id: UUID, aggregate: Aggregate[Any] | None) -> None:
+        # A deep copy on first touch is what lets a refused command be undone exactly.
         if self._touched is not None and aggregate_id not in self._touched:
             self._touched[aggregate_id] = copy.deepcopy(aggregate)
 
     @contextmanager
-    def isolated(self) -> Iterator[None]:
-        """Run one command; if it raises, put back every aggregate it touched."""
+    def isolated(self) -> Iterator[set[UUID]]:
+        """Run one command; if it raises, put back every aggregate it touched.
+
+        Yields the set of aggregate ids the command reads, filled as it runs.
+        """
         outer, self._touched = self._touched, {}
+        read: set[UUID] = set()
         try:
-            yield
+            yield read
         except BaseException:
+            read.update(self._touched)
             for aggregate_id, before in self._touched.items():
+                if aggregate_id in self.missing and before is None:
+                    continue
                 if before is None:
                     self.aggregates.pop(aggregate_id, None)
                 else:
