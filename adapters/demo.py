@@ -18,7 +18,7 @@ from decimal import Decimal
 from domain.application import Ctx, Outcome, ReturnsService
 from domain.errors import DomainError
 from domain.events import Cause, FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
-from domain.returns import RequestedLine
+from domain.returns import CounterCheck, RequestedLine
 from domain.values import (
     Channel,
     Condition,
@@ -358,14 +358,13 @@ class Demo:
                             serial=serial,
                         )
                     ],
-                    conditions=[
-                        InspectedItem(
-                            sku=line.sku,
+                    checks=[
+                        CounterCheck(
+                            line_no=line.line_no,
                             quantity=1,
                             serial=serial,
                             condition=Condition.NEW,
                             disposition=Disposition.RESTOCK,
-                            location_id="STORE-7",
                         )
                     ],
                 )

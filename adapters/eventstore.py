@@ -255,6 +255,29 @@ class OmsRecorder(PostgresProcessRecorder):
         )
         return [r["return_id"] for r in rows]
 
+    def command_results(self, keys: Sequence[str]) -> dict[str, bytes]:
+        if not keys:
+            return {}
+        rows = self._select(
+            "SELECT key, result FROM oms_command_log WHERE key = ANY(%s)", [list(keys)]
+        )
+        return {r["key"]: bytes(r["result"]) for r in rows}
+
+    def load_events(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
+        if not aggregate_ids:
+            return {}
+        rows = self._select(
+            f"SELECT originator_id, originator_version, topic, state FROM {self.events_table_name}"
+            " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version",
+            [list(set(aggregate_ids))],
+        )
+        found: dict[UUID, list[Any]] = {}
+        for r in rows:
+            found.setdefault(r["originator_id"], []).append(
+                StoredEvent(r["originator_id"], r["originator_version"], r["topic"], r["state"])
+            )
+        return found
+
     def command_result(self, key: str) -> bytes | None:
         rows = self._select("SELECT result FROM oms_command_log WHERE key = %s", [key])
         return bytes(rows[0]["result"]) if rows else None

@@ -60,6 +60,7 @@ from domain.lookups import (
 from domain.order import Order, order_id_for
 from domain.policy import PolicyBook, add_months, allocate_proportionally
 from domain.returns import (
+    CounterCheck,
     RequestedLine,
     Return,
     ReturnStatus,
@@ -84,6 +85,11 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 AnyAggregate = Aggregate[Any]
 MAX_ATTEMPTS = 8
+AGGREGATE_CLASSES: dict[str, type[AnyAggregate]] = {
+    "order": Order,
+    "return": Return,
+    "inventory": Inventory,
+}
 
 
 @dataclass(frozen=True)
@@ -157,14 +163,24 @@ class ReturnsService(Application[UUID]):
         self,
         commands: Sequence[tuple[Ctx, Callable[[UnitOfWork, datetime], Outcome]]],
         trackings: Sequence[Tracking] = (),
+        prefetch: Sequence[UUID] = (),
     ) -> list[Outcome | DomainError]:
-        """Run many commands in one transaction; refused ones are returned, not raised."""
+        """Run many commands in one transaction; refused ones are returned, not raised.
+
+        ``prefetch`` names aggregates the commands will read, loaded in one round trip
+        instead of one query each; idempotency keys are checked in one query too.
+        """
         for attempt in range(MAX_ATTEMPTS):
             if trackings and self._already_tracked(trackings):
                 # The whole batch was committed before (a redelivery): nothing to do.
                 return [self._replayed(ctx) for ctx, _ in commands]
             uow = UnitOfWork(self._load)
             uow.trackings = list(trackings)
+            keys = [ctx.idempotency_key for ctx, _ in commands if ctx.idempotency_key]
+            if len(keys) > 1:
+                uow.prior_results = self.lookups.command_results(keys)
+            if prefetch:
+                uow.preload(self._load_many(prefetch))
             try:
                 results = [self._run_in(uow, ctx, command) for ctx, command in commands]
                 self._commit(uow)
@@ -183,7 +199,13 @@ class ReturnsService(Application[UUID]):
     ) -> Outcome | DomainError:
         key = ctx.idempotency_key
         if key is not None:
-            prior = uow.command_results.get(key) or self.lookups.command_result(key)
+            prior = uow.command_results.get(key)
+            if prior is None:
+                prior = (
+                    uow.prior_results.get(key)
+                    if uow.prior_results is not None
+                    else self.lookups.command_result(key)
+                )
             if prior is not None:
                 return Outcome.model_validate_json(prior)
         try:
@@ -237,6 +259,15 @@ class ReturnsService(Application[UUID]):
             trackings=list(uow.trackings),
         )
         self._record(processing)
+
+    def _load_many(self, ids: Sequence[UUID]) -> dict[UUID, AnyAggregate | None]:
+        stored = self.lookups.load_events(ids)
+        loaded: dict[UUID, AnyAggregate | None] = dict.fromkeys(ids)
+        for aggregate_id, rows in stored.items():
+            events = [cast(DomainEvent, self.mapper.to_domain_event(row)) for row in rows]
+            cls = AGGREGATE_CLASSES[events[0].aggregate_kind]
+            loaded[aggregate_id] = cls.replay(aggregate_id, events)
+        return loaded
 
     def _load(self, cls: type[AnyAggregate], aggregate_id: UUID) -> AnyAggregate | None:
         events = cast(list[DomainEvent], list(self.events.get(aggregate_id)))
@@ -865,7 +896,7 @@ class ReturnsService(Application[UUID]):
         staff_id: str,
         order_number: str,
         lines: Sequence[RequestedLine],
-        conditions: Sequence[InspectedItem],
+        checks: Sequence[CounterCheck],
         refund_method: RefundMethod,
     ) -> Callable[[UnitOfWork, datetime], Outcome]:
         """A counter return: recorded, inspected on the spot, and paid back at once."""
@@ -891,7 +922,7 @@ class ReturnsService(Application[UUID]):
             uow.add(rma)
             rma.inspect(
                 receipt_id=store_return_id,
-                items=tuple(conditions),
+                items=rma.counter_inspection(tuple(checks), store_id),
                 book=self.policy_book,
                 at=at,
                 cause=ctx.cause,
@@ -909,7 +940,7 @@ class ReturnsService(Application[UUID]):
         staff_id: str,
         order_number: str,
         lines: Sequence[RequestedLine],
-        conditions: Sequence[InspectedItem],
+        checks: Sequence[CounterCheck],
         refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT,
     ) -> Outcome:
         return self.run(
@@ -921,7 +952,7 @@ class ReturnsService(Application[UUID]):
                 staff_id=staff_id,
                 order_number=order_number,
                 lines=lines,
-                conditions=conditions,
+                checks=checks,
                 refund_method=refund_method,
             ),
         )

@@ -7,9 +7,10 @@ event store; unique keys on them are how RMA numbers stay unique under concurren
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 
@@ -62,9 +63,7 @@ class LookupRows:
     refunds: list[RefundRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(
-            self.rma_numbers or self.orders or self.serials or self.returns or self.refunds
-        )
+        return bool(self.rma_numbers or self.orders or self.serials or self.returns or self.refunds)
 
 
 @dataclass(frozen=True)
@@ -95,3 +94,9 @@ class Lookups(Protocol):
     def authorized_before(self, cutoff: datetime, limit: int) -> list[UUID]: ...
 
     def command_result(self, key: str) -> bytes | None: ...
+
+    def command_results(self, keys: Sequence[str]) -> dict[str, bytes]: ...
+
+    def load_events(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
+        """Stored events of many aggregates in one round trip, oldest first."""
+        ...

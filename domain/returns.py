@@ -55,6 +55,7 @@ from domain.order import Order
 from domain.policy import PolicyBook, ReturnPolicy, evaluate_line, refund_rate
 from domain.values import (
     Channel,
+    Condition,
     Disposition,
     Money,
     ReasonCode,
@@ -175,6 +176,17 @@ class RequestedLine:
     reason: ReasonCode
     serial: str | None = None
     comment: str = ""
+
+
+@dataclass(frozen=True)
+class CounterCheck:
+    """What a store clerk sees of one returned line at the counter."""
+
+    line_no: int
+    quantity: int
+    condition: Condition
+    disposition: Disposition
+    serial: str | None = None
 
 
 class Return(Aggregate[ReturnEvent]):
@@ -702,6 +714,27 @@ class Return(Aggregate[ReturnEvent]):
             raise InvalidCommand(
                 f"return {self.state.rma_number} has no refund {refund_id}"
             ) from None
+
+    def counter_inspection(
+        self, checks: tuple[CounterCheck, ...], location_id: str
+    ) -> tuple[InspectedItem, ...]:
+        items = []
+        for check in checks:
+            line = self.state.lines.get(check.line_no)
+            if line is None:
+                raise InvalidCommand(f"the counter checked line {check.line_no}, not returned")
+            items.append(
+                InspectedItem(
+                    sku=line.sku,
+                    quantity=check.quantity,
+                    serial=check.serial,
+                    condition=check.condition,
+                    disposition=check.disposition,
+                    line_no=check.line_no,
+                    location_id=location_id,
+                )
+            )
+        return tuple(items)
 
     def lines_value(self) -> Money:
         total = Money.zero(self.state.currency)

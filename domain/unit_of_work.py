@@ -25,6 +25,8 @@ class UnitOfWork:
         self.aggregates: dict[UUID, Aggregate[Any]] = {}
         self.missing: set[UUID] = set()
         self.command_results: dict[str, bytes] = {}
+        self.prior_results: dict[str, bytes] | None = None
+        """Results of keys already used, fetched in bulk; None: ask the store per key."""
         self.trackings: list[Tracking] = []
         self.read_versions: dict[UUID, int] = {}
         """The version each aggregate had in the store when this unit read it (0: absent)."""
@@ -49,6 +51,17 @@ class UnitOfWork:
             raise TypeError(f"{aggregate_id} is a {type(found).__name__}, not a {cls.__name__}")
         self._remember(aggregate_id, found)
         return found
+
+    def preload(self, loaded: dict[UUID, Aggregate[Any] | None]) -> None:
+        """Seed the unit with aggregates read in bulk (None: known not to exist)."""
+        for aggregate_id, aggregate in loaded.items():
+            if aggregate_id in self.aggregates or aggregate_id in self.missing:
+                continue
+            self.read_versions[aggregate_id] = aggregate.version if aggregate else 0
+            if aggregate is None:
+                self.missing.add(aggregate_id)
+            else:
+                self.aggregates[aggregate_id] = aggregate
 
     def add(self, aggregate: Aggregate[Any]) -> None:
         self._remember(aggregate.id, None)

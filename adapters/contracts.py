@@ -1,0 +1,286 @@
+"""Wire contract v1: the CloudEvents envelope and one model per inbound message type.
+
+These models are public: other systems validate against the JSON Schemas exported from
+them (``docs/schemas``). Evolve them compatibly: add optional fields, never rename or
+tighten; a breaking change is a new ``.v2`` topic. Unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from domain.values import (
+    Channel,
+    Condition,
+    Disposition,
+    PaymentMethod,
+    ReasonCode,
+    RefundMethod,
+)
+
+MAX_MESSAGE_BYTES = 256 * 1024
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Contract(BaseModel):
+    # Unknown fields are ignored so producers can add fields before we read them.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Amount(Contract):
+    """A decimal string and an ISO 4217 currency: ``{"amount": "19.90", "currency": "EUR"}``."""
+
+    amount: Annotated[str, Field(pattern=r"^-?\d{1,12}(\.\d{1,4})?$")]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+    def decimal(self) -> Decimal:
+        return Decimal(self.amount)
+
+
+class CloudEvent(Contract):
+    """CloudEvents 1.0, structured mode, JSON."""
+
+    specversion: Literal["1.0"]
+    id: Text
+    source: Text
+    type: Text
+    time: datetime | None = None
+    subject: str | None = None
+    datacontenttype: str | None = "application/json"
+    data: dict[str, Any]
+
+
+# ---------------------------------------------------------------- oms.orders.v1
+class OrderLineData(Contract):
+    line_no: int = Field(ge=1)
+    sku: Text
+    name: str = ""
+    quantity: int = Field(ge=1, le=10_000)
+    unit_price: Amount
+    serials: list[Text] = []
+    supplier: str = "unknown"
+    category: str = "general"
+    returnable: bool = True
+    warranty_months: int | None = Field(default=None, ge=0, le=240)
+
+
+class PaymentData(Contract):
+    payment_id: Text
+    method: PaymentMethod
+    amount: Amount
+
+
+class OrderPlacedData(Contract):
+    order_id: Text
+    customer_id: Text
+    customer_email: str | None = None
+    channel: Channel
+    store_id: str | None = None
+    placed_at: datetime | None = None
+    lines: list[OrderLineData] = Field(min_length=1, max_length=500)
+    payments: list[PaymentData] = Field(max_length=20)
+    shipping: Amount
+
+
+class FulfilledLineData(Contract):
+    line_no: int = Field(ge=1)
+    quantity: int = Field(ge=1)
+    serials: list[Text] = []
+
+
+class OrderFulfilledData(Contract):
+    order_id: Text
+    location_id: Text
+    lines: list[FulfilledLineData] = Field(min_length=1)
+
+
+class OrderDeliveredData(Contract):
+    order_id: Text
+    delivered_at: datetime | None = None
+
+
+class OrderCancelledData(Contract):
+    order_id: Text
+    reason: str = "cancelled by the commerce platform"
+
+
+# ---------------------------------------------------------------- wms.receipts.v1
+class ReceivedItemData(Contract):
+    sku: Text
+    quantity: int = Field(ge=1, le=10_000)
+    serial: str | None = None
+
+
+class ParcelReceivedData(Contract):
+    receipt_id: Text
+    warehouse_id: Text
+    rma_number: str | None = None
+    tracking_number: str | None = None
+    order_id: str | None = None
+    items: list[ReceivedItemData] = Field(min_length=1, max_length=500)
+
+
+class InspectedItemData(Contract):
+    sku: Text
+    serial: str | None = None
+    quantity: int = Field(ge=1, le=10_000)
+    condition: Condition
+    disposition: Disposition
+    line_no: int | None = None
+
+
+class ItemsInspectedData(Contract):
+    receipt_id: Text
+    rma_number: Text
+    warehouse_id: str | None = None
+    items: list[InspectedItemData] = Field(min_length=1, max_length=500)
+
+
+class StockCountedData(Contract):
+    sku: Text
+    location_id: Text
+    quantity: int = Field(ge=0)
+    count_id: str | None = None
+
+
+class StockAdjustedData(Contract):
+    sku: Text
+    location_id: Text
+    delta: int
+    reason: Text
+    adjustment_id: str | None = None
+
+
+# ---------------------------------------------------------------- pos.returns.v1
+class StoreReturnItemData(Contract):
+    line: int = Field(ge=1)
+    quantity: int = Field(ge=1)
+    serial: str | None = None
+    reason_code: ReasonCode
+    condition: Condition = Condition.RESELLABLE
+    disposition: Disposition | None = None
+
+
+class ReturnRecordedData(Contract):
+    store_return_id: Text
+    store_id: Text
+    staff_id: Text
+    order_id: Text
+    items: list[StoreReturnItemData] = Field(min_length=1, max_length=200)
+    refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT
+
+
+# ---------------------------------------------------------------- psp.refunds.v1
+class RefundSettledData(Contract):
+    refund_id: Text
+    provider_reference: Text
+    amount: Amount
+
+
+class RefundFailedData(Contract):
+    refund_id: Text
+    reason: Text
+
+    @field_validator("reason")
+    @classmethod
+    def _short(cls, value: str) -> str:
+        return value[:200]
+
+
+INBOUND: dict[str, dict[str, type[Contract]]] = {
+    "oms.orders.v1": {
+        "order.placed": OrderPlacedData,
+        "order.fulfilled": OrderFulfilledData,
+        "order.delivered": OrderDeliveredData,
+        "order.cancelled": OrderCancelledData,
+    },
+    "wms.receipts.v1": {
+        "parcel.received": ParcelReceivedData,
+        "items.inspected": ItemsInspectedData,
+        "stock.counted": StockCountedData,
+        "stock.adjusted": StockAdjustedData,
+    },
+    "pos.returns.v1": {"return.recorded": ReturnRecordedData},
+    "psp.refunds.v1": {"refund.settled": RefundSettledData, "refund.failed": RefundFailedData},
+}
+
+
+class ContractError(ValueError):
+    """Why a message breaks the contract; ``code`` goes into the DLQ headers."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Inbound(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    envelope: CloudEvent
+    data: Contract
+
+
+def parse_inbound(topic: str, raw: bytes) -> Inbound:
+    """Validate one message of an inbound topic, or raise ContractError saying why not."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ContractError("oversized", f"{len(raw)} bytes, the limit is {MAX_MESSAGE_BYTES}")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise ContractError("invalid_json", f"not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise ContractError("invalid_envelope", "a CloudEvent is a JSON object")
+    try:
+        envelope = CloudEvent.model_validate(document)
+    except ValidationError as error:
+        raise ContractError("invalid_envelope", _describe(error)) from None
+    models = INBOUND.get(topic, {})
+    model = models.get(envelope.type)
+    if model is None:
+        known = ", ".join(sorted(models)) or "none"
+        raise ContractError(
+            "unknown_type", f"type {envelope.type!r} is not accepted on {topic} (known: {known})"
+        )
+    try:
+        data = model.model_validate(envelope.data)
+    except ValidationError as error:
+        raise ContractError("invalid_data", _describe(error)) from None
+    return Inbound(envelope=envelope, data=data)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for issue in error.errors()[:5]:
+        where = ".".join(str(p) for p in issue["loc"]) or "message"
+        parts.append(f"{where}: {issue['msg']}")
+    return "; ".join(parts)[:500]
+
+
+def envelope_bytes(
+    *,
+    event_id: str,
+    source: str,
+    event_type: str,
+    time: str,
+    subject: str | None,
+    data: dict[str, Any],
+) -> bytes:
+    """Encode an outbound CloudEvent; orjson directly, as building models costs more."""
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": source,
+            "type": event_type,
+            "time": time,
+            "subject": subject,
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+    )

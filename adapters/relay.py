@@ -1,0 +1,302 @@
+"""The relay: the committed event log, in order, to Kafka, without loss.
+
+It reads ``oms_events`` by notification id, publishes each event as a CloudEvent keyed by
+its aggregate (so per-aggregate order holds), waits for the broker's acks, and only then
+records its position in PostgreSQL. A crash between the two republishes a tail whose
+events carry the same ids, which consumers dedupe. Nothing publishes in the command path.
+
+Latency without polling PostgreSQL hard: when it has caught up it LISTENs on the channel
+the event store NOTIFYs on every insert, with a one-second timeout as a safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError
+
+from adapters.embedded import TopicSpec, provision_topics
+from adapters.topics import EVENT_TOPIC_BY_KIND, NOTIFICATIONS, RELAY_EPOCH
+from domain.events import EVENT_TYPES
+
+log = logging.getLogger(__name__)
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS oms_relay_positions (
+        name text PRIMARY KEY,
+        notification_id bigint NOT NULL,
+        epoch text,
+        updated_at timestamptz NOT NULL DEFAULT now())""",
+    # Each consumer of the relayed topics records the last event-store position it applied;
+    # after the broker loses its data the relay refills it from the lowest of them.
+    """CREATE TABLE IF NOT EXISTS oms_consumer_positions (
+        consumer text PRIMARY KEY,
+        notification_id bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now())""",
+]
+
+# The customer hears about these; the message is built from the stored event alone.
+NOTIFY_TEMPLATES = {
+    "rma.authorized": "return_authorized",
+    "rma.parcel_received": "parcel_received",
+    "rma.refund_settled": "refund_issued",
+    "rma.store_credit_issued": "store_credit_issued",
+}
+
+KIND_BY_TYPE = {name: cls.aggregate_kind for name, cls in EVENT_TYPES.items()}
+
+
+@dataclass(frozen=True)
+class OutboundRecord:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    batches: int = 0
+    position: int = 0
+    epochs: list[str] = field(default_factory=list)
+
+
+def records_for(row: tuple[int, Any, int, str, bytes]) -> list[OutboundRecord]:
+    """The CloudEvent (and any customer notification) for one stored event."""
+    notification_id, originator_id, version, type_name, state = row
+    body = orjson.loads(state)
+    kind = KIND_BY_TYPE.get(type_name, "unknown")
+    aggregate = str(originator_id)
+    event_id = f"{aggregate}:{version}"
+    data = {**body, "aggregate_id": aggregate, "version": version, "position": notification_id}
+    cloud_event = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": f"oms/{kind}",
+        "type": type_name,
+        "time": body.get("timestamp"),
+        "subject": aggregate,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    key = aggregate.encode()
+    records = [
+        OutboundRecord(
+            EVENT_TOPIC_BY_KIND.get(kind, "oms.unknown-events.v1"), key, orjson.dumps(cloud_event)
+        )
+    ]
+    template = NOTIFY_TEMPLATES.get(type_name)
+    if template is not None:
+        notice = {
+            **cloud_event,
+            "id": f"{event_id}:notify",
+            "type": f"notification.{template}",
+            "data": {**data, "template": template},
+        }
+        records.append(OutboundRecord(NOTIFICATIONS, key, orjson.dumps(notice)))
+    return records
+
+
+def default_producer(bootstrap: str) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        batch_size=512 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        request_timeout_ms=15000,
+        retry_backoff_ms=100,
+    )
+
+
+class Relay:
+    def __init__(
+        self,
+        database_url: str,
+        bootstrap: str,
+        *,
+        topic_specs: Mapping[str, TopicSpec],
+        name: str = "relay",
+        batch_size: int = 5000,
+        epoch_check_s: float = 2.0,
+        producer_factory: Callable[[str], KafkaProducer] = default_producer,
+        events_table: str = "oms_events",
+    ) -> None:
+        self.database_url = database_url
+        self.bootstrap = bootstrap
+        self.topic_specs = dict(topic_specs)
+        self.name = name
+        self.batch_size = batch_size
+        self.epoch_check_s = epoch_check_s
+        self.producer_factory = producer_factory
+        self.events_table = events_table
+        self.stats = RelayStats()
+        self._producer: KafkaProducer | None = None
+        self._epoch: str | None = None
+        self._last_epoch_check = 0.0
+        self._db = psycopg.connect(database_url, autocommit=True)
+        self._listener = psycopg.connect(database_url, autocommit=True)
+        for statement in SCHEMA:
+            self._db.execute(statement)
+        self._listener.execute(f'LISTEN "{events_table}"')
+        self.stats.position, self._epoch = self._load_position()
+
+    # ------------------------------------------------------------ the loop
+    def run(
+        self, stop: threading.Event, on_batch: Callable[[RelayStats], None] | None = None
+    ) -> None:
+        while not stop.is_set():
+            try:
+                published = self.run_once()
+            except KafkaError as error:
+                log.warning("broker trouble, recreating the producer: %r", error)
+                self._reset_producer()
+                self._last_epoch_check = 0.0  # the broker may have come back empty
+                stop.wait(0.5)
+                continue
+            if on_batch is not None and published:
+                on_batch(self.stats)
+            if published < self.batch_size:
+                self._wait_for_new_events(stop, timeout=1.0)
+
+    def run_once(self) -> int:
+        """Publish the next batch and record the position; returns how many events went out."""
+        self._check_epoch()
+        rows = self._db.execute(
+            f"SELECT notification_id, originator_id, originator_version, topic, state "
+            f'FROM "{self.events_table}" WHERE notification_id > %s '
+            "ORDER BY notification_id LIMIT %s",
+            [self.stats.position, self.batch_size],
+        ).fetchall()
+        if not rows:
+            return 0
+        producer = self._get_producer()
+        futures = []
+        for row in rows:
+            for record in records_for(row):
+                futures.append(producer.send(record.topic, key=record.key, value=record.value))
+        producer.flush(timeout=30)
+        for future in futures:
+            if not future.is_done:
+                raise KafkaError("a send did not complete within the flush timeout")
+            if future.failed():
+                raise future.exception
+        last = int(rows[-1][0])
+        self._save_position(last)
+        self.stats.position = last
+        self.stats.published += len(rows)
+        self.stats.batches += 1
+        return len(rows)
+
+    def _wait_for_new_events(self, stop: threading.Event, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            # Short slices so a stop request is honoured quickly.
+            for _ in self._listener.notifies(timeout=min(remaining, 0.2), stop_after=1):
+                return
+
+    # ------------------------------------------------------------ the broker's memory
+    def _check_epoch(self) -> None:
+        now = time.monotonic()
+        if now - self._last_epoch_check < self.epoch_check_s:
+            return
+        self._last_epoch_check = now
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
+        try:
+            present = RELAY_EPOCH in set(admin.list_topics())
+        finally:
+            admin.close()
+        if present and self._epoch is not None:
+            return
+        provision_topics(self.bootstrap, self.topic_specs)
+        if self._epoch is not None or self.stats.position > 0:
+            rewind_to = self._lowest_consumer_position()
+            log.warning(
+                "the broker came back without our topics: republishing from position %d "
+                "(was at %d)",
+                rewind_to,
+                self.stats.position,
+            )
+            self.stats.position = min(self.stats.position, rewind_to)
+        epoch = uuid.uuid4().hex
+        self._reset_producer()
+        producer = self._get_producer()
+        producer.send(
+            RELAY_EPOCH,
+            key=self.name.encode(),
+            value=orjson.dumps(
+                {"epoch": epoch, "relay": self.name, "position": self.stats.position}
+            ),
+        )
+        producer.flush(timeout=30)
+        self._epoch = epoch
+        self.stats.epochs.append(epoch)
+        self._save_position(self.stats.position)
+
+    def _lowest_consumer_position(self) -> int:
+        row = self._db.execute("SELECT min(notification_id) FROM oms_consumer_positions").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # ------------------------------------------------------------ state
+    def _load_position(self) -> tuple[int, str | None]:
+        row = self._db.execute(
+            "SELECT notification_id, epoch FROM oms_relay_positions WHERE name = %s", [self.name]
+        ).fetchone()
+        if row is None:
+            return 0, None
+        return int(row[0]), row[1]
+
+    def _save_position(self, position: int) -> None:
+        self._db.execute(
+            "INSERT INTO oms_relay_positions (name, notification_id, epoch) VALUES (%s, %s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET notification_id = EXCLUDED.notification_id,"
+            " epoch = EXCLUDED.epoch, updated_at = now()",
+            [self.name, position, self._epoch],
+        )
+
+    def _get_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = self.producer_factory(self.bootstrap)
+        return self._producer
+
+    def _reset_producer(self) -> None:
+        # An idempotent producer that lived through a broker restart fails for good
+        # (InitProducerId): a new one starts a new producer id.
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=2)
+            except Exception:
+                log.debug("closing a broken producer failed", exc_info=True)
+            self._producer = None
+
+    def close(self) -> None:
+        self._reset_producer()
+        self._db.close()
+        self._listener.close()
+
+
+def lag(database_url: str, name: str = "relay") -> dict[str, int]:
+    """Events stored but not yet relayed, measured on our own positions (not the broker's)."""
+    with psycopg.connect(database_url) as conn:
+        head_row = conn.execute(
+            "SELECT coalesce(max(notification_id), 0) FROM oms_events"
+        ).fetchone()
+        pos_row = conn.execute(
+            "SELECT notification_id FROM oms_relay_positions WHERE name = %s", [name]
+        ).fetchone()
+    head = int(head_row[0]) if head_row else 0
+    position = int(pos_row[0]) if pos_row else 0
+    return {"head": head, "relayed": position, "lag": head - position}
