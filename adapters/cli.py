@@ -18,6 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--orders", type=int, default=120, help="orders to place (default 120)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the scenario")
     demo.add_argument("--quiet", action="store_true", help="print only progress and the summary")
+    schemas = sub.add_parser("schemas", help="export the contract's JSON Schemas")
+    schemas.add_argument("--out", default=None, help="directory (default docs/schemas)")
+    relay = sub.add_parser("relay", help="publish the event store to Kafka, in order, forever")
+    relay.add_argument("--batch-size", type=int, default=5000)
+    relay.add_argument("--name", default="relay", help="position name (one per relay)")
     return parser
 
 
@@ -37,6 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "demo":
         return run_demo(settings, orders=args.orders, seed=args.seed, quiet=args.quiet)
+    if args.command == "schemas":
+        from pathlib import Path
+
+        from adapters.schemas import DEFAULT_DIR, export
+
+        written = export(Path(args.out) if args.out else DEFAULT_DIR)
+        print(f"wrote {len(written)} schemas under {args.out or DEFAULT_DIR}")
+        return 0
+    if args.command == "relay":
+        return run_relay(settings, batch_size=args.batch_size, name=args.name)
     parser.error(f"unknown command {args.command}")
     return 2
 
@@ -56,6 +71,43 @@ def run_demo(settings: Settings, *, orders: int, seed: int, quiet: bool) -> int:
         finally:
             service.close()
     return 1 if mismatches else 0
+
+
+def run_relay(settings: Settings, *, batch_size: int, name: str) -> int:
+    import signal
+    import threading
+
+    from adapters.eventstore import create_service
+    from adapters.relay import Relay, RelayStats
+    from adapters.stack import kafka, postgres
+    from adapters.topics import topic_specs
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with postgres(settings) as url, kafka(settings) as bootstrap:
+        create_service(url).close()  # creates the event store's tables on a fresh database
+        relay = Relay(
+            url,
+            bootstrap,
+            topic_specs=topic_specs(settings.topic_partitions),
+            batch_size=batch_size,
+            name=name,
+        )
+
+        def report(stats: RelayStats) -> None:
+            logging.getLogger("relay").info(
+                "relayed %d events in %d batches, at position %d",
+                stats.published,
+                stats.batches,
+                stats.position,
+            )
+
+        try:
+            relay.run(stop, on_batch=report)
+        finally:
+            relay.close()
+    return 0
 
 
 if __name__ == "__main__":

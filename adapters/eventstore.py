@@ -88,10 +88,7 @@ class OmsRecorder(PostgresProcessRecorder):
             events_table_name=events_table_name,
             tracking_table_name=tracking_table_name,
         )
-        self.sql_create_statements.extend(
-            SQL(statement).format()
-            for statement in LOOKUP_TABLES
-        )
+        self.sql_create_statements.extend(SQL(statement).format() for statement in LOOKUP_TABLES)
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

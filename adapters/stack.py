@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from adapters.embedded import EmbeddedPostgres
+from adapters.embedded import EmbeddedKafka, EmbeddedPostgres
 from adapters.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,3 +22,15 @@ def postgres(settings: Settings) -> Iterator[str]:
     with EmbeddedPostgres(settings.postgres_dir) as server:
         log.info("embedded PostgreSQL at %s (data in %s)", server.url, settings.postgres_dir)
         yield server.url
+
+
+@contextmanager
+def kafka(settings: Settings) -> Iterator[str]:
+    """Yield Kafka bootstrap servers; an embedded Tansu started here is stopped on the way out."""
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap
+        return
+    settings.kafka_dir.parent.mkdir(parents=True, exist_ok=True)
+    with EmbeddedKafka(settings.kafka_dir) as broker:
+        log.info("embedded Tansu broker at %s", broker.bootstrap)
+        yield broker.bootstrap

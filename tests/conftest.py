@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.embedded import EmbeddedPostgres
+from adapters.embedded import EmbeddedKafka, EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +26,16 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("OMS_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    broker = EmbeddedKafka(Path(tmp_path_factory.mktemp("stack")) / "tansu").start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

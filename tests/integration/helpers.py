@@ -69,3 +69,35 @@ def delivered_order(
     )
     service.deliver_order(ctx(), order_number=number)
     return number
+
+
+def place_orders_in_batches(service: ReturnsService, *, orders: int, batch: int) -> list[str]:
+    """Many one-line orders through ``run_batch``: quick volume for relay tests."""
+    numbers = []
+    for start in range(0, orders, batch):
+        commands = []
+        for _ in range(min(batch, orders - start)):
+            number = f"B-{uuid.uuid4().hex[:12]}"
+            numbers.append(number)
+            c = ctx()
+            commands.append(
+                (
+                    c,
+                    service.cmd_place_order(
+                        c,
+                        order_number=number,
+                        customer_id="bulk",
+                        customer_email=None,
+                        channel=Channel.WEB,
+                        lines=[
+                            OrderLine(line_no=1, sku="BULK-1", quantity=1, unit_price=eur("10.00"))
+                        ],
+                        payments=[
+                            Payment(payment_id="p", method=PaymentMethod.CARD, amount=eur("10.00"))
+                        ],
+                        shipping=eur("0.00"),
+                    ),
+                )
+            )
+        service.run_batch(commands)
+    return numbers

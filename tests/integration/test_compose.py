@@ -29,7 +29,10 @@ def test_docker_compose_config_accepts_the_file() -> None:
     assert binary, "docker-compose is missing: ./run test installs it (Debian package)"
     result = subprocess.run(
         [binary, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-        capture_output=True, text=True, timeout=50, check=False,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 

@@ -18,9 +18,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def delivered(service: ReturnsService, order_id: str) -> None:
-    results = process_batch(service, "oms.orders.v1", [
-        m.order_placed(order_id), m.order_fulfilled(order_id), m.order_delivered(order_id),
-    ])
+    results = process_batch(
+        service,
+        "oms.orders.v1",
+        [
+            m.order_placed(order_id),
+            m.order_fulfilled(order_id),
+            m.order_delivered(order_id),
+        ],
+    )
     assert results == [None, None, None]
 
 
@@ -38,7 +44,8 @@ def test_a_receipt_published_five_times_has_one_effect(service: ReturnsService) 
     order_id = f"WEB-{uuid.uuid4().hex[:8]}"
     delivered(service, order_id)
     rma = service.request_return(
-        ctx(), order_number=order_id,
+        ctx(),
+        order_number=order_id,
         lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
     )
     assert rma.rma_number
@@ -53,17 +60,25 @@ def test_the_warehouse_and_payment_provider_close_a_return(service: ReturnsServi
     order_id = f"WEB-{uuid.uuid4().hex[:8]}"
     delivered(service, order_id)
     rma = service.request_return(
-        ctx(), order_number=order_id,
+        ctx(),
+        order_number=order_id,
         lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
     )
     assert rma.rma_number
     receipt = "REC-" + order_id
-    assert process_batch(service, "wms.receipts.v1", [
-        m.parcel_received(receipt, rma.rma_number), m.items_inspected(receipt, rma.rma_number),
-    ]) == [None, None]
+    assert process_batch(
+        service,
+        "wms.receipts.v1",
+        [
+            m.parcel_received(receipt, rma.rma_number),
+            m.items_inspected(receipt, rma.rma_number),
+        ],
+    ) == [None, None]
     state = service.get_return(rma.aggregate_id).state
     (refund_id,) = state.refunds
-    assert process_batch(service, "psp.refunds.v1", [m.refund_settled(refund_id, "30.00")]) == [None]
+    assert process_batch(service, "psp.refunds.v1", [m.refund_settled(refund_id, "30.00")]) == [
+        None
+    ]
     assert service.get_return(rma.aggregate_id).state.status.value == "closed"
 
 
@@ -73,8 +88,9 @@ def test_malformed_and_refused_messages_are_rejected_with_reasons_and_the_rest_p
     order_id = f"WEB-{uuid.uuid4().hex[:8]}"
     values = [
         b"{not json",
-        orjson.dumps({"specversion": "1.0", "id": "x", "source": "s", "type": "order.exploded",
-                      "data": {}}),
+        orjson.dumps(
+            {"specversion": "1.0", "id": "x", "source": "s", "type": "order.exploded", "data": {}}
+        ),
         m.cloud_event("order.placed", {"order_id": order_id}, source="commerce/web"),
         m.order_placed(order_id),
         m.cloud_event("order.cancelled", {"order_id": "NO-SUCH-ORDER"}, source="commerce/web"),

@@ -1,0 +1,303 @@
+"""The generic faust runtime (streams.app, streams.worker) against a real Tansu broker.
+
+Workers run as child processes (``python -m streams.worker``) so a test can SIGKILL one
+like a crash. Their app comes from :func:`sink_app` below, configured by environment: it
+records what its handler received in files the test reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from adapters.embedded import EmbeddedKafka, provision_topics
+from adapters.settings import Settings
+from streams.app import HANDLER_FAILED, DeadLetter, InboundRecord, create_app
+from streams.topics import ORDERS, all_topic_specs, dlq
+from streams.worker import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_SPEC = f"{__name__}:sink_app"
+PARTITIONS = 4
+
+# ---------------------------------------------------------------------- the worker side
+# Runs in the worker process, configured by these variables.
+SINK_ENV = "STREAMS_TEST_SINK"  # directory for received.log / batches.log / markers
+MODE_ENV = "STREAMS_TEST_MODE"  # "json" (decode, dead-letter invalid JSON) or "noop"
+DELAY_ENV = "STREAMS_TEST_BATCH_DELAY_S"  # sleep per batch: slows a worker down to kill it
+
+
+def sink_app() -> faust.App:
+    sink = Path(os.environ[SINK_ENV])
+    delay = float(os.environ.get(DELAY_ENV, "0"))
+    handler = _json_handler(sink, delay) if os.environ[MODE_ENV] == "json" else _noop(sink)
+    return create_app(
+        Settings.from_env(),
+        app_id="streams-runtime-test",
+        handlers={ORDERS: handler},
+        retry_backoff_s=0.05,
+    )
+
+
+def _json_handler(sink: Path, delay: float) -> Callable[[Sequence[InboundRecord]], object]:
+    async def handle(records: Sequence[InboundRecord]) -> list[DeadLetter]:
+        import asyncio
+
+        letters, lines = [], []
+        for record in records:
+            try:
+                body = orjson.loads(record.value)
+            except orjson.JSONDecodeError as exc:
+                letters.append(DeadLetter(record, str(exc), "invalid_json"))
+                continue
+            if body.get("raise") == "always":
+                raise RuntimeError("boom: the handler is broken")
+            marker = sink / f"raised-{body.get('raise')}"
+            if body.get("raise") and not marker.exists():
+                marker.touch()
+                raise RuntimeError("transient: the database blinked")
+            lines.append(record.value + b"\n")
+        if delay:
+            await asyncio.sleep(delay)
+        # Blocking writes in an agent are wrong in production; a test sink can afford them.
+        with (sink / "received.log").open("ab") as out:
+            out.writelines(lines)
+        with (sink / "batches.log").open("a") as out:
+            out.write(f"{len(records)}\n")
+        return letters
+
+    return handle
+
+
+def _noop(sink: Path) -> Callable[[Sequence[InboundRecord]], object]:
+    async def handle(records: Sequence[InboundRecord]) -> list[DeadLetter]:
+        with (sink / "batches.log").open("a") as out:
+            out.write(f"{time.time()} {len(records)}\n")
+        return []
+
+    return handle
+
+
+# ---------------------------------------------------------------------- the test side
+
+
+@pytest.fixture
+def kafka(tmp_path: Path) -> Iterator[EmbeddedKafka]:
+    with EmbeddedKafka(tmp_path / "tansu") as broker:
+        provision_topics(broker.bootstrap, all_topic_specs(PARTITIONS))
+        yield broker
+
+
+@pytest.fixture
+def new_worker(kafka: EmbeddedKafka, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+    sink = tmp_path / "sink"
+    sink.mkdir()
+
+    def new(mode: str = "json", batch_delay_s: float = 0.0) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "OMS_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "OMS_DATA_DIR": str(tmp_path / "data"),
+            "OMS_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+            "OMS_FETCH_MAX_WAIT_MS": "20",
+            SINK_ENV: str(sink),
+            MODE_ENV: mode,
+            DELAY_ENV: str(batch_delay_s),
+        }
+        worker = WorkerProcess(
+            APP_SPEC, workdir=tmp_path / f"worker-{len(workers)}", env=env, cwd=ROOT
+        )
+        workers.append(worker)
+        return worker.start()
+
+    yield new
+    for worker in workers:
+        if worker.is_running():
+            worker.kill()
+
+
+def _sink(tmp_path: Path, name: str) -> list[bytes]:
+    try:
+        return (tmp_path / "sink" / name).read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def _produce(
+    bootstrap: str,
+    messages: Sequence[tuple[bytes | None, bytes]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=256 * 1024)
+    try:
+        for key, value in messages:
+            producer.send(ORDERS, key=key, value=value, headers=headers or [])
+        producer.flush(timeout=60)
+    finally:
+        producer.close()
+
+
+def _read_dlq(bootstrap: str, expected: int, timeout: float = 30.0) -> list[Any]:
+    consumer = KafkaConsumer(
+        dlq(ORDERS),
+        bootstrap_servers=bootstrap,
+        group_id=f"dlq-reader-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1500,
+        fetch_max_wait_ms=20,
+    )
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def _order(n: int) -> bytes:
+    return orjson.dumps({"id": f"msg-{n}", "type": "order.placed", "data": {"n": n}})
+
+
+@pytest.mark.timeout(120)
+def test_worker_batches_valid_messages_and_dead_letters_invalid_ones(
+    kafka: EmbeddedKafka, new_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    valid = [(f"order-{n}".encode(), _order(n)) for n in range(2000)]
+    _produce(kafka.bootstrap, valid)
+    invalid = [(b"order-x", b"{not json"), (None, b"\xff\xfe binary")]
+    _produce(kafka.bootstrap, invalid, headers=[("trace", b"abc")])
+
+    worker = new_worker()
+    worker.wait_ready(60)
+    _wait_for(lambda: len(_sink(tmp_path, "received.log")) >= 1, 60, "the first message")
+    assert worker.started_at is not None
+    first_message_s = time.monotonic() - worker.started_at
+    _wait_for(lambda: len(_sink(tmp_path, "received.log")) >= len(valid), 60, "all messages")
+
+    assert sorted(_sink(tmp_path, "received.log")) == sorted(value for _, value in valid)
+    batch_sizes = [int(line) for line in _sink(tmp_path, "batches.log")]
+    assert max(batch_sizes) > 1, "messages should arrive in batches"
+    assert max(batch_sizes) <= 500
+
+    letters = _read_dlq(kafka.bootstrap, expected=len(invalid))
+    assert sorted(((r.key, r.value) for r in letters), key=repr) == sorted(invalid, key=repr)
+    for record in letters:
+        headers = dict(record.headers)
+        assert headers["x-dlq-error-code"] == b"invalid_json"
+        assert headers["x-dlq-reason"]
+        assert headers["x-original-topic"] == ORDERS.encode()
+        assert 0 <= int(headers["x-original-partition"]) < PARTITIONS
+        assert int(headers["x-original-offset"]) >= 0
+    print(f"\nworker start to first message: {first_message_s:.2f}s (session timeout 6s)")
+    assert worker.terminate() == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_handler_that_raises_does_not_stop_the_agent(
+    kafka: EmbeddedKafka, new_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    worker = new_worker()
+    worker.wait_ready(60)
+
+    # Always raising: retried, then dead-lettered with the exception as the reason.
+    broken = orjson.dumps({"id": "broken", "raise": "always"})
+    _produce(kafka.bootstrap, [(b"order-b", broken)])
+    [letter] = _read_dlq(kafka.bootstrap, expected=1)
+    assert (letter.key, letter.value) == (b"order-b", broken)
+    headers = dict(letter.headers)
+    assert headers["x-dlq-error-code"] == HANDLER_FAILED.encode()
+    assert headers["x-dlq-reason"] == b"RuntimeError: boom: the handler is broken"
+
+    # Raising once: the retry succeeds, nothing is dead-lettered.
+    transient = orjson.dumps({"id": "transient", "raise": "once"})
+    _produce(kafka.bootstrap, [(b"order-t", transient), (b"order-1", _order(1))])
+    _wait_for(lambda: len(_sink(tmp_path, "received.log")) >= 2, 30, "the retried batch")
+    assert sorted(_sink(tmp_path, "received.log")) == sorted([transient, _order(1)])
+    assert len(_read_dlq(kafka.bootstrap, expected=2, timeout=3)) == 1
+    assert worker.is_running()
+    assert "boom: the handler is broken" in worker.log_tail(100_000)
+    assert worker.terminate() == 0
+
+
+@pytest.mark.timeout(180)
+def test_a_killed_worker_restarted_processes_everything(
+    kafka: EmbeddedKafka, new_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    total = 20_000
+    sent = {_order(n) for n in range(total)}
+    _produce(kafka.bootstrap, [(f"order-{n}".encode(), _order(n)) for n in range(total)])
+
+    # Slowed down so it is killed mid-stream, after some offset commits (every 2.8 s).
+    first = new_worker(batch_delay_s=0.05)
+    first.wait_ready(60)
+    _wait_for(lambda: len(_sink(tmp_path, "received.log")) >= 3000, 60, "some progress")
+    time.sleep(3)
+    first.kill()
+    before_kill = len(_sink(tmp_path, "received.log"))
+    assert before_kill < total, "the first worker should not have finished"
+
+    second = new_worker()
+    second.wait_ready(60)
+    _wait_for(lambda: set(_sink(tmp_path, "received.log")) >= sent, 90, "every message")
+    received = _sink(tmp_path, "received.log")
+    assert set(received) == sent
+    print(
+        f"\nkilled after {before_kill} of {total}; "
+        f"{len(received) - total} redelivered (at least once)"
+    )
+    assert second.terminate() == 0
+
+
+@pytest.mark.timeout(180)
+def test_throughput_of_a_noop_pipeline(
+    kafka: EmbeddedKafka, new_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    total = 50_000
+    value = orjson.dumps({"id": "x" * 36, "type": "order.placed", "data": {"pad": "y" * 200}})
+    _produce(kafka.bootstrap, [(f"order-{n}".encode(), value) for n in range(total)])
+
+    worker = new_worker(mode="noop")
+    worker.wait_ready(60)
+
+    def consumed() -> int:
+        return sum(int(line.split()[1]) for line in _sink(tmp_path, "batches.log"))
+
+    _wait_for(lambda: consumed() >= total, 120, f"{total} messages")
+    stamps = [float(line.split()[0]) for line in _sink(tmp_path, "batches.log")]
+    first_batch = int(_sink(tmp_path, "batches.log")[0].split()[1])
+    rate = (total - first_batch) / max(stamps[-1] - stamps[0], 1e-6)
+    print(f"\nno-op pipeline: {rate:,.0f} messages/s through one worker")
+    assert consumed() == total
+    assert rate > 1000
+    assert worker.terminate() == 0
+
+
+def test_inbound_records_are_plain_values() -> None:
+    record = InboundRecord(ORDERS, 0, 7, None, b"{}", (("h", b"v"),), 1)
+    assert DeadLetter(record, "why", "code").record == record
+    assert json.loads(record.value) == {}
