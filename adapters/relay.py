@@ -70,37 +70,47 @@ class RelayStats:
     epochs: list[str] = field(default_factory=list)
 
 
-def records_for(row: tuple[int, Any, int, str, bytes]) -> list[OutboundRecord]:
-    """The CloudEvent (and any customer notification) for one stored event."""
+def cloud_event_for(row: tuple[int, Any, int, str, bytes]) -> dict[str, Any]:
+    """The outbound CloudEvent of one ``oms_events`` row (notification_id, originator_id,
+    originator_version, topic, state): what the relay publishes and what a rebuild replays."""
     notification_id, originator_id, version, type_name, state = row
     body = orjson.loads(state)
     kind = KIND_BY_TYPE.get(type_name, "unknown")
     aggregate = str(originator_id)
-    event_id = f"{aggregate}:{version}"
-    data = {**body, "aggregate_id": aggregate, "version": version, "position": notification_id}
-    cloud_event = {
+    return {
         "specversion": "1.0",
-        "id": event_id,
+        "id": f"{aggregate}:{version}",
         "source": f"oms/{kind}",
         "type": type_name,
         "time": body.get("timestamp"),
         "subject": aggregate,
         "datacontenttype": "application/json",
-        "data": data,
+        "data": {
+            **body,
+            "aggregate_id": aggregate,
+            "version": version,
+            "position": notification_id,
+        },
     }
-    key = aggregate.encode()
+
+
+def records_for(row: tuple[int, Any, int, str, bytes]) -> list[OutboundRecord]:
+    """The CloudEvent (and any customer notification) for one stored event."""
+    cloud_event = cloud_event_for(row)
+    kind = cloud_event["source"].removeprefix("oms/")
+    key = cloud_event["subject"].encode()
     records = [
         OutboundRecord(
             EVENT_TOPIC_BY_KIND.get(kind, "oms.unknown-events.v1"), key, orjson.dumps(cloud_event)
         )
     ]
-    template = NOTIFY_TEMPLATES.get(type_name)
+    template = NOTIFY_TEMPLATES.get(cloud_event["type"])
     if template is not None:
         notice = {
             **cloud_event,
-            "id": f"{event_id}:notify",
+            "id": f"{cloud_event['id']}:notify",
             "type": f"notification.{template}",
-            "data": {**data, "template": template},
+            "data": {**cloud_event["data"], "template": template},
         }
         records.append(OutboundRecord(NOTIFICATIONS, key, orjson.dumps(notice)))
     return records
