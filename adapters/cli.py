@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     relay = sub.add_parser("relay", help="publish the event store to Kafka, in order, forever")
     relay.add_argument("--batch-size", type=int, default=5000)
     relay.add_argument("--name", default="relay", help="position name (one per relay)")
+    sub.add_parser(
+        "integrations",
+        help="run the integrations worker: inbound topics to commands, refunds to the provider",
+    )
+    sub.add_parser("provision", help="create every topic (idempotent)")
+    sub.add_parser("lag", help="show how far the relay is behind the event store")
     return parser
 
 
@@ -52,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "relay":
         return run_relay(settings, batch_size=args.batch_size, name=args.name)
+    if args.command == "integrations":
+        return run_integrations(settings)
+    if args.command == "provision":
+        return run_provision(settings)
+    if args.command == "lag":
+        return run_lag(settings)
     parser.error(f"unknown command {args.command}")
     return 2
 
@@ -107,6 +119,45 @@ def run_relay(settings: Settings, *, batch_size: int, name: str) -> int:
             relay.run(stop, on_batch=report)
         finally:
             relay.close()
+    return 0
+
+
+def run_integrations(settings: Settings) -> int:
+    from adapters.embedded import provision_topics
+    from adapters.eventstore import create_service
+    from adapters.stack import kafka, postgres
+    from adapters.topics import topic_specs
+    from streams.integrations import create_integrations_app, kafka_publisher
+    from streams.worker import run_worker
+
+    with postgres(settings) as url, kafka(settings) as bootstrap:
+        # Faust must find its topics with their partition counts before it joins.
+        provision_topics(bootstrap, topic_specs(settings.topic_partitions))
+        wired = settings.model_copy(update={"database_url": url, "kafka_bootstrap": bootstrap})
+        service = create_service(url, pool_size=4)
+        app = create_integrations_app(wired, service, kafka_publisher(bootstrap))
+        run_worker(app, loglevel=settings.log_level)
+    return 0
+
+
+def run_provision(settings: Settings) -> int:
+    from adapters.embedded import provision_topics
+    from adapters.stack import kafka
+    from adapters.topics import topic_specs
+
+    with kafka(settings) as bootstrap:
+        specs = topic_specs(settings.topic_partitions)
+        provision_topics(bootstrap, specs)
+        print(f"{len(specs)} topics provisioned on {bootstrap}")
+    return 0
+
+
+def run_lag(settings: Settings) -> int:
+    from adapters.relay import lag
+    from adapters.stack import postgres
+
+    with postgres(settings) as url:
+        print(lag(url))
     return 0
 
 

@@ -7,9 +7,9 @@ insert transaction), so none of them can exist without the events or vice versa.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
@@ -18,7 +18,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from domain.application import ReturnsService
 from domain.lookups import LookupRows, SerialRow
@@ -65,14 +65,37 @@ LOOKUP_TABLES = [
         recorded_at timestamptz NOT NULL DEFAULT now())""",
 ]
 
-UPSERT_RETURN = SQL(
+INSERT_ORDERS = SQL(
+    "INSERT INTO oms_orders (order_id, order_number, customer_id, customer_email, placed_at)"
+    " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])"
+    " ON CONFLICT DO NOTHING"
+)
+INSERT_SERIALS = SQL(
+    "INSERT INTO oms_serials (serial, order_id, line_no)"
+    " SELECT * FROM unnest(%s::text[], %s::uuid[], %s::int[]) ON CONFLICT DO NOTHING"
+)
+UPSERT_RETURNS = SQL(
     "INSERT INTO oms_returns (return_id, rma_number, order_id, customer_id, status, blind,"
-    " authorized_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    " authorized_at, updated_at) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::uuid[],"
+    " %s::text[], %s::text[], %s::boolean[], %s::timestamptz[], %s::timestamptz[])"
     " ON CONFLICT (return_id) DO UPDATE SET rma_number = EXCLUDED.rma_number,"
     " order_id = EXCLUDED.order_id, customer_id = EXCLUDED.customer_id,"
     " status = EXCLUDED.status, blind = EXCLUDED.blind,"
     " authorized_at = EXCLUDED.authorized_at, updated_at = EXCLUDED.updated_at"
 )
+INSERT_REFUNDS = SQL(
+    "INSERT INTO oms_refunds (refund_id, return_id)"
+    " SELECT * FROM unnest(%s::text[], %s::uuid[]) ON CONFLICT DO NOTHING"
+)
+
+T = TypeVar("T")
+
+
+def columns(rows: Sequence[T], row: Callable[[T], tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows to one list per column, for ``unnest`` of typed arrays."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*(row(r) for r in rows), strict=True)]
 
 
 class OmsRecorder(PostgresProcessRecorder):
@@ -88,6 +111,11 @@ class OmsRecorder(PostgresProcessRecorder):
             events_table_name=events_table_name,
             tracking_table_name=tracking_table_name,
         )
+        self._insert_arrays = SQL(
+            "INSERT INTO {0} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
+            " RETURNING notification_id"
+        ).format(Identifier(events_table_name))
         self.sql_create_statements.extend(SQL(statement).format() for statement in LOOKUP_TABLES)
 
     def _insert_events(
@@ -138,30 +166,34 @@ class OmsRecorder(PostgresProcessRecorder):
             raise IntegrityError(f"{what}: {len(params) - claimed} of {len(params)} lost a race")
 
     def _write_lookups(self, curs: Cursor[DictRow], rows: LookupRows) -> None:
+        # One statement per table over column arrays: a batch of 500 commands writes four
+        # statements, not 2,000.
         if rows.orders:
-            curs.executemany(
-                SQL(
-                    "INSERT INTO oms_orders (order_id, order_number, customer_id, customer_email,"
-                    " placed_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            curs.execute(
+                INSERT_ORDERS,
+                columns(
+                    rows.orders,
+                    lambda o: (
+                        o.order_id,
+                        o.order_number,
+                        o.customer_id,
+                        o.customer_email,
+                        o.placed_at,
+                    ),
+                    5,
                 ),
-                [
-                    (o.order_id, o.order_number, o.customer_id, o.customer_email, o.placed_at)
-                    for o in rows.orders
-                ],
             )
         if rows.serials:
-            curs.executemany(
-                SQL(
-                    "INSERT INTO oms_serials (serial, order_id, line_no) VALUES (%s, %s, %s)"
-                    " ON CONFLICT DO NOTHING"
-                ),
-                [(s.serial, s.order_id, s.line_no) for s in rows.serials],
+            curs.execute(
+                INSERT_SERIALS,
+                columns(rows.serials, lambda r: (r.serial, r.order_id, r.line_no), 3),
             )
         if rows.returns:
-            curs.executemany(
-                UPSERT_RETURN,
-                [
-                    (
+            curs.execute(
+                UPSERT_RETURNS,
+                columns(
+                    rows.returns,
+                    lambda r: (
                         r.return_id,
                         r.rma_number,
                         r.order_id,
@@ -170,18 +202,32 @@ class OmsRecorder(PostgresProcessRecorder):
                         r.blind,
                         r.authorized_at,
                         r.updated_at,
-                    )
-                    for r in rows.returns
-                ],
+                    ),
+                    8,
+                ),
             )
         if rows.refunds:
-            curs.executemany(
-                SQL(
-                    "INSERT INTO oms_refunds (refund_id, return_id) VALUES (%s, %s)"
-                    " ON CONFLICT DO NOTHING"
-                ),
-                [(r.refund_id, r.return_id) for r in rows.refunds],
+            curs.execute(
+                INSERT_REFUNDS, columns(rows.refunds, lambda r: (r.refund_id, r.return_id), 2)
             )
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # The library sends a text-encoded array of composites; four typed arrays in binary
+        # cost the client far less CPU for the same rows, lock and notification.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_arrays,
+            [
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ],
+            binary=True,
+        )
 
     # ------------------------------------------------------------ the Lookups port
     def _select(self, statement: str, params: Sequence[Any]) -> list[DictRow]:

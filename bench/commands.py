@@ -5,15 +5,20 @@ PostgreSQL in a fresh temporary directory (or uses ``OMS_DATABASE_URL``), prints
 on stderr and a markdown table on stdout, and writes that table to ``bench/results/``.
 
 The machine this runs on is small and shared, so absolute numbers drift from run to run.
-Every repetition therefore runs each service case right after its raw baseline (same
-rows, same payload size, same durability) and the table reports the ratio between the
-two medians: that ratio is what should stay comparable across runs and machines.
+Each service case therefore runs in turns with its raw baselines (one call of each, over
+and over: the same rows, payload size and durability, plain psycopg) and the table
+reports the ratio between the medians: that ratio is what stays comparable across runs.
+``OMS_DATABASE_URL`` should name a scratch database: the run adds thousands of orders.
+
+``--profile`` prints cProfile tables (CPU-biased); for wall-clock shares, including time
+spent waiting on PostgreSQL, sample a run with ``py-spy record --idle``.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import io
 import itertools
 import os
@@ -41,13 +46,16 @@ from adapters.eventstore import create_service
 from domain.application import Ctx, Outcome, ReturnsService
 from domain.errors import DomainError
 from domain.events import Cause, FulfilledLine, OrderLine, Payment
-from domain.order import Order
+from domain.order import Order, order_id_for
 from domain.returns import RequestedLine
 from domain.unit_of_work import UnitOfWork
 from domain.values import Channel, Money, PaymentMethod, ReasonCode
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RAW_TABLE = "bench_raw_events"
+# Copies of the lookup tables (indexes included) for the by-hand replica of a commit.
+RAW_LOOKUPS = {"bench_raw_log": "oms_command_log", "bench_raw_orders": "oms_orders",
+               "bench_raw_serials": "oms_serials"}
 
 Command = Callable[[UnitOfWork, datetime], Outcome]
 Call = Callable[[], object]
@@ -55,7 +63,7 @@ Call = Callable[[], object]
 
 @dataclass(frozen=True)
 class Plan:
-    """How much work one repetition does; sized so a full run stays near 3-4 minutes."""
+    """How much work one repetition does: a full run takes about 2 minutes on 2 idle cores."""
 
     name: str
     repeats: int
@@ -72,9 +80,9 @@ class Plan:
 
 
 FULL = Plan(
-    name="full", repeats=5, single=600, returns=400, duplicates=600, point_selects=1500,
-    concurrent=900, batches_100=12, batches_500=4, mixed_batches=4, mixed_orders=100,
-    duplicate_batches=6,
+    name="full", repeats=5, single=800, returns=400, duplicates=800, point_selects=1500,
+    concurrent=800, batches_100=10, batches_500=3, mixed_batches=3, mixed_orders=100,
+    duplicate_batches=8,
 )
 QUICK = Plan(
     name="quick", repeats=2, single=200, returns=150, duplicates=200, point_selects=500,
@@ -99,6 +107,7 @@ class Case:
     baseline: str | None = None
     # Batched cases are judged per row written, single ones per transaction.
     per_event: bool = False
+    replica: str | None = None
     samples: list[Sample] = field(default_factory=list)
 
     def ops_per_s(self) -> float:
@@ -201,9 +210,10 @@ def place_call(work: Workload, svc: ReturnsService, spec: OrderSpec, ctx: Ctx) -
     return call
 
 
-def batch_call(svc: ReturnsService, commands: Sequence[tuple[Ctx, Command]]) -> Call:
+def batch_call(svc: ReturnsService, commands: Sequence[tuple[Ctx, Command]],
+               prefetch: Sequence[UUID] = ()) -> Call:
     def call() -> None:
-        check(svc.run_batch(commands))
+        check(svc.run_batch(commands, prefetch=prefetch))
 
     return call
 
@@ -217,6 +227,22 @@ def timed(calls: Sequence[Call]) -> tuple[float, list[float]]:
         call()
         latencies.append(time.perf_counter() - t0)
     return time.perf_counter() - started, latencies
+
+
+def timed_in_turns(workloads: Sequence[Sequence[Call]]) -> list[tuple[float, list[float]]]:
+    """Several workloads, one call of each in turn; each one's time is its latencies' sum.
+
+    Other work on this machine makes its speed drift over seconds; taking turns spreads
+    that drift evenly over the cases being compared, so their ratios stay meaningful.
+    """
+    latencies: list[list[float]] = [[] for _ in workloads]
+    for turn in itertools.zip_longest(*workloads):
+        for index, call in enumerate(turn):
+            if call is not None:
+                t0 = time.perf_counter()
+                call()
+                latencies[index].append(time.perf_counter() - t0)
+    return [(sum(chunk), chunk) for chunk in latencies]
 
 
 def timed_threads(per_thread: Sequence[Sequence[Call]]) -> tuple[float, list[float]]:
@@ -257,18 +283,22 @@ def split(calls: Sequence[Call], parts: int) -> list[list[Call]]:
 class Raw:
     """Plain psycopg writes of rows shaped like the event store's, with its indexes."""
 
-    def __init__(self, url: str, payload: bytes) -> None:
+    def __init__(self, url: str, payload: bytes, result: bytes) -> None:
         self.url = url
         self.payload = payload
+        self.result = result
         self.written: list[UUID] = []
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
+            for table in (RAW_TABLE, *RAW_LOOKUPS):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
             conn.execute(
                 f"CREATE TABLE {RAW_TABLE} (originator_id uuid NOT NULL,"
                 " originator_version bigint NOT NULL, topic text, state bytea,"
                 " notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
             )
             conn.execute(f"CREATE UNIQUE INDEX ON {RAW_TABLE} (notification_id)")
+            for table, like in RAW_LOOKUPS.items():
+                conn.execute(f"CREATE TABLE {table} (LIKE {like} INCLUDING ALL)")
         self._conns: list[psycopg.Connection[tuple[object, ...]]] = []
 
     def connections(self, count: int) -> list[psycopg.Connection[tuple[object, ...]]]:
@@ -306,6 +336,43 @@ class Raw:
 
         return call
 
+    def replica_commit(self, conn: psycopg.Connection[tuple[object, ...]],
+                       commands: int) -> Call:
+        """What place_order commits, sent by hand: the same rows, lock, NOTIFY and pipeline.
+
+        The gap between this and the service is the cost of everything that is not SQL.
+        """
+        ids = [uuid4() for _ in range(commands)]
+        now = datetime.now(UTC)
+        logs = [(f"raw:{i}", self.result) for i in ids]
+        orders = [(i, f"raw-{i}", "cust-raw", f"{i}@example.com", now) for i in ids]
+        serials = [(f"{i}-S{n}", i, 1) for i in ids for n in (1, 2)]
+        events = ([*ids], [1] * commands, ["order.placed"] * commands, [self.payload] * commands)
+
+        def call() -> None:
+            with conn.pipeline() as pipeline, conn.transaction():
+                with conn.cursor() as cur:
+                    cur.executemany("INSERT INTO bench_raw_log (key, result) VALUES (%s, %s)",
+                                    logs)
+                    cur.executemany(
+                        "INSERT INTO bench_raw_orders (order_id, order_number, customer_id,"
+                        " customer_email, placed_at) VALUES (%s, %s, %s, %s, %s)"
+                        " ON CONFLICT DO NOTHING", orders)
+                    cur.executemany(
+                        "INSERT INTO bench_raw_serials (serial, order_id, line_no)"
+                        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", serials)
+                with conn.cursor() as cur:
+                    cur.execute(f"LOCK TABLE {RAW_TABLE} IN EXCLUSIVE MODE", prepare=True)
+                    cur.execute(f"NOTIFY {RAW_TABLE}")
+                    cur.execute(
+                        f"INSERT INTO {RAW_TABLE} (originator_id, originator_version, topic,"
+                        " state) SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[],"
+                        " %s::bytea[]) RETURNING notification_id", events, prepare=True)
+                    pipeline.sync()
+                    cur.fetchall()
+
+        return call
+
     def point_select(self, conn: psycopg.Connection[tuple[object, ...]], row_id: UUID) -> Call:
         def call() -> None:
             conn.execute(
@@ -320,7 +387,8 @@ class Raw:
         for conn in self._conns:
             conn.close()
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
+            for table in (RAW_TABLE, *RAW_LOOKUPS):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 # ---------------------------------------------------------------------------- the bench
@@ -331,7 +399,8 @@ class Bench:
         self.work = Workload(run_id)
         self.services: dict[int, ReturnsService] = {}
         self.cases: dict[str, Case] = {}
-        self.raw = Raw(url, self._payload_like_order_placed())
+        result = Outcome(aggregate_id=uuid4(), status="placed").model_dump_json().encode()
+        self.raw = Raw(url, self._payload_like_order_placed(), result)
         # Orders delivered by the mixed batches, waiting for request_return.
         self.delivered: list[OrderSpec] = []
         # Keys committed by the single place_order case, replayed as duplicates.
@@ -359,10 +428,34 @@ class Bench:
         self.raw.close()
 
     def case(self, key: str, section: str, label: str, latency_of: str,
-             baseline: str | None = None, per_event: bool = False) -> Case:
+             baseline: str | None = None, per_event: bool = False,
+             replica: str | None = None) -> Case:
         if key not in self.cases:
-            self.cases[key] = Case(section, label, latency_of, baseline, per_event)
+            self.cases[key] = Case(section, label, latency_of, baseline, per_event, replica)
         return self.cases[key]
+
+    def replica_case(self, key: str, section: str, commands: int, baseline: str,
+                     connections: int = 1) -> Case:
+        label = f"raw: place_order's writes by hand, {commands} cmd/tx"
+        if connections > 1:
+            label += f", {connections} connections"
+        return self.case(key, section, label, "transaction", baseline=baseline,
+                         per_event=commands > 1)
+
+    def in_turns(self, entries: Sequence[tuple[Case, Sequence[Call], int, int]],
+                 service_events: int) -> None:
+        """Time (case, calls, ops per call, events per call) entries in turns and record them.
+
+        ``service_events`` is what the event store must have gained, a check that every
+        command did what it is counted for.
+        """
+        before = self.head()
+        measured = timed_in_turns([calls for _, calls, _, _ in entries])
+        written = self.events_written(before)
+        if written != service_events:
+            raise RuntimeError(f"expected {service_events} events, the store gained {written}")
+        for (case, calls, ops, events), result in zip(entries, measured, strict=True):
+            self.record(case, ops * len(calls), events * len(calls), result)
 
     def record(self, case: Case, ops: int, events: int,
                measured: tuple[float, list[float]]) -> None:
@@ -389,12 +482,14 @@ class Bench:
                                 customer_id="warm", customer_email=None, channel=Channel.WEB,
                                 lines=spec.lines, payments=spec.payments, shipping=eur("5.00"))
         self._mixed_batch(self.service(2), 20)()
+        self._mixed_batch(self.service(2), 20, prefetch=True)()
         conn = self.raw.connections(1)[0]
         for _ in range(20):
             self.raw.single_commit(conn)()
+            self.raw.replica_commit(conn, 1)()
         self.raw.batch_commit(conn, 100)()
 
-    def _mixed_batch(self, svc: ReturnsService, orders: int) -> Call:
+    def _mixed_batch(self, svc: ReturnsService, orders: int, prefetch: bool = False) -> Call:
         specs = self.work.orders(orders)
         commands: list[tuple[Ctx, Command]] = []
         for spec in specs:
@@ -407,12 +502,20 @@ class Bench:
         for spec in specs:
             ctx = self.work.keyed(spec, "deliver")
             commands.append((ctx, svc.cmd_deliver_order(ctx, order_number=spec.number)))
+        ids = [order_id_for(spec.number) for spec in specs] if prefetch else []
 
         def call() -> None:
-            check(svc.run_batch(commands))
+            check(svc.run_batch(commands, prefetch=ids))
             self.delivered.extend(specs)
 
         return call
+
+    def _place_batch(self, svc: ReturnsService, size: int, prefetch: bool) -> Call:
+        specs = self.work.orders(size)
+        commands = [(self.work.keyed(s, "place"),
+                     self.work.place(svc, s, self.work.keyed(s, "place"))) for s in specs]
+        return batch_call(svc, commands,
+                          [order_id_for(s.number) for s in specs] if prefetch else [])
 
     def batched(self) -> None:
         plan, svc = self.plan, self.service(2)
@@ -420,60 +523,58 @@ class Bench:
         for size, count in ((100, plan.batches_100), (500, plan.batches_500)):
             raw = self.case(f"raw-{size}", "batched", f"raw executemany, {size} rows/tx",
                             "transaction")
-            calls = [self.raw.batch_commit(conn, size) for _ in range(count)]
-            self.record(raw, size * count, size * count, timed(calls))
+            replica = self.replica_case(f"replica-{size}", "batched", size, f"raw-{size}")
+            plain = self.case(f"batch-{size}", "batched", f"run_batch, {size} place_order/tx",
+                              "transaction", baseline=f"raw-{size}", per_event=True,
+                              replica=f"replica-{size}")
+            # What one round trip for all the reads of a batch buys, next to the plain call.
+            prefetched = self.case(f"batch-{size}-prefetch", "batched",
+                                   f"run_batch, {size} place_order/tx, prefetch",
+                                   "transaction", baseline=f"raw-{size}", per_event=True,
+                                   replica=f"replica-{size}")
+            self.in_turns([
+                (raw, [self.raw.batch_commit(conn, size) for _ in range(count)], size, size),
+                (replica, [self.raw.replica_commit(conn, size) for _ in range(count)],
+                 size, size),
+                (plain, [self._place_batch(svc, size, False) for _ in range(count)], size, size),
+                (prefetched, [self._place_batch(svc, size, True) for _ in range(count)],
+                 size, size),
+            ], service_events=2 * count * size)
 
-            case = self.case(f"batch-{size}", "batched", f"run_batch, {size} place_order/tx",
-                             "transaction", baseline=f"raw-{size}", per_event=True)
-            batches = []
-            for _ in range(count):
-                specs = self.work.orders(size)
-                commands = [(self.work.keyed(s, "place"),
-                             self.work.place(svc, s, self.work.keyed(s, "place"))) for s in specs]
-                batches.append(commands)
-            before = self.head()
-            measured = timed([batch_call(svc, b) for b in batches])
-            self.record(case, size * count, self.events_written(before), measured)
-
-        rows = 3 * plan.mixed_orders
+        orders, rows, count = plan.mixed_orders, 3 * plan.mixed_orders, plan.mixed_batches
+        label = f"run_batch, place+fulfil+deliver of {orders} orders ({rows} cmds)/tx"
         raw = self.case(f"raw-{rows}", "batched", f"raw executemany, {rows} rows/tx",
                         "transaction")
-        calls = [self.raw.batch_commit(conn, rows) for _ in range(plan.mixed_batches)]
-        self.record(raw, rows * plan.mixed_batches, rows * plan.mixed_batches, timed(calls))
-        case = self.case(
-            "mixed", "batched",
-            f"run_batch, place+fulfil+deliver of {plan.mixed_orders} orders ({rows} cmds)/tx",
-            "transaction", baseline=f"raw-{rows}", per_event=True,
-        )
-        calls = [self._mixed_batch(svc, plan.mixed_orders) for _ in range(plan.mixed_batches)]
-        before = self.head()
-        measured = timed(calls)
-        self.record(case, rows * plan.mixed_batches, self.events_written(before), measured)
+        plain = self.case("mixed", "batched", label, "transaction", baseline=f"raw-{rows}",
+                          per_event=True)
+        prefetched = self.case("mixed-prefetch", "batched", f"{label}, prefetch",
+                               "transaction", baseline=f"raw-{rows}", per_event=True)
+        self.in_turns([
+            (raw, [self.raw.batch_commit(conn, rows) for _ in range(count)], rows, rows),
+            (plain, [self._mixed_batch(svc, orders) for _ in range(count)], rows, rows),
+            (prefetched, [self._mixed_batch(svc, orders, prefetch=True) for _ in range(count)],
+             rows, rows),
+        ], service_events=2 * count * rows)
 
     def single(self) -> None:
         plan, svc = self.plan, self.service(2)
         conn = self.raw.connections(1)[0]
-        raw = self.case("raw-1", "single, 1 thread", "raw INSERT + COMMIT, 1 row/tx",
-                        "transaction")
-        calls = [self.raw.single_commit(conn) for _ in range(plan.single)]
-        self.record(raw, len(calls), len(calls), timed(calls))
-
-        placed: list[tuple[OrderSpec, Ctx]] = [
-            (spec, self.work.keyed(spec, "place")) for spec in self.work.orders(plan.single)
-        ]
-        case = self.case("place-1", "single, 1 thread", "place_order (idempotency key)",
-                         "command", baseline="raw-1")
-        before = self.head()
-        measured = timed([place_call(self.work, svc, s, c) for s, c in placed])
-        self.record(case, len(placed), self.events_written(before), measured)
+        section = "single, 1 thread"
+        raw = self.case("raw-1", section, "raw INSERT + COMMIT, 1 row/tx", "transaction")
+        replica = self.replica_case("replica-1", section, 1, "raw-1")
+        keyed = self.case("place-1", section, "place_order (idempotency key)", "command",
+                          baseline="raw-1", replica="replica-1")
+        bare = self.case("place-1-nokey", section, "place_order (no key)", "command",
+                         baseline="raw-1", replica="replica-1")
+        placed = [(spec, self.work.keyed(spec, "place")) for spec in self.work.orders(plan.single)]
+        self.in_turns([
+            (raw, [self.raw.single_commit(conn) for _ in range(plan.single)], 1, 1),
+            (replica, [self.raw.replica_commit(conn, 1) for _ in range(plan.single)], 1, 1),
+            (keyed, [place_call(self.work, svc, s, c) for s, c in placed], 1, 1),
+            (bare, [place_call(self.work, svc, s, self.work.ctx(None))
+                    for s in self.work.orders(plan.single)], 1, 1),
+        ], service_events=2 * plan.single)
         self.committed = placed
-
-        case = self.case("place-1-nokey", "single, 1 thread", "place_order (no key)",
-                         "command", baseline="raw-1")
-        bare = [(spec, self.work.ctx(None)) for spec in self.work.orders(plan.single)]
-        before = self.head()
-        measured = timed([place_call(self.work, svc, s, c) for s, c in bare])
-        self.record(case, len(bare), self.events_written(before), measured)
 
         targets, self.delivered = self.delivered[: plan.returns], self.delivered[plan.returns:]
         if len(targets) < plan.returns:
@@ -499,27 +600,23 @@ class Bench:
     def idempotency(self) -> None:
         plan, svc = self.plan, self.service(2)
         conn = self.raw.connections(1)[0]
-        raw = self.case("raw-select", "idempotency (all duplicates)",
-                        "raw point SELECT by primary key", "statement")
-        ids = self.raw.written[-plan.point_selects:]
-        self.record(raw, len(ids), 0, timed([self.raw.point_select(conn, i) for i in ids]))
-
-        replays = self.committed[: plan.duplicates]
-        case = self.case("dup-1", "idempotency (all duplicates)",
-                         "place_order again, same key", "command", baseline="raw-select")
-        before = self.head()
-        measured = timed([place_call(self.work, svc, s, c) for s, c in replays])
-        self.record(case, len(replays), self.events_written(before), measured)
-
-        case = self.case("dup-batch", "idempotency (all duplicates)",
-                         "run_batch of 100 duplicates", "transaction", baseline="raw-select")
+        section = "idempotency (all duplicates)"
+        raw = self.case("raw-select", section, "raw point SELECT by primary key", "statement")
+        single = self.case("dup-1", section, "place_order again, same key", "command",
+                           baseline="raw-select")
+        batched = self.case("dup-batch", section, "run_batch of 100 duplicates", "transaction",
+                            baseline="raw-select")
         batches = [[(c, self.work.place(svc, s, c)) for s, c in self.committed[i:i + 100]]
                    for i in range(0, 100 * plan.duplicate_batches, 100)]
         if any(len(b) < 100 for b in batches):
             raise RuntimeError("not enough committed keys for the duplicate batches")
-        before = self.head()
-        measured = timed([batch_call(svc, b) for b in batches])
-        self.record(case, 100 * len(batches), self.events_written(before), measured)
+        self.in_turns([
+            (raw, [self.raw.point_select(conn, i)
+                   for i in self.raw.written[-plan.point_selects:]], 1, 0),
+            (single, [place_call(self.work, svc, s, c)
+                      for s, c in self.committed[: plan.duplicates]], 1, 0),
+            (batched, [batch_call(svc, b) for b in batches], 100, 0),
+        ], service_events=0)
 
     def concurrent(self) -> None:
         plan = self.plan
@@ -527,15 +624,21 @@ class Bench:
             section = f"single, {threads} threads"
             raw = self.case(f"raw-t{threads}", section,
                             f"raw INSERT + COMMIT, {threads} connections", "transaction")
-            calls_by_conn = [[self.raw.single_commit(c) for _ in range(plan.concurrent // threads)]
+            per_thread = plan.concurrent // threads
+            ops = per_thread * threads
+            calls_by_conn = [[self.raw.single_commit(c) for _ in range(per_thread)]
                              for c in self.raw.connections(threads)]
-            ops = sum(len(c) for c in calls_by_conn)
             self.record(raw, ops, ops, timed_threads(calls_by_conn))
+            replica = self.replica_case(f"replica-t{threads}", section, 1, f"raw-t{threads}",
+                                        connections=threads)
+            calls_by_conn = [[self.raw.replica_commit(c, 1) for _ in range(per_thread)]
+                             for c in self.raw.connections(threads)]
+            self.record(replica, ops, ops, timed_threads(calls_by_conn))
 
             svc = self.service(threads)
             case = self.case(f"place-t{threads}", section,
                              f"place_order, {threads} threads, pool {threads}", "command",
-                             baseline=f"raw-t{threads}")
+                             baseline=f"raw-t{threads}", replica=f"replica-t{threads}")
             placed = [(spec, self.work.keyed(spec, "place"))
                       for spec in self.work.orders(plan.concurrent)]
             calls = [place_call(self.work, svc, s, c) for s, c in placed]
@@ -546,8 +649,10 @@ class Bench:
     def run(self) -> None:
         progress("warming up")
         self.warm_up()
+        started = time.perf_counter()
         for rep in range(1, self.plan.repeats + 1):
-            progress(f"repetition {rep}/{self.plan.repeats}")
+            progress(f"repetition {rep}/{self.plan.repeats} "
+                     f"({time.perf_counter() - started:.0f} s so far)")
             # Batched first: its mixed batches deliver the orders request_return needs.
             self.batched()
             self.single()
@@ -560,7 +665,17 @@ SECTIONS = ("single, 1 thread", "single, 4 threads", "single, 8 threads", "batch
             "idempotency (all duplicates)")
 
 
-def environment(url: str, embedded: bool) -> list[str]:
+def code_snapshot() -> str:
+    """A digest of the code under test: the tree has no commit to name while it changes."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("domain/*.py"), *root.glob("adapters/*.py")]):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def environment(url: str, embedded: bool, load_before: float) -> list[str]:
     with psycopg.connect(url, autocommit=True) as conn:
         def show(name: str) -> str:
             row = conn.execute(f"SHOW {name}").fetchone()
@@ -577,11 +692,19 @@ def environment(url: str, embedded: bool) -> list[str]:
     where = "embedded, fresh data directory" if embedded else "OMS_DATABASE_URL"
     return [
         f"- machine: nproc {len(os.sched_getaffinity(0))}, {cpu}, {platform.system()} "
-        f"{platform.machine()}, load average {os.getloadavg()[0]:.2f} at the end",
+        f"{platform.machine()}; 1-minute load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after (other work shares this machine)",
         f"- Python {platform.python_version()}; eventsourcing {metadata.version('eventsourcing')}, "
         f"psycopg {metadata.version('psycopg')}, pydantic {metadata.version('pydantic')}",
         f"- PostgreSQL {server} ({where}), {durability}",
+        f"- code under test: sha256 of domain/*.py + adapters/*.py = {code_snapshot()}",
     ]
+
+
+def compare(case: Case, base: Case) -> str:
+    if case.per_event:
+        return f"{case.events_per_s() / base.events_per_s():.2f}x rows/s"
+    return f"{case.ops_per_s() / base.ops_per_s():.2f}x ops/s"
 
 
 def report(bench: Bench, header: list[str]) -> str:
@@ -591,25 +714,20 @@ def report(bench: Bench, header: list[str]) -> str:
         *header,
         "",
         "| section | case | ops/s | events/s | p50 ms | p95 ms | p99 ms | latency of "
-        "| vs raw baseline |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| vs raw baseline | vs same writes by hand |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for section in SECTIONS:
         for case in bench.cases.values():
             if case.section != section:
                 continue
-            ratio = ""
-            if case.baseline is not None:
-                base = bench.cases[case.baseline]
-                if case.per_event:
-                    ratio = f"{case.events_per_s() / base.events_per_s():.2f}x rows/s"
-                else:
-                    ratio = f"{case.ops_per_s() / base.ops_per_s():.2f}x ops/s"
+            ratio = compare(case, bench.cases[case.baseline]) if case.baseline else ""
+            by_hand = compare(case, bench.cases[case.replica]) if case.replica else ""
             events = f"{case.events_per_s():,.0f}" if case.latency_of != "statement" else ""
             lines.append(
                 f"| {section} | {case.label} | {case.ops_per_s():,.0f} | {events} "
                 f"| {case.percentile_ms(50):.2f} | {case.percentile_ms(95):.2f} "
-                f"| {case.percentile_ms(99):.2f} | {case.latency_of} | {ratio} |"
+                f"| {case.percentile_ms(99):.2f} | {case.latency_of} | {ratio} | {by_hand} |"
             )
     lines += [
         "",
@@ -619,7 +737,11 @@ def report(bench: Bench, header: list[str]) -> str:
         "per-repetition percentiles. Ratios divide the service median by the raw median "
         "measured in the same repetitions: single commands per transaction, batches per row. "
         "Raw rows copy the stored_events shape and indexes with a payload the size of a real "
-        "`order.placed` event. Every command carries an idempotency key unless noted.",
+        "`order.placed` event. Every command carries an idempotency key unless noted. "
+        "A place_order commits 5 rows (its event, an oms_orders row, 2 oms_serials rows, its "
+        "oms_command_log row) under an EXCLUSIVE lock on the events table, with a NOTIFY; "
+        "\"place_order's writes by hand\" sends exactly that with plain psycopg (pipeline, "
+        "one transaction), so the last column is the cost of everything that is not SQL.",
         "",
     ]
     return "\n".join(lines)
@@ -647,6 +769,8 @@ def profile(bench: Bench) -> None:
         batches.append([(bench.work.keyed(s, "place"),
                          bench.work.place(svc, s, bench.work.keyed(s, "place"))) for s in specs])
     runs.append(("5 x run_batch of 100 place_order", [batch_call(svc, b) for b in batches]))
+    runs.append(("5 x run_batch of 100 place_order, prefetch",
+                 [bench._place_batch(svc, 100, prefetch=True) for _ in range(5)]))
     for title, calls in runs:
         profiler = cProfile.Profile()
         started = time.perf_counter()
@@ -676,6 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "commands-quick.md" if args.quick else "commands.md")
 
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     url = os.environ.get("OMS_DATABASE_URL")
     scratch: Path | None = None
     server: EmbeddedPostgres | None = None
@@ -695,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; mode {plan.name}, "
                 f"{plan.repeats} repetitions, medians; "
                 f"runtime {time.perf_counter() - started:.0f} s",
-                *environment(url, embedded=server is not None),
+                *environment(url, embedded=server is not None, load_before=load_before),
             ]
         finally:
             bench.close()

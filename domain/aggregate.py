@@ -25,6 +25,8 @@ class Aggregate(Generic[E]):
         self._created_on: datetime | None = None
         self._modified_on: datetime | None = None
         self._pending: list[E] = []
+        # Every event applied, stored or new: enough to rebuild any earlier state exactly.
+        self._history: list[E] = []
 
     @property
     def id(self) -> UUID:
@@ -67,6 +69,7 @@ class Aggregate(Generic[E]):
         return event
 
     def _mutate(self, event: E) -> None:
+        self._history.append(event)
         self.apply(event)
         self._version = event.originator_version
         if self._created_on is None:
@@ -75,6 +78,16 @@ class Aggregate(Generic[E]):
 
     def apply(self, event: E) -> None:
         raise NotImplementedError
+
+    def checkpoint(self) -> tuple[int, int]:
+        return len(self._history), len(self._pending)
+
+    def rolled_back(self, checkpoint: tuple[int, int]) -> Self:
+        """A copy of this aggregate as it was at ``checkpoint`` (events since are dropped)."""
+        applied, pending = checkpoint
+        earlier = type(self).replay(self._id, self._history[:applied])
+        earlier._pending = self._pending[:pending]
+        return earlier
 
     @classmethod
     def replay(cls, aggregate_id: UUID, events: Iterable[E]) -> Self:

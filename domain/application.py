@@ -176,9 +176,14 @@ class ReturnsService(Application[UUID]):
                 return [self._replayed(ctx) for ctx, _ in commands]
             uow = UnitOfWork(self._load)
             uow.trackings = list(trackings)
+            uow.optimistic = attempt == 0
             keys = [ctx.idempotency_key for ctx, _ in commands if ctx.idempotency_key]
             if len(keys) > 1:
                 uow.prior_results = self.lookups.command_results(keys)
+            elif uow.optimistic:
+                # A lone command claims its key at commit; a key used before surfaces as
+                # a conflict there, and the rerun returns the first result.
+                uow.prior_results = {}
             if prefetch:
                 uow.preload(self._load_many(prefetch))
             try:
@@ -216,6 +221,10 @@ class ReturnsService(Application[UUID]):
             # old and new state; only a refusal of current state is final.
             if self._any_stale(uow, read):
                 raise StaleRead from refused
+            if key is not None and uow.prior_results == {} and uow.optimistic:
+                prior = self.lookups.command_result(key)  # the key was not checked yet
+                if prior is not None:
+                    return Outcome.model_validate_json(prior)
             return refused
         if key is not None:
             uow.command_results[key] = outcome.model_dump_json().encode()
@@ -352,7 +361,7 @@ class ReturnsService(Application[UUID]):
         store_id: str | None = None,
     ) -> Callable[[UnitOfWork, datetime], Outcome]:
         def command(uow: UnitOfWork, at: datetime) -> Outcome:
-            if uow.get(Order, order_id_for(order_number)) is not None:
+            if not uow.is_new(Order, order_id_for(order_number)):
                 raise AlreadyExists(f"order {order_number} already exists")
             order = Order.place(
                 order_number=order_number,
@@ -704,37 +713,38 @@ class ReturnsService(Application[UUID]):
         """After inspection, pay the customer the way they chose; never wait on repair legs."""
         order = self._order_of(uow, rma)
         method = method or rma.state.refund_method
-        due = rma.state.refund_due or Money.zero(rma.state.currency)
-        already = rma.open_refund_total()
-        if rma.state.store_credit is not None:
-            already = already + rma.state.store_credit
-        remaining = due - already
-        if remaining.amount <= 0:
-            if not rma.state.refunds and rma.state.store_credit is None:
-                rma.close_with_nothing_due(at, cause)
+        zero = Money.zero(rma.state.currency)
+        items = rma.items_due_unpaid()
+        shipping = rma.shipping_due_unpaid()
+        if not shipping.is_zero and order.shipping_refunded():
+            shipping = zero  # another return of this order already paid the shipping back
+        amount = items + shipping
+        if amount.amount <= 0:
+            rma.close_if_settled(at, cause)
             return outcome_of(rma)
         if method is RefundMethod.STORE_CREDIT:
-            policy = rma.policy(self.policy_book)
-            bonus = remaining.times(policy.store_credit_bonus_rate)
+            credit_id = f"SC-{rma.state.rma_number}-{rma.version}"
+            bonus = items.times(rma.policy(self.policy_book).store_credit_bonus_rate)
             order.allocate_refund(
-                refund_id=f"SC-{rma.state.rma_number}",
+                refund_id=credit_id,
                 return_id=rma.id,
-                allocations=(store_credit_allocation(remaining),),
-                shipping_refunded=rma.state.shipping_refund or Money.zero(rma.state.currency),
+                allocations=(store_credit_allocation(amount),),
+                shipping_refunded=shipping,
                 at=at,
                 cause=cause,
             )
             rma.issue_store_credit(
-                credit_id=f"SC-{rma.state.rma_number}",
-                amount=remaining,
+                credit_id=credit_id,
+                amount=amount,
                 bonus=bonus,
+                shipping=shipping,
                 at=at,
                 cause=cause,
             )
-            return outcome_of(rma, amount=remaining)
-        if method is RefundMethod.EXCHANGE:
+            return outcome_of(rma, amount=amount)
+        if method is RefundMethod.EXCHANGE and rma.state.replacement_order_id is None:
             return self._exchange(uow, rma, order, at, cause)
-        return self._refund(rma, order, remaining, at, cause)
+        return self._refund(rma, order, amount, at, cause, shipping=shipping)
 
     def _refund(
         self,
@@ -744,16 +754,15 @@ class ReturnsService(Application[UUID]):
         at: datetime,
         cause: Cause,
         *,
+        shipping: Money | None = None,
         keep_item: bool = False,
     ) -> Outcome:
         refund_id = f"RF-{rma.state.rma_number}-{len(rma.state.refunds) + 1}"
+        shipping = shipping or Money.zero(rma.state.currency)
         try:
             allocations = allocate_proportionally(amount, order.refund_capacities())
         except ValueError as error:
             raise InvalidCommand(str(error)) from error
-        shipping = rma.state.shipping_refund or Money.zero(rma.state.currency)
-        if rma.state.refunds or keep_item:
-            shipping = Money.zero(rma.state.currency)
         order.allocate_refund(
             refund_id=refund_id,
             return_id=rma.id,
@@ -766,6 +775,7 @@ class ReturnsService(Application[UUID]):
             refund_id=refund_id,
             amount=amount,
             allocations=allocations,
+            shipping=shipping,
             at=at,
             cause=cause,
             keep_item=keep_item,
@@ -854,6 +864,12 @@ class ReturnsService(Application[UUID]):
         def command(uow: UnitOfWork, at: datetime) -> Outcome:
             rma = self._return(uow, return_id)
             rma.check_status(ReturnStatus.REFUND_FAILED)
+            if rma.state.keep_item_accepted:
+                offer = rma.state.keep_item_offer or Money.zero(rma.state.currency)
+                remaining = offer - rma.paid_out()
+                return self._refund(
+                    rma, self._order_of(uow, rma), remaining, at, ctx.cause, keep_item=True
+                )
             method = RefundMethod.STORE_CREDIT if as_store_credit else None
             return self._settle_with_customer(uow, rma, at, ctx.cause, method=method)
 

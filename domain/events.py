@@ -334,6 +334,7 @@ class StoreCreditIssued(ReturnEvent, type_name="rma.store_credit_issued"):
     amount: Money
     bonus: Money
     restocking_fee: Money
+    shipping: Money | None = None  # the part of ``amount`` that pays back shipping
 
 
 class ExchangeOrdered(ReturnEvent, type_name="rma.exchange_ordered"):

@@ -131,13 +131,15 @@ class Order(Aggregate[OrderEvent]):
         self.check_not_cancelled()
         if not lines:
             raise InvalidCommand("a fulfilment needs at least one line")
+        shipping_now: dict[int, int] = {}
         for line in lines:
             ordered = self.line(line.line_no)
+            shipping_now[line.line_no] = shipping_now.get(line.line_no, 0) + line.quantity
             already = self.state.fulfilled.get(line.line_no, 0)
-            if already + line.quantity > ordered.quantity:
+            if already + shipping_now[line.line_no] > ordered.quantity:
                 raise QuantityExceeded(
-                    f"line {line.line_no}: fulfilling {line.quantity} more than the "
-                    f"{ordered.quantity - already} still open"
+                    f"line {line.line_no}: fulfilling {shipping_now[line.line_no]}, "
+                    f"only {ordered.quantity - already} still open"
                 )
             if len(line.serials) > line.quantity:
                 raise InvalidCommand(f"line {line.line_no}: more serials than items")
@@ -194,19 +196,22 @@ class Order(Aggregate[OrderEvent]):
             raise InvalidTransition(f"refund {refund_id} is already allocated")
         refunded = self.refunded_by_payment()
         total = sum_amounts([a.amount for a in allocations], self.state.currency)
+        asked: dict[str, Money] = {}
         for allocation in allocations:
-            if allocation.amount.amount <= 0:
-                raise InvalidCommand("refund allocations must be positive")
+            if allocation.amount.amount <= 0 or allocation.amount.currency != self.state.currency:
+                raise InvalidCommand(f"refund allocations are positive {self.state.currency}")
             if allocation.payment_id is None:
                 continue
             payment = self.state.payments.get(allocation.payment_id)
             if payment is None:
                 raise InvalidCommand(f"unknown payment {allocation.payment_id}")
-            already = refunded.get(payment.payment_id, Money.zero(self.state.currency))
-            if already + allocation.amount > payment.amount:
+            zero = Money.zero(self.state.currency)
+            asked[payment.payment_id] = asked.get(payment.payment_id, zero) + allocation.amount
+            already = refunded.get(payment.payment_id, zero)
+            if already + asked[payment.payment_id] > payment.amount:
                 raise RefundLimitExceeded(
                     f"payment {payment.payment_id} captured {payment.amount}, "
-                    f"{already} already refunded, {allocation.amount} more refused"
+                    f"{already} already refunded, {asked[payment.payment_id]} more refused"
                 )
         if self.total_refunded() + total > self.total_paid():
             raise RefundLimitExceeded(
@@ -379,6 +384,8 @@ def check_order_is_well_formed(
     if len(set(numbers)) != len(numbers):
         raise InvalidCommand(f"order {order_number} repeats a line number")
     currency = shipping.currency
+    if shipping.amount < 0:
+        raise InvalidCommand(f"order {order_number} has negative shipping {shipping}")
     for line in lines:
         if line.unit_price.currency != currency:
             raise InvalidCommand(

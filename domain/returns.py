@@ -14,7 +14,12 @@ from enum import StrEnum
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from domain.aggregate import Aggregate
-from domain.errors import InvalidCommand, InvalidTransition, PolicyViolation
+from domain.errors import (
+    InvalidCommand,
+    InvalidTransition,
+    PolicyViolation,
+    RefundLimitExceeded,
+)
 from domain.events import (
     BlindReturnDetected,
     BlindReturnMatched,
@@ -87,13 +92,24 @@ class ReturnStatus(StrEnum):
     INSPECTED = "inspected"
     REFUND_PENDING = "refund_pending"
     REFUND_FAILED = "refund_failed"
+    PARTIALLY_REFUNDED = "partially_refunded"
     CLOSED = "closed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     EXCEPTION = "exception"
 
 
-OPEN_FOR_PARCELS = {ReturnStatus.AUTHORIZED, ReturnStatus.KEEP_ITEM_OFFERED, ReturnStatus.RECEIVED}
+OPEN_FOR_PARCELS = {ReturnStatus.AUTHORIZED, ReturnStatus.KEEP_ITEM_OFFERED}
+# Further parcels of a partly received RMA are still welcome while items are outstanding.
+OPEN_FOR_MORE_PARCELS = {
+    ReturnStatus.RECEIVED,
+    ReturnStatus.INSPECTED,
+    ReturnStatus.REFUND_PENDING,
+    ReturnStatus.REFUND_FAILED,
+    ReturnStatus.PARTIALLY_REFUNDED,
+}
+# Where inspection results and customer payments can still be recorded.
+SETTLING = OPEN_FOR_MORE_PARCELS
 CANCELLABLE = {
     ReturnStatus.REQUESTED,
     ReturnStatus.PENDING_REVIEW,
@@ -107,6 +123,7 @@ ENDED = {ReturnStatus.REJECTED, ReturnStatus.CLOSED, ReturnStatus.CANCELLED, Ret
 class RefundState:
     amount: Money
     allocations: tuple[RefundAllocation, ...]
+    shipping: Money | None = None
     status: str = "requested"
     provider_reference: str | None = None
 
@@ -147,6 +164,8 @@ class ReturnState:
     shipping_refund: Money | None = None
     keep_item_eligible: bool = False
     keep_item_offer: Money | None = None
+    keep_item_expires_at: datetime | None = None
+    keep_item_accepted: bool = False
     requested_at: datetime | None = None
     authorized_at: datetime | None = None
     rejection_code: str | None = None
@@ -157,6 +176,8 @@ class ReturnState:
     refund_due: Money | None = None
     refunds: dict[str, RefundState] = field(default_factory=dict)
     store_credit: Money | None = None
+    store_credit_paid: Money | None = None
+    store_credit_shipping: Money | None = None
     replacement_order_id: UUID | None = None
     legs: dict[str, Leg] = field(default_factory=dict)
     blind_receipt_id: str | None = None
@@ -468,7 +489,9 @@ class Return(Aggregate[ReturnEvent]):
             return  # the same receipt again: already recorded
         if not items:
             raise InvalidCommand(f"receipt {receipt_id} lists no items")
-        if self.state.status in OPEN_FOR_PARCELS:
+        if self.state.status in OPEN_FOR_PARCELS or (
+            self.state.status in OPEN_FOR_MORE_PARCELS and self.outstanding_quantity() > 0
+        ):
             self._trigger(
                 ReturnParcelReceived,
                 cause,
@@ -501,7 +524,7 @@ class Return(Aggregate[ReturnEvent]):
         at: datetime,
         cause: Cause,
     ) -> None:
-        self.check_status(ReturnStatus.RECEIVED, ReturnStatus.INSPECTED)
+        self.check_status(*SETTLING)
         if receipt_id is not None and receipt_id not in self.state.receipts:
             raise InvalidCommand(f"receipt {receipt_id} was not received for this return")
         if receipt_id in self.state.inspected_receipts:
@@ -522,22 +545,31 @@ class Return(Aggregate[ReturnEvent]):
         allocations: tuple[RefundAllocation, ...],
         at: datetime,
         cause: Cause,
+        shipping: Money | None = None,
         keep_item: bool = False,
     ) -> None:
+        zero = Money.zero(self.state.currency)
         if keep_item:
-            self.check_status(ReturnStatus.KEEP_ITEM_OFFERED)
+            if not self.state.keep_item_accepted:
+                raise InvalidTransition("the keep-the-item offer was not accepted")
+            self.check_status(ReturnStatus.KEEP_ITEM_OFFERED, ReturnStatus.REFUND_FAILED)
+            shipping = zero
+            limit = max_zero((self.state.keep_item_offer or zero) - self.paid_out())
         else:
-            self.check_status(ReturnStatus.INSPECTED, ReturnStatus.REFUND_FAILED)
+            self.check_status(*SETTLING)
+            shipping = self.checked_shipping(amount, shipping)
+            limit = self.items_due_unpaid() + shipping
         if refund_id in self.state.refunds:
             raise InvalidTransition(f"refund {refund_id} already exists")
+        self.check_payout(amount, limit)
         self._trigger(
             RefundRequested,
             cause,
             at,
             refund_id=refund_id,
             amount=amount,
-            restocking_fee=self.state.restocking_fee or Money.zero(self.state.currency),
-            shipping_refund=self.state.shipping_refund or Money.zero(self.state.currency),
+            restocking_fee=zero if keep_item else self.unbilled_fee(),
+            shipping_refund=shipping,
             allocations=allocations,
             keep_item=keep_item,
         )
@@ -560,8 +592,7 @@ class Return(Aggregate[ReturnEvent]):
             provider_reference=provider_reference,
             amount=amount,
         )
-        if all(r.status == "settled" for r in self.state.refunds.values()):
-            self._trigger(ReturnClosed, cause, at, outcome="refunded")
+        self._close_if_done("refunded", at, cause)
 
     def fail_refund(self, refund_id: str, reason: str, at: datetime, cause: Cause) -> bool:
         """Returns whether anything changed, so the caller releases the money only once."""
@@ -581,8 +612,13 @@ class Return(Aggregate[ReturnEvent]):
         bonus: Money,
         at: datetime,
         cause: Cause,
+        shipping: Money | None = None,
     ) -> None:
-        self.check_status(ReturnStatus.INSPECTED, ReturnStatus.REFUND_FAILED)
+        self.check_status(*SETTLING)
+        shipping = self.checked_shipping(amount, shipping)
+        self.check_payout(amount, self.items_due_unpaid() + shipping)
+        if bonus.currency != self.state.currency or bonus.amount < 0:
+            raise InvalidCommand(f"a store credit bonus is a non-negative {self.state.currency}")
         self._trigger(
             StoreCreditIssued,
             cause,
@@ -590,14 +626,23 @@ class Return(Aggregate[ReturnEvent]):
             credit_id=credit_id,
             amount=amount,
             bonus=bonus,
-            restocking_fee=self.state.restocking_fee or Money.zero(self.state.currency),
+            restocking_fee=self.unbilled_fee(),
+            shipping=shipping,
         )
-        self._trigger(ReturnClosed, cause, at, outcome="store_credit")
+        self._close_if_done("store_credit", at, cause)
 
-    def close_with_nothing_due(self, at: datetime, cause: Cause) -> None:
-        """Inspected, but nothing earns money back (wrong item, non-returnable): close it."""
-        self.check_status(ReturnStatus.INSPECTED)
-        self._trigger(ReturnClosed, cause, at, outcome="nothing_due")
+    def close_if_settled(self, at: datetime, cause: Cause) -> None:
+        """Nothing more to pay for what was inspected: close, if nothing else is pending."""
+        self.check_status(*SETTLING)
+        if self.state.replacement_order_id is not None:
+            outcome = "exchanged"
+        elif self.paid_out().is_zero:
+            outcome = "nothing_due"  # wrong item, non-returnable, condition worth nothing
+        elif self.state.refunds:
+            outcome = "refunded"
+        else:
+            outcome = "store_credit"
+        self._close_if_done(outcome, at, cause)
 
     def order_exchange(
         self,
@@ -609,6 +654,8 @@ class Return(Aggregate[ReturnEvent]):
         cause: Cause,
     ) -> None:
         self.check_status(ReturnStatus.INSPECTED)
+        if self.state.replacement_order_id is not None:
+            raise InvalidTransition("an exchange was already ordered for this return")
         self._trigger(
             ExchangeOrdered,
             cause,
@@ -617,7 +664,7 @@ class Return(Aggregate[ReturnEvent]):
             replacement_order_number=replacement_order_number,
             lines=lines,
         )
-        self._trigger(ReturnClosed, cause, at, outcome="exchanged")
+        self._close_if_done("exchanged", at, cause)
 
     def offer_keep_item(
         self, book: PolicyBook, expires_at: datetime, at: datetime, cause: Cause
@@ -638,6 +685,12 @@ class Return(Aggregate[ReturnEvent]):
         offer = self.state.keep_item_offer
         if offer is None:
             raise InvalidTransition("no keep-the-item offer to accept")
+        expires_at = self.state.keep_item_expires_at
+        if expires_at is not None and at > expires_at:
+            raise InvalidTransition(
+                f"the keep-the-item offer of {self.state.rma_number} "
+                f"expired at {expires_at:%Y-%m-%d}"
+            )
         self._trigger(KeepItemAccepted, cause, at)
         return offer
 
@@ -707,6 +760,88 @@ class Return(Aggregate[ReturnEvent]):
             raise InvalidTransition(f"leg {leg_id} is {leg.status}; this needs {status}")
         return leg
 
+    def _close_if_done(self, outcome: str, at: datetime, cause: Cause) -> None:
+        """Close once every item is in and inspected, and every payment went through."""
+        if self.outstanding_quantity() > 0:
+            return
+        if set(self.state.receipts) - set(self.state.inspected_receipts):
+            return  # a parcel still waits for inspection
+        if any(r.status == "requested" for r in self.state.refunds.values()):
+            return
+        if self.items_due_unpaid().amount > 0 and self.state.replacement_order_id is None:
+            return
+        self._trigger(ReturnClosed, cause, at, outcome=outcome)
+
+    def check_payout(self, amount: Money, limit: Money) -> None:
+        self.check_positive(amount)
+        if amount > limit:
+            raise RefundLimitExceeded(
+                f"return {self.state.rma_number} can pay out {limit} more, not {amount}"
+            )
+
+    def check_positive(self, amount: Money) -> None:
+        if amount.currency != self.state.currency or amount.amount <= 0:
+            raise InvalidCommand(f"a payout is a positive {self.state.currency} amount")
+
+    def checked_shipping(self, amount: Money, shipping: Money | None) -> Money:
+        """The shipping part of a payout: within the payout and within what shipping is owed."""
+        self.check_positive(amount)
+        if shipping is None:
+            return Money.zero(self.state.currency)
+        if shipping.currency != self.state.currency or shipping.amount < 0:
+            raise InvalidCommand(f"the shipping part is a non-negative {self.state.currency}")
+        if shipping > amount or shipping > self.shipping_due_unpaid():
+            raise RefundLimitExceeded(
+                f"shipping part {shipping} is more than the {self.shipping_due_unpaid()} owed"
+            )
+        return shipping
+
+    def outstanding_quantity(self) -> int:
+        """Items of an RMA still on their way back (blind and counter returns have none)."""
+        if self.state.channel in (ReturnChannel.BLIND, ReturnChannel.STORE):
+            return 0
+        if self.state.keep_item_accepted:
+            return 0
+        expected = sum(line.quantity for line in self.state.lines.values())
+        received = sum(item.quantity for item in self.state.received_items)
+        return max(0, expected - received)
+
+    def paid_out(self) -> Money:
+        """Money already on its way to the customer: live refunds and store credit (no bonus)."""
+        total = Money.zero(self.state.currency)
+        for refund in self.state.refunds.values():
+            if refund.status != "failed":
+                total = total + refund.amount
+        return total + (self.state.store_credit_paid or Money.zero(self.state.currency))
+
+    def shipping_paid(self) -> Money:
+        total = Money.zero(self.state.currency)
+        for refund in self.state.refunds.values():
+            if refund.status != "failed" and refund.shipping is not None:
+                total = total + refund.shipping
+        return total + (self.state.store_credit_shipping or Money.zero(self.state.currency))
+
+    def shipping_due_unpaid(self) -> Money:
+        """The original shipping, owed once the first items are inspected, if not yet paid."""
+        zero = Money.zero(self.state.currency)
+        if not self.state.inspected_items:
+            return zero
+        return max_zero((self.state.shipping_refund or zero) - self.shipping_paid())
+
+    def items_due_unpaid(self) -> Money:
+        if self.state.replacement_order_id is not None:
+            return Money.zero(self.state.currency)  # the replacement settles the items
+        items_paid = self.paid_out() - self.shipping_paid()
+        return max_zero((self.state.refund_due or Money.zero(self.state.currency)) - items_paid)
+
+    def unbilled_fee(self) -> Money:
+        """The restocking fee is recorded with the first payout, never twice."""
+        if any(r.status != "failed" for r in self.state.refunds.values()):
+            return Money.zero(self.state.currency)
+        if self.state.store_credit_paid is not None:
+            return Money.zero(self.state.currency)
+        return self.state.restocking_fee or Money.zero(self.state.currency)
+
     def refund(self, refund_id: str) -> RefundState:
         try:
             return self.state.refunds[refund_id]
@@ -748,7 +883,9 @@ class Return(Aggregate[ReturnEvent]):
         return book.policy_for(category, self.state.order_channel or Channel.WEB)
 
     def refund_for(self, items: tuple[InspectedItem, ...], book: PolicyBook) -> Money:
-        """What the inspected items earn back: price by condition, less fees, plus shipping."""
+        """What the inspected items earn back: price by condition, less restocking fees.
+
+        Shipping is owed apart (``shipping_due_unpaid``), once, whatever the parcels."""
         total = Money.zero(self.state.currency)
         taken: dict[int, int] = {}
         fee_charged = Money.zero(self.state.currency)
@@ -772,20 +909,10 @@ class Return(Aggregate[ReturnEvent]):
                 fee_charged = fee_charged + Money(
                     amount=per_unit * quantity, currency=self.state.currency
                 )
-        shipping = self.state.shipping_refund or Money.zero(self.state.currency)
-        if self.state.inspected_receipts:
-            shipping = Money.zero(self.state.currency)  # refunded with the first parcel only
-        return max_zero(total - fee_charged + shipping)
+        return max_zero(total - fee_charged)
 
     def inspected_quantity(self, line_no: int) -> int:
         return sum(i.quantity for i in self.state.inspected_items if i.line_no == line_no)
-
-    def open_refund_total(self) -> Money:
-        total = Money.zero(self.state.currency)
-        for refund in self.state.refunds.values():
-            if refund.status != "failed":
-                total = total + refund.amount
-        return total
 
     # ------------------------------------------------------------ evolution
     def apply(self, event: ReturnEvent) -> None:
@@ -892,23 +1019,34 @@ class Return(Aggregate[ReturnEvent]):
                         )
             case RefundRequested():
                 s.status = ReturnStatus.REFUND_PENDING
-                s.refunds[event.refund_id] = RefundState(event.amount, event.allocations)
+                s.refunds[event.refund_id] = RefundState(
+                    event.amount, event.allocations, shipping=event.shipping_refund
+                )
             case RefundSettled():
                 refund = s.refunds[event.refund_id]
                 refund.status = "settled"
                 refund.provider_reference = event.provider_reference
+                if all(r.status != "requested" for r in s.refunds.values()):
+                    s.status = ReturnStatus.PARTIALLY_REFUNDED
             case RefundFailed():
                 s.refunds[event.refund_id].status = "failed"
                 s.status = ReturnStatus.REFUND_FAILED
             case StoreCreditIssued():
-                s.store_credit = event.amount + event.bonus
+                zero = Money.zero(s.currency)
+                s.store_credit = (s.store_credit or zero) + event.amount + event.bonus
+                s.store_credit_paid = (s.store_credit_paid or zero) + event.amount
+                s.store_credit_shipping = (s.store_credit_shipping or zero) + (
+                    event.shipping or zero
+                )
+                s.status = ReturnStatus.PARTIALLY_REFUNDED
             case ExchangeOrdered():
                 s.replacement_order_id = event.replacement_order_id
             case KeepItemOffered():
                 s.status = ReturnStatus.KEEP_ITEM_OFFERED
                 s.keep_item_offer = event.refund_amount
+                s.keep_item_expires_at = event.expires_at
             case KeepItemAccepted():
-                pass
+                s.keep_item_accepted = True
             case ReturnClosed():
                 s.status = ReturnStatus.CLOSED
                 s.closed_outcome = event.outcome
@@ -1015,6 +1153,10 @@ def shipping_refund_for(order: Order, lines: tuple[ReturnLine, ...]) -> Money:
 
 def max_zero(amount: Money) -> Money:
     return amount if amount.amount > 0 else Money.zero(amount.currency)
+
+
+def min_money(a: Money, b: Money) -> Money:
+    return a if a <= b else b
 
 
 def packing_instructions(state: ReturnState, rma_number: str) -> str:

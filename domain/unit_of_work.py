@@ -6,7 +6,6 @@ were before it, so a batch of inbound messages commits every valid one and repor
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -30,7 +29,9 @@ class UnitOfWork:
         self.trackings: list[Tracking] = []
         self.read_versions: dict[UUID, int] = {}
         """The version each aggregate had in the store when this unit read it (0: absent)."""
-        self._touched: dict[UUID, Aggregate[Any] | None] | None = None
+        self._touched: dict[UUID, tuple[int, int] | None] | None = None
+        self.optimistic = False
+        """First attempts skip reads whose answer a commit conflict would reveal anyway."""
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate as this unit sees it (its own changes included), or None."""
@@ -52,6 +53,16 @@ class UnitOfWork:
         self._remember(aggregate_id, found)
         return found
 
+    def is_new(self, cls: type[A], aggregate_id: UUID) -> bool:
+        """Whether the aggregate does not exist yet.
+
+        An optimistic unit assumes so without reading: a wrong guess fails the commit on the
+        event store's key, and the rerun (not optimistic) reads and refuses properly.
+        """
+        if self.optimistic and aggregate_id not in self.aggregates:
+            return aggregate_id not in self.read_versions or aggregate_id in self.missing
+        return self.get(cls, aggregate_id) is None
+
     def preload(self, loaded: dict[UUID, Aggregate[Any] | None]) -> None:
         """Seed the unit with aggregates read in bulk (None: known not to exist)."""
         for aggregate_id, aggregate in loaded.items():
@@ -69,9 +80,10 @@ class UnitOfWork:
         self.aggregates[aggregate.id] = aggregate
 
     def _remember(self, aggregate_id: UUID, aggregate: Aggregate[Any] | None) -> None:
-        # A deep copy on first touch is what lets a refused command be undone exactly.
+        # A checkpoint on first touch is what lets a refused command be undone exactly;
+        # it costs nothing unless a command is refused (then the aggregate is replayed).
         if self._touched is not None and aggregate_id not in self._touched:
-            self._touched[aggregate_id] = copy.deepcopy(aggregate)
+            self._touched[aggregate_id] = aggregate.checkpoint() if aggregate else None
 
     @contextmanager
     def isolated(self) -> Iterator[set[UUID]]:
@@ -91,7 +103,8 @@ class UnitOfWork:
                 if before is None:
                     self.aggregates.pop(aggregate_id, None)
                 else:
-                    self.aggregates[aggregate_id] = before
+                    current = self.aggregates[aggregate_id]
+                    self.aggregates[aggregate_id] = current.rolled_back(before)
             raise
         finally:
             self._touched = outer

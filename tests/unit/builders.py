@@ -28,7 +28,6 @@ from domain.events import (
     Payment,
     ReceivedItem,
     RefundAllocation,
-    ReturnEvent,
 )
 from domain.order import Order, order_id_for
 from domain.policy import PolicyBook
@@ -134,8 +133,11 @@ def place(
     order_lines = lines or (line(),)
     ship = eur(shipping)
     if payments is None:
-        payments = (Payment(payment_id="PAY-CARD", method=PaymentMethod.CARD,
-                            amount=value_of(order_lines, ship)),)
+        payments = (
+            Payment(
+                payment_id="PAY-CARD", method=PaymentMethod.CARD, amount=value_of(order_lines, ship)
+            ),
+        )
     return Order.place(
         order_number=order_number,
         customer_id="CUST-1",
@@ -214,8 +216,9 @@ class OrderHistory:
             FulfilledLine(line_no=no, quantity=qty, serials=given_serials.get(no, ()))
             for no, qty in wanted.items()
         )
-        return self._add(OrderLinesFulfilled, at or day(1), location_id=location_id,
-                         lines=fulfilled)
+        return self._add(
+            OrderLinesFulfilled, at or day(1), location_id=location_id, lines=fulfilled
+        )
 
     def delivered(self, at: datetime | None = None) -> Self:
         moment = at or day(2)
@@ -227,8 +230,9 @@ class OrderHistory:
     def return_reserved(
         self, return_id: UUID, quantities: dict[int, int], at: datetime | None = None
     ) -> Self:
-        return self._add(OrderReturnReserved, at or day(5), return_id=return_id,
-                         quantities=quantities)
+        return self._add(
+            OrderReturnReserved, at or day(5), return_id=return_id, quantities=quantities
+        )
 
     def return_released(self, return_id: UUID, at: datetime | None = None) -> Self:
         return self._add(OrderReturnReleased, at or day(6), return_id=return_id)
@@ -295,13 +299,12 @@ def wants(
 
 
 def given(rma: Return) -> Return:
-    """Forget what the setup emitted: rebuild the aggregate from its collected history."""
+    """Rebuild a freshly commanded aggregate from the events it emitted, and forget them.
+
+    Only for an aggregate that has been live since its creation: its pending events are
+    then its whole history, and the test's ``pending_events`` start empty.
+    """
     return Return.replay(rma.id, rma.collect_events())
-
-
-def continued(rma: Return, history: list[ReturnEvent]) -> Return:
-    history.extend(rma.collect_events())
-    return Return.replay(rma.id, history)
 
 
 def requested_return(
@@ -352,16 +355,13 @@ def authorized_return(
     return_id: UUID = RETURN_ID,
     refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT,
 ) -> Return:
-    """Requested and authorized on ``at`` (default day 10); history collected."""
-    rma = requested_return(order, *lines, at=at, return_id=return_id,
-                           refund_method=refund_method)
+    """Requested and authorized on ``at`` (default day 10)."""
+    rma = requested_return(order, *lines, at=at, return_id=return_id, refund_method=refund_method)
     decide(rma, order, at=at, book=book)
     return given(rma)
 
 
-def received(
-    sku: str = "SKU-1", quantity: int = 1, serial: str | None = None
-) -> ReceivedItem:
+def received(sku: str = "SKU-1", quantity: int = 1, serial: str | None = None) -> ReceivedItem:
     return ReceivedItem(sku=sku, quantity=quantity, serial=serial)
 
 
@@ -418,9 +418,10 @@ def inspect(
 
 def received_return(order: Order, *lines: RequestedLine, book: PolicyBook = BOOK) -> Return:
     """Authorized on day 10, its parcel RCPT-1 (one SKU-1) received on day 15."""
-    rma = authorized_return(order, *lines, book=book)
+    rma = requested_return(order, *lines)
+    decide(rma, order, book=book)
     receive(rma)
-    return given_more(rma)
+    return given(rma)
 
 
 def inspected_return(
@@ -430,25 +431,11 @@ def inspected_return(
     book: PolicyBook = BOOK,
 ) -> Return:
     """Authorized, received and inspected (by default one resellable SKU-1) on day 16."""
-    rma = authorized_return(order, *lines, book=book)
+    rma = requested_return(order, *lines)
+    decide(rma, order, book=book)
     receive(rma)
     inspect(rma, *items, book=book)
-    return given_more(rma)
-
-
-def given_more(rma: Return) -> Return:
-    """Like ``given`` for an aggregate that was itself rebuilt from an earlier history."""
-    history = list(_HISTORIES.get(rma.id, []))
-    return _remember(rma, history)
-
-
-_HISTORIES: dict[UUID, list[ReturnEvent]] = {}
-
-
-def _remember(rma: Return, history: list[ReturnEvent]) -> Return:
-    history.extend(rma.collect_events())
-    _HISTORIES[rma.id] = history
-    return Return.replay(rma.id, history)
+    return given(rma)
 
 
 def request_refund(
@@ -456,16 +443,38 @@ def request_refund(
     amount: str,
     refund_id: str = "RF-1",
     *,
+    shipping: str | None = None,
     keep_item: bool = False,
     at: datetime | None = None,
 ) -> None:
+    """Ask for ``amount`` (of which ``shipping`` pays the order's shipping back) by card."""
     rma.request_refund(
         refund_id=refund_id,
         amount=eur(amount),
         allocations=(allocation(amount),) if amount != "0.00" else (),
+        shipping=eur(shipping) if shipping is not None else None,
         at=at or day(16),
         cause=CAUSE,
         keep_item=keep_item,
+    )
+
+
+def issue_store_credit(
+    rma: Return,
+    amount: str,
+    credit_id: str = "SC-1",
+    *,
+    bonus: str = "0.00",
+    shipping: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    rma.issue_store_credit(
+        credit_id=credit_id,
+        amount=eur(amount),
+        bonus=eur(bonus),
+        shipping=eur(shipping) if shipping is not None else None,
+        at=at or day(17),
+        cause=CAUSE,
     )
 
 

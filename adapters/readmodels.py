@@ -1,0 +1,697 @@
+"""The read models in PostgreSQL: batches of events in, rows and offsets out, one transaction.
+
+``ReadModelStore.apply`` is the only write path of a live projector. Per batch it loads the
+states of every aggregate in the batch in one query (row-locked, so two workers racing on
+one aggregate during a rebalance serialize), reduces in memory, merges the changes so each
+row is written once, and writes states, rows, consumed offsets and the event-store
+position in one transaction, each stage one ``INSERT ... SELECT FROM unnest(...)`` per
+table. A redelivered batch changes nothing: reducers skip versions already applied.
+
+``rebuild`` replays ``oms_events`` (as the relay would publish them) into fresh tables and
+swaps them in, catching up under an exclusive lock that live batches take shared.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+import psycopg
+from psycopg import errors, sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb, set_json_loads
+
+from adapters.relay import KIND_BY_TYPE, cloud_event_for
+from adapters.topics import EVENT_TOPIC_BY_KIND
+from projections.core import Event, Projection, State, all_tables, key_of, merge
+from projections.schema import OFFSETS_DDL, Column, Table, state_table
+
+log = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[Any]
+Offsets = Mapping[tuple[str, int], int]
+_DDL_LOCK = zlib.crc32(b"rm:ddl")
+_SUFFIX = re.compile(r"_[a-z0-9_]{1,20}")
+
+
+class StateRace(Exception):
+    """Another transaction created the state of an aggregate of this batch first."""
+
+
+RETRYABLE: tuple[type[Exception], ...] = (
+    errors.DeadlockDetected,
+    errors.SerializationFailure,
+    StateRace,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedRow:
+    """A row a batch changed, for the caller to publish on the projection's topic."""
+
+    topic: str
+    key: str
+    table: str
+    row: dict[str, Any]
+    """JSON-ready: amounts as decimal strings, times as RFC 3339 strings."""
+
+
+def topics_of(projection: Projection) -> tuple[str, ...]:
+    """The relayed topics a projection consumes."""
+    return tuple(EVENT_TOPIC_BY_KIND[kind] for kind in projection.kinds)
+
+
+def consumer_name(projection: Projection) -> str:
+    """Its row in ``oms_consumer_positions`` (what the relay refills a lost broker from)."""
+    return f"readmodel:{projection.name}"
+
+
+def _lock_key(projection: Projection) -> int:
+    return zlib.crc32(f"rm:{projection.name}".encode())
+
+
+def _connect(database_url: str) -> Conn:
+    conn = psycopg.connect(database_url, autocommit=True)
+    set_json_loads(orjson.loads, conn)
+    return conn
+
+
+# ---------------------------------------------------------------- the store
+class ReadModelStore:
+    """Owns one connection; not for concurrent use by several threads (one per worker)."""
+
+    def __init__(
+        self,
+        database_url: str,
+        projections: Iterable[Projection] = (),
+        *,
+        max_attempts: int = 8,
+    ) -> None:
+        self.database_url = database_url
+        self.max_attempts = max_attempts
+        self._conn = _connect(database_url)
+        self._ready: set[str] = set()
+        for projection in projections:
+            self.ensure(projection)
+
+    def ensure(self, projection: Projection) -> None:
+        """Create the projection's tables (idempotent; serialized across processes)."""
+        if projection.name in self._ready:
+            return
+        create_tables(self._conn, projection)
+        self._ready.add(projection.name)
+
+    def apply(
+        self,
+        projection: Projection,
+        events: Sequence[Event],
+        offsets: Offsets | None = None,
+    ) -> list[ChangedRow]:
+        """Apply a batch in one transaction and return the rows it changed.
+
+        ``offsets``: the next offset to consume per (topic, partition), committed with the
+        rows. Give events their ``topic``/``partition`` (``Event.from_cloud_event``) so
+        the store can record, per partition, the event-store position applied.
+        """
+        self.ensure(projection)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                with self._conn.transaction():
+                    # Shared: batches run side by side; a rebuild's switch-over takes it
+                    # exclusive, so no batch commits into tables about to be replaced.
+                    self._conn.execute(
+                        "SELECT pg_advisory_xact_lock_shared(%s)", [_lock_key(projection)]
+                    )
+                    return apply_batch(self._conn, projection, events, offsets=offsets)
+            except RETRYABLE as conflict:
+                if attempt == self.max_attempts:
+                    raise
+                log.debug("batch of %s lost a race, retrying: %r", projection.name, conflict)
+                time.sleep(min(0.005 * 2**attempt, 0.2) * random.uniform(0.5, 1.5))
+        raise AssertionError("unreachable")
+
+    def offsets(self, projection: Projection) -> dict[tuple[str, int], int]:
+        """Where a restarted worker resumes: the next offset per (topic, partition)."""
+        self.ensure(projection)
+        rows = self._conn.execute(
+            "SELECT topic, partition, next_offset FROM rm_offsets WHERE projection = %s",
+            [projection.name],
+        ).fetchall()
+        return {(topic, partition): offset for topic, partition, offset in rows}
+
+    def register_partitions(
+        self, projection: Projection, partitions: Iterable[tuple[str, int]]
+    ) -> None:
+        """Record partitions assigned to a worker before it consumed anything from them.
+
+        The projection's event-store position is the lowest over its partitions; a
+        partition that delivered nothing yet must hold it at zero, or the relay would not
+        refill that partition's events after a broker loss.
+        """
+        self.ensure(projection)
+        pairs = sorted(set(partitions))
+        if not pairs:
+            return
+        with self._conn.transaction():
+            self._conn.execute(
+                "INSERT INTO rm_offsets (projection, topic, partition, next_offset, position)"
+                " SELECT %s, t, p, 0, 0 FROM unnest(%s::text[], %s::int[]) AS u(t, p)"
+                " ON CONFLICT DO NOTHING",
+                [projection.name, [t for t, _ in pairs], [p for _, p in pairs]],
+            )
+            _record_low_watermark(self._conn, projection)
+
+    @property
+    def connection(self) -> Conn:
+        """For queries (``stock_at``, ``snapshot``); do not hold a transaction open on it."""
+        return self._conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def create_tables(conn: Conn, projection: Projection, suffix: str = "") -> None:
+    with conn.transaction():
+        # Two workers starting at once would race on the catalog (CREATE ... IF NOT EXISTS
+        # is not atomic against itself).
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [_DDL_LOCK])
+        for statement in OFFSETS_DDL:
+            conn.execute(statement.encode())
+        for table in all_tables(projection):
+            # Only missing tables: CREATE INDEX IF NOT EXISTS still share-locks an existing
+            # table, which deadlocks with batches writing to it. A table and its indexes
+            # are created in one transaction, so an existing table has them all.
+            found = conn.execute(
+                "SELECT to_regclass(%s)", [f'"{table.physical(suffix)}"']
+            ).fetchone()
+            if found is None or found[0] is None:
+                for statement in table.ddl(suffix):
+                    conn.execute(statement.encode())
+
+
+# ---------------------------------------------------------------- one batch
+def apply_batch(
+    conn: Conn,
+    projection: Projection,
+    events: Sequence[Event],
+    *,
+    suffix: str = "",
+    offsets: Offsets | None = None,
+    track: bool = True,
+) -> list[ChangedRow]:
+    """Apply ``events`` inside the caller's transaction (tables under ``suffix``)."""
+    # Other kinds' events would only leave states behind that the projection never reads
+    # (and that a rebuild, which replays only its kinds, would not recreate).
+    events = [event for event in events if event.kind in projection.kinds]
+    states_table = state_table(projection.name)
+    tables = {t.name: t for t in projection.tables}
+    with conn.cursor(row_factory=dict_row) as cur:
+        ids = sorted({event.aggregate_id for event in events})
+        loaded: dict[str, State] = {}
+        if ids:
+            cur.execute(
+                sql.SQL(
+                    "SELECT aggregate_id, state FROM {} WHERE aggregate_id = ANY(%s)"
+                    " ORDER BY aggregate_id FOR UPDATE"
+                ).format(sql.Identifier(states_table.physical(suffix))),
+                [ids],
+            )
+            loaded = {row["aggregate_id"]: row["state"] for row in cur.fetchall()}
+        states = dict(loaded)
+        changes = []
+        for event in events:
+            new, produced = projection.reduce(states.get(event.aggregate_id), event)
+            if new is not None:
+                states[event.aggregate_id] = new
+            changes.extend(produced)
+
+        # States first: their row locks and unique key are what serialize two workers that
+        # hold the same aggregate, before any read-model row is touched.
+        _write_states(cur, states_table, suffix, loaded, states)
+
+        merged = merge(changes)
+        written: dict[tuple[str, Any], dict[str, Any]] = {}
+
+        def keep(table: Table, rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                written[(table.name, key_of({k: row[k] for k in table.key}))] = row
+
+        # Tables in one fixed order too, so two batches never lock rows crosswise.
+        for name, appended in sorted(merged.appends.items()):
+            keep(tables[name], _write(cur, tables[name], suffix, "append", list(appended.values())))
+        for name, upserted in sorted(merged.upserts.items()):
+            keep(tables[name], _write(cur, tables[name], suffix, "upsert", list(upserted.values())))
+        for name, incremented in sorted(merged.increments.items()):
+            rows = _fill_deltas(tables[name], list(incremented.values()))
+            keep(tables[name], _write(cur, tables[name], suffix, "increment", rows))
+        for name, rebased in sorted(merged.rebases.items()):
+            table = tables[name]
+            statement = projection.rebase_sql[name].format_map(
+                {
+                    t.name: sql.Identifier(t.physical(suffix)).as_string(conn)
+                    for t in tables.values()
+                }
+            )
+            ordered = sorted(rebased.items())
+            params: dict[str, list[Any]] = {
+                k: [dict(key)[k] for key, _ in ordered] for k in table.key
+            }
+            params["position"] = [position for _, position in ordered]
+            cur.execute(statement.encode(), params)
+            keep(table, cur.fetchall())
+
+        if track:
+            _track(cur, projection, events, offsets)
+
+    changed = []
+    topic = projection.outbound_topic
+    if topic is not None:
+        for (name, _), row in written.items():
+            key = projection.message_key(name, row)
+            if key is not None:
+                changed.append(ChangedRow(topic, key, name, jsonable(row)))
+    return changed
+
+
+def _write_states(
+    cur: psycopg.Cursor[Any],
+    table: Table,
+    suffix: str,
+    loaded: Mapping[str, State],
+    states: Mapping[str, State],
+) -> None:
+    name = sql.Identifier(table.physical(suffix))
+    created = sorted(a for a in states if a not in loaded)
+    updated = sorted(
+        a for a in states if a in loaded and states[a].get("version") != loaded[a].get("version")
+    )
+    if created:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} (aggregate_id, version, state)"
+                " SELECT * FROM unnest(%b::text[], %b::bigint[], %b::jsonb[])"
+                " ON CONFLICT DO NOTHING RETURNING aggregate_id"
+            ).format(name),
+            _state_arrays(created, states),
+        )
+        if len(cur.fetchall()) != len(created):
+            raise StateRace(f"{table.name}: another batch created a state of this batch first")
+    if updated:
+        cur.execute(
+            sql.SQL(
+                "UPDATE {} AS s SET version = u.version, state = u.state"
+                " FROM unnest(%b::text[], %b::bigint[], %b::jsonb[]) AS u(aggregate_id, version,"
+                " state) WHERE s.aggregate_id = u.aggregate_id"
+            ).format(name),
+            _state_arrays(updated, states),
+        )
+
+
+def _state_arrays(ids: list[str], states: Mapping[str, State]) -> list[list[Any]]:
+    return [
+        ids,
+        [int(states[a].get("version", 0)) for a in ids],
+        [Jsonb(states[a], dumps=orjson.dumps) for a in ids],
+    ]
+
+
+def _fill_deltas(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adding zero changes nothing, so every row of a table can go in one statement."""
+    columns = sorted({c for row in rows for c in row} - set(table.key))
+    return [{**dict.fromkeys(columns, 0), **row} for row in rows]
+
+
+def _write(
+    cur: psycopg.Cursor[Any], table: Table, suffix: str, mode: str, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One INSERT ... SELECT FROM unnest per set of columns; returns the rows as written."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    result: list[dict[str, Any]] = []
+    for columns, group in groups.items():
+        # One order for every writer: concurrent batches lock shared rows without deadlock.
+        group.sort(key=lambda r: tuple(r[k] for k in table.key))
+        arrays = [[_coerce(table.column(c), r[c]) for r in group] for c in columns]
+        cur.execute(_statement(table, suffix, mode, columns), arrays)
+        result.extend(cur.fetchall())
+    return result
+
+
+@lru_cache(maxsize=512)
+def _statement(table: Table, suffix: str, mode: str, columns: tuple[str, ...]) -> sql.Composed:
+    name = sql.Identifier(table.physical(suffix))
+    arrays = sql.SQL(", ").join(
+        sql.SQL("%b::{}[]").format(sql.SQL(table.column(c).array_type)) for c in columns
+    )
+    values = [c for c in columns if c not in table.key]
+    key = sql.SQL(", ").join(map(sql.Identifier, table.key))
+    conflict: sql.Composable
+    if mode == "append" or not values:
+        conflict = sql.SQL("ON CONFLICT DO NOTHING")
+    elif mode == "upsert":
+        conflict = sql.SQL("ON CONFLICT ({}) DO UPDATE SET {}").format(
+            key,
+            sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in values
+            ),
+        )
+    elif mode == "increment":
+        conflict = sql.SQL("ON CONFLICT ({}) DO UPDATE SET {}").format(
+            key,
+            sql.SQL(", ").join(
+                sql.SQL("{0} = {1}.{0} + EXCLUDED.{0}").format(sql.Identifier(c), name)
+                for c in values
+            ),
+        )
+    else:
+        raise ValueError(f"unknown write mode {mode!r}")
+    return sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({}) {} RETURNING *").format(
+        name, sql.SQL(", ").join(map(sql.Identifier, columns)), arrays, conflict
+    )
+
+
+def _coerce(column: Column, value: Any) -> Any:
+    """One Python type per array: psycopg types a list by its elements."""
+    if value is None:
+        return None
+    kind = column.array_type
+    if kind == "numeric":
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    if kind in ("bigint", "integer"):
+        return int(value)
+    if kind == "jsonb":
+        return Jsonb(value, dumps=orjson.dumps)
+    return value
+
+
+def _track(
+    cur: psycopg.Cursor[Any],
+    projection: Projection,
+    events: Sequence[Event],
+    offsets: Offsets | None,
+) -> None:
+    if offsets:
+        # Per partition, the highest event-store position applied: partitions are read in
+        # the relay's order, so everything below it on that partition is applied too.
+        applied: dict[tuple[str, int], int] = {}
+        for event in events:
+            if event.topic is not None and event.partition is not None:
+                origin = (event.topic, event.partition)
+                applied[origin] = max(applied.get(origin, 0), event.position)
+        pairs = sorted(offsets.items())
+        cur.execute(
+            "INSERT INTO rm_offsets (projection, topic, partition, next_offset, position)"
+            " SELECT %s, * FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[])"
+            " ON CONFLICT (projection, topic, partition) DO UPDATE SET"
+            " next_offset = GREATEST(rm_offsets.next_offset, EXCLUDED.next_offset),"
+            " position = GREATEST(rm_offsets.position, EXCLUDED.position), updated_at = now()",
+            [
+                projection.name,
+                [topic for (topic, _), _ in pairs],
+                [partition for (_, partition), _ in pairs],
+                [offset for _, offset in pairs],
+                [applied.get(origin, 0) for origin, _ in pairs],
+            ],
+        )
+        _record_low_watermark(cur, projection)
+    elif events:
+        # Without Kafka offsets the caller feeds the log in order (a replay, a poller): the
+        # highest position applied is then also the lowest not yet applied, minus one.
+        cur.execute(
+            "INSERT INTO oms_consumer_positions (consumer, notification_id) VALUES (%s, %s)"
+            " ON CONFLICT (consumer) DO UPDATE SET notification_id ="
+            " GREATEST(oms_consumer_positions.notification_id, EXCLUDED.notification_id),"
+            " updated_at = now()",
+            [consumer_name(projection), max(event.position for event in events)],
+        )
+
+
+def _record_low_watermark(cur: Conn | psycopg.Cursor[Any], projection: Projection) -> None:
+    """The lowest per-partition position: what the relay must republish from for us after
+    the broker lost its data (the highest would skip a lagging partition's tail)."""
+    cur.execute(
+        "INSERT INTO oms_consumer_positions (consumer, notification_id)"
+        " SELECT %s, min(position) FROM rm_offsets WHERE projection = %s HAVING count(*) > 0"
+        " ON CONFLICT (consumer) DO UPDATE SET notification_id = EXCLUDED.notification_id,"
+        " updated_at = now()",
+        [consumer_name(projection), projection.name],
+    )
+
+
+def jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
+    def value(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return str(v)
+        if isinstance(v, datetime | date):
+            return v.isoformat()
+        return v
+
+    return {k: value(v) for k, v in row.items()}
+
+
+# ---------------------------------------------------------------- rebuild
+@dataclass(frozen=True, slots=True)
+class RebuildProgress:
+    projection: str
+    phase: str
+    """``replay`` (into the fresh tables), ``catch_up`` (under the lock) or ``switched``."""
+    events: int
+    """Events of the projection's kinds applied so far."""
+    position: int
+    head: int
+    """The event store's last position when the rebuild started."""
+
+
+def rebuild(
+    projection: Projection,
+    database_url: str,
+    into_schema_suffix: str = "_rebuild",
+    progress: Callable[[RebuildProgress], None] | None = None,
+    *,
+    batch_size: int = 2000,
+    switch: bool = True,
+    events_table: str = "oms_events",
+) -> RebuildProgress:
+    """Replay the event store into fresh ``<table><suffix>`` tables, then swap them in.
+
+    The replay runs beside the live projector. The switch-over takes the projection's lock
+    exclusively (live batches wait), applies what was stored meanwhile, and renames the
+    tables in the same transaction; live offsets stay valid because reducers skip versions
+    the rebuilt states already hold. ``switch=False`` leaves the tables under the suffix.
+    """
+    if not _SUFFIX.fullmatch(into_schema_suffix):
+        raise ValueError(f"suffix must look like _rebuild, got {into_schema_suffix!r}")
+    types = sorted(t for t, kind in KIND_BY_TYPE.items() if kind in projection.kinds)
+    report = progress or (lambda _: None)
+    with _connect(database_url) as conn:
+        with conn.transaction():
+            for table in all_tables(projection):
+                conn.execute(
+                    sql.SQL("DROP TABLE IF EXISTS {}").format(
+                        sql.Identifier(table.physical(into_schema_suffix))
+                    )
+                )
+        create_tables(conn, projection, into_schema_suffix)
+        head = _head(conn, events_table)
+        position, events = 0, 0
+        while head:
+            with conn.transaction():
+                read, applied, position = _replay_page(
+                    conn, projection, events_table, types, position, batch_size, into_schema_suffix
+                )
+            events += applied
+            if not read:
+                break
+            report(RebuildProgress(projection.name, "replay", events, position, head))
+        if not switch:
+            return RebuildProgress(projection.name, "replay", events, position, head)
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(projection)])
+            while _head(conn, events_table):
+                read, applied, position = _replay_page(
+                    conn, projection, events_table, types, position, batch_size, into_schema_suffix
+                )
+                events += applied
+                if not read:
+                    break
+                report(RebuildProgress(projection.name, "catch_up", events, position, head))
+            for table in all_tables(projection):
+                _swap(conn, table, into_schema_suffix)
+    done = RebuildProgress(projection.name, "switched", events, position, head)
+    report(done)
+    return done
+
+
+def _head(conn: Conn, events_table: str) -> int:
+    exists = conn.execute("SELECT to_regclass(%s)", [events_table]).fetchone()
+    if not exists or exists[0] is None:
+        return 0
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+            sql.Identifier(events_table)
+        )
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _replay_page(
+    conn: Conn,
+    projection: Projection,
+    events_table: str,
+    types: list[str],
+    after: int,
+    limit: int,
+    suffix: str,
+) -> tuple[int, int, int]:
+    """(rows read, events applied, last position) of the next page after ``after``."""
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
+            " WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(sql.Identifier(events_table)),
+        [after, limit],
+    ).fetchall()
+    if not rows:
+        return 0, 0, after
+    wanted = set(types)
+    events = [Event.from_cloud_event(cloud_event_for(row)) for row in rows if row[3] in wanted]
+    apply_batch(conn, projection, events, suffix=suffix, track=False)
+    return len(rows), len(events), int(rows[-1][0])
+
+
+def _swap(conn: Conn, table: Table, suffix: str) -> None:
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table.physical())))
+    conn.execute(
+        sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+            sql.Identifier(table.physical(suffix)), sql.Identifier(table.physical())
+        )
+    )
+    # Index names are global: give the live names back so the next rebuild can reuse its own.
+    for temporary, live in table.index_names(suffix):
+        conn.execute(
+            sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                sql.Identifier(temporary), sql.Identifier(live)
+            )
+        )
+
+
+# ---------------------------------------------------------------- comparisons (tests, ops)
+Snapshot = dict[str, list[dict[str, Any]]]
+
+
+def snapshot(conn: Conn, projection: Projection, suffix: str = "") -> Snapshot:
+    """Every table of a projection (states included), rows in key order, JSON-ready."""
+    tables: Snapshot = {}
+    for table in all_tables(projection):
+        order = sql.SQL(", ").join(map(sql.Identifier, table.key))
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                sql.SQL("SELECT * FROM {} ORDER BY {}").format(
+                    sql.Identifier(table.physical(suffix)), order
+                )
+            )
+            tables[table.name] = [jsonable(row) for row in cur.fetchall()]
+    return tables
+
+
+def differences(live: Snapshot, rebuilt: Snapshot, limit: int = 20) -> list[str]:
+    """Human-readable differences between two snapshots (empty: equal)."""
+    found: list[str] = []
+    for name in sorted(set(live) | set(rebuilt)):
+        a, b = live.get(name, []), rebuilt.get(name, [])
+        if len(a) != len(b):
+            found.append(f"{name}: {len(a)} rows live, {len(b)} rebuilt")
+        for row_a, row_b in zip(a, b, strict=False):
+            if row_a != row_b:
+                changed = sorted(k for k in set(row_a) | set(row_b) if row_a.get(k) != row_b.get(k))
+                found.append(
+                    f"{name}: {[(k, row_a.get(k), row_b.get(k)) for k in changed]} in {row_a}"
+                )
+                break
+        if len(found) >= limit:
+            break
+    return found
+
+
+def equal(live: Snapshot, rebuilt: Snapshot) -> bool:
+    return not differences(live, rebuilt, limit=1)
+
+
+# ---------------------------------------------------------------- queries
+def stock_at(conn: Conn, sku: str, location_id: str, at: datetime) -> dict[str, int]:
+    """Every bucket of a SKU at a location as it stood at ``at``, in one query.
+
+    Same rule as the live level: the last count recorded by ``at`` (in the event store's
+    order), plus every available movement recorded after it; other buckets are sums.
+    """
+    rows = conn.execute(
+        """
+        WITH m AS (
+            SELECT bucket, delta, counted, kind, position FROM rm_stock_movements
+            WHERE sku = %(sku)s AND location_id = %(location)s AND at <= %(at)s),
+        c AS (SELECT counted, position FROM m WHERE kind = 'count' ORDER BY position DESC LIMIT 1)
+        SELECT m.bucket,
+               coalesce(sum(m.delta) FILTER (WHERE m.kind <> 'count' AND (m.bucket <> 'available'
+                   OR m.position > coalesce((SELECT position FROM c), -1))), 0) AS moved,
+               (SELECT counted FROM c) AS counted
+        FROM m GROUP BY m.bucket""",
+        {"sku": sku, "location": location_id, "at": at},
+    ).fetchall()
+    levels = dict.fromkeys(
+        ("available", "quarantined", "in_repair", "returned_to_vendor", "scrapped"), 0
+    )
+    levels["expected_returns"] = 0
+    for bucket, moved, counted in rows:
+        levels[bucket] = int(moved) + (int(counted) if bucket == "available" and counted else 0)
+    return levels
+
+
+def return_rates(conn: Conn) -> list[dict[str, Any]]:
+    """Items sold and returned per sku, supplier, category and sales channel."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            SELECT s.sku, s.supplier, s.category, s.channel, s.items AS items_sold,
+                   coalesce(r.items, 0)::bigint AS items_returned,
+                   CASE WHEN s.items > 0 THEN round(coalesce(r.items, 0)::numeric / s.items, 4)
+                   END AS return_rate
+            FROM rm_items_sold s LEFT JOIN (
+                SELECT sku, supplier, category, channel, sum(items) AS items
+                FROM rm_return_reasons GROUP BY sku, supplier, category, channel) r
+              USING (sku, supplier, category, channel)
+            ORDER BY s.sku, s.supplier, s.category, s.channel"""
+        )
+        return [jsonable(row) for row in cur.fetchall()]
+
+
+def unbalanced_refunds(conn: Conn) -> list[dict[str, Any]]:
+    """Refunds whose ledger lines do not balance (the invariant says: none)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT refund_id, currency, sum(debit) AS debit, sum(credit) AS credit"
+            " FROM rm_ledger_lines GROUP BY refund_id, currency HAVING sum(debit) <> sum(credit)"
+        )
+        return [jsonable(row) for row in cur.fetchall()]

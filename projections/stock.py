@@ -1,0 +1,247 @@
+"""Stock levels per SKU and location, with every movement kept.
+
+Buckets: available, quarantined, in_repair, returned_to_vendor, scrapped (cumulative: those
+items left the sellable stock for good) and expected_returns (authorized, not yet here).
+
+Counts are absolute, but the other movements come from orders and returns on other
+partitions, so "the level when the count was taken" cannot be known from arrival order.
+The event store's order decides instead: ``available`` is the last count plus every
+available movement the event store recorded after it. Movements add to ``available`` as
+increments; a count sets ``counted``/``counted_position`` (the inventory aggregate owns
+them: an upsert) and a ``Rebase`` recomputes the row from ``rm_stock_movements``. A
+movement that the event store ordered before the count but that arrives after it (its
+partition lagged) triggers the same recomputation, so the live level always equals a replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from projections.core import (
+    INVENTORY,
+    ORDER,
+    RETURN,
+    Append,
+    Change,
+    Event,
+    Increment,
+    KeyTuple,
+    Rebase,
+    Reducer,
+    State,
+    Upsert,
+    key_of,
+    on,
+)
+from projections.schema import STOCK_LEVELS, STOCK_MOVEMENTS, STOCK_REBASE_SQL, Table
+
+LEVELS = STOCK_LEVELS.name
+MOVEMENTS = STOCK_MOVEMENTS.name
+BUCKET_OF_DISPOSITION = {
+    "restock": "available",
+    "quarantine": "quarantined",
+    "repair": "in_repair",
+    "return_to_vendor": "returned_to_vendor",
+    "scrap": "scrapped",
+}
+
+
+class _Moves:
+    """Movements of one event, numbered so each gets a stable id."""
+
+    def __init__(self, event: Event, out: list[Change]) -> None:
+        self.event, self.out, self.n = event, out, 0
+
+    def add(self, sku: str, location: str, bucket: str, delta: int, kind: str) -> None:
+        if delta == 0:
+            return
+        key = {"sku": sku, "location_id": location}
+        self._append(key, bucket, kind, delta=delta, counted=None)
+        self.out.append(Increment(LEVELS, key, {bucket: delta}))
+        if bucket == "available":
+            self.out.append(Rebase(LEVELS, key, self.event.position))
+
+    def count(self, sku: str, location: str, quantity: int) -> None:
+        key = {"sku": sku, "location_id": location}
+        self._append(key, "available", "count", delta=None, counted=quantity)
+        self.out.append(
+            Upsert(
+                LEVELS,
+                key,
+                {
+                    "counted": quantity,
+                    "counted_position": self.event.position,
+                    "counted_at": self.event.time,
+                },
+            )
+        )
+        self.out.append(Rebase(LEVELS, key, self.event.position))
+
+    def _append(
+        self, key: dict[str, str], bucket: str, kind: str, *, delta: int | None, counted: int | None
+    ) -> None:
+        self.n += 1
+        self.out.append(
+            Append(
+                MOVEMENTS,
+                f"{self.event.id}:{self.n}",
+                {
+                    **key,
+                    "bucket": bucket,
+                    "delta": delta,
+                    "counted": counted,
+                    "kind": kind,
+                    "event_id": self.event.id,
+                    "event_type": self.event.type,
+                    "position": self.event.position,
+                    "at": self.event.time,
+                },
+            )
+        )
+
+
+class StockLevels(Reducer):
+    name = "stock"
+    kinds = (ORDER, RETURN, INVENTORY)
+    outbound_topic = "oms.stock-levels.v1"
+    rebase_sql: ClassVar[Mapping[str, str]] = {LEVELS: STOCK_REBASE_SQL}
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        return (STOCK_LEVELS, STOCK_MOVEMENTS)
+
+    def message_key(self, table: str, row: Mapping[str, Any]) -> str | None:
+        return f"{row['sku']}@{row['location_id']}" if table == LEVELS else None
+
+    # ------------------------------------------------------------ inventory (the WMS)
+    @on("inventory.counted")
+    def _counted(self, state: State, event: Event, out: list[Change]) -> None:
+        d = event.data
+        _Moves(event, out).count(d["sku"], d["location_id"], int(d["quantity"]))
+
+    @on("inventory.adjusted")
+    def _adjusted(self, state: State, event: Event, out: list[Change]) -> None:
+        d = event.data
+        _Moves(event, out).add(
+            d["sku"], d["location_id"], "available", int(d["delta"]), "adjustment"
+        )
+
+    # ------------------------------------------------------------ orders
+    @on("order.placed")
+    def _placed(self, state: State, event: Event, out: list[Change]) -> None:
+        d = event.data
+        state["skus"] = {str(line["line_no"]): line["sku"] for line in d["lines"]}
+        if d["channel"] == "store" and d.get("store_id"):
+            # Sold and handed over at the counter: the order is fulfilled as it is placed.
+            moves = _Moves(event, out)
+            for line in d["lines"]:
+                moves.add(line["sku"], d["store_id"], "available", -int(line["quantity"]), "sale")
+
+    @on("order.lines_fulfilled")
+    def _fulfilled(self, state: State, event: Event, out: list[Change]) -> None:
+        moves = _Moves(event, out)
+        skus = state.get("skus", {})
+        for line in event.data["lines"]:
+            sku = skus.get(str(line["line_no"]))
+            if sku is not None:
+                moves.add(
+                    sku,
+                    event.data["location_id"],
+                    "available",
+                    -int(line["quantity"]),
+                    "fulfilment",
+                )
+
+    # ------------------------------------------------------------ returns
+    @on("rma.requested", "rma.blind_return_matched", "rma.in_store_return_recorded")
+    def _lines(self, state: State, event: Event, out: list[Change]) -> None:
+        expected: dict[str, int] = {}
+        for line in event.data["lines"]:
+            expected[line["sku"]] = expected.get(line["sku"], 0) + int(line["quantity"])
+        state["lines"] = expected
+
+    @on("rma.authorized")
+    def _authorized(self, state: State, event: Event, out: list[Change]) -> None:
+        destination = event.data["destination_warehouse"]
+        state["destination"] = destination
+        state["expected"] = dict(state.get("lines", {}))
+        moves = _Moves(event, out)
+        for sku, quantity in sorted(state["expected"].items()):
+            moves.add(sku, destination, "expected_returns", quantity, "expected")
+
+    @on("rma.parcel_received")
+    def _received(self, state: State, event: Event, out: list[Change]) -> None:
+        expected: dict[str, int] = state.get("expected", {})
+        moves = _Moves(event, out)
+        for item in event.data["items"]:
+            arrived = min(int(item["quantity"]), expected.get(item["sku"], 0))
+            if arrived:
+                expected[item["sku"]] -= arrived
+                moves.add(
+                    item["sku"], state["destination"], "expected_returns", -arrived, "received"
+                )
+
+    @on("rma.cancelled", "rma.expired", "rma.closed", "rma.keep_item_accepted")
+    def _nothing_more_expected(self, state: State, event: Event, out: list[Change]) -> None:
+        expected: dict[str, int] = state.pop("expected", {})
+        moves = _Moves(event, out)
+        for sku, quantity in sorted(expected.items()):
+            moves.add(sku, state["destination"], "expected_returns", -quantity, "released")
+
+    @on("rma.items_inspected")
+    def _inspected(self, state: State, event: Event, out: list[Change]) -> None:
+        # Leg ids are "L<n>" over every item inspected on this return so far (domain/returns.py).
+        start = int(state.get("inspected", 0))
+        legs: dict[str, Any] = state.setdefault("legs", {})
+        moves = _Moves(event, out)
+        for index, item in enumerate(event.data["items"], start=start):
+            bucket = BUCKET_OF_DISPOSITION[item["disposition"]]
+            quantity = int(item["quantity"])
+            moves.add(item["sku"], item["location_id"], bucket, quantity, "inspection")
+            if item["disposition"] in ("repair", "return_to_vendor"):
+                legs[f"L{index + 1}"] = [item["sku"], item["location_id"], quantity]
+        state["inspected"] = start + len(event.data["items"])
+
+    @on("rma.repair_completed")
+    def _repair_completed(self, state: State, event: Event, out: list[Change]) -> None:
+        leg = state.get("legs", {}).get(event.data["leg_id"])
+        if leg is not None and event.data["outcome"] == "beyond_repair":
+            sku, location, quantity = leg
+            moves = _Moves(event, out)
+            moves.add(sku, location, "in_repair", -quantity, "beyond_repair")
+            moves.add(sku, location, "scrapped", quantity, "beyond_repair")
+
+    @on("rma.repaired_item_restocked")
+    def _repaired_restocked(self, state: State, event: Event, out: list[Change]) -> None:
+        leg = state.get("legs", {}).get(event.data["leg_id"])
+        if leg is not None:
+            sku, location, quantity = leg
+            moves = _Moves(event, out)
+            moves.add(sku, location, "in_repair", -quantity, "repaired")
+            moves.add(sku, event.data["location_id"], "available", quantity, "repaired")
+
+    # ------------------------------------------------------------ the in-memory twin
+    def rebase_in_memory(
+        self,
+        tables: dict[str, dict[KeyTuple, dict[str, Any]]],
+        table: str,
+        key: dict[str, Any],
+        position: int,
+    ) -> None:
+        """STOCK_REBASE_SQL on dicts, for InMemoryReadModel."""
+        row = tables[table].get(key_of(key))
+        if row is None or row.get("counted_position") is None:
+            return
+        if position > row["counted_position"]:
+            return
+        later = sum(
+            m["delta"]
+            for m in tables[MOVEMENTS].values()
+            if m["sku"] == key["sku"]
+            and m["location_id"] == key["location_id"]
+            and m["bucket"] == "available"
+            and m["kind"] != "count"
+            and m["position"] > row["counted_position"]
+        )
+        row["available"] = row["counted"] + later

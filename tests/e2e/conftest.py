@@ -1,0 +1,67 @@
+"""The running system for end-to-end tests: relay, integrations worker, shared servers.
+
+One per test session: the embedded PostgreSQL and Tansu from tests/conftest.py, topics
+provisioned, the relay in a thread, the integrations worker (faust) in its own process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from adapters.embedded import provision_topics
+from adapters.eventstore import create_service
+from adapters.relay import Relay
+from adapters.topics import topic_specs
+from domain.application import ReturnsService
+from streams.worker import WorkerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = 2
+
+
+@dataclass
+class System:
+    database_url: str
+    bootstrap: str
+    service: ReturnsService
+    worker: WorkerProcess
+
+
+@pytest.fixture(scope="session")
+def system(
+    database_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    provision_topics(kafka_bootstrap, topic_specs(PARTITIONS))
+    service = create_service(database_url, pool_size=6)
+    relay = Relay(
+        database_url, kafka_bootstrap, topic_specs=topic_specs(PARTITIONS), name="e2e-relay"
+    )
+    stop = threading.Event()
+    relay_thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    relay_thread.start()
+    workdir = tmp_path_factory.mktemp("integrations")
+    env = {
+        **os.environ,
+        "OMS_DATABASE_URL": database_url,
+        "OMS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "OMS_DATA_DIR": str(workdir),
+        "OMS_TOPIC_PARTITIONS": str(PARTITIONS),
+    }
+    worker = WorkerProcess(
+        "streams.integrations:app_from_env", workdir=workdir, env=env, cwd=ROOT
+    ).start()
+    try:
+        worker.wait_ready(timeout=90)
+        yield System(database_url, kafka_bootstrap, service, worker)
+    finally:
+        worker.terminate()
+        stop.set()
+        relay_thread.join(20)
+        relay.close()
+        service.close()

@@ -1,0 +1,244 @@
+"""Outside systems publish to our topics exactly as they would; we watch the outbound ones."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from adapters.topics import ORDERS, PSP_REFUNDS, RMA_EVENTS, WMS_RECEIPTS, dlq
+from domain.returns import RequestedLine
+from domain.values import ReasonCode
+from tests.e2e.conftest import System
+from tests.integration import messages as m
+from tests.integration.helpers import ctx
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+def publish(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    try:
+        for value in values:
+            producer.send(topic, key=key, value=value)
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.1)
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Everything on a topic, read by assigning partitions (no group join to wait for)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        consumer_timeout_ms=1500,
+        fetch_max_wait_ms=50,
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def rma_events(system: System, return_id: uuid.UUID) -> list[str]:
+    records = [orjson.loads(r.value) for r in read_topic(system.bootstrap, RMA_EVENTS)]
+    mine = [r for r in records if r["data"]["aggregate_id"] == str(return_id)]
+    seen: dict[str, str] = {}
+    for record in mine:
+        seen.setdefault(record["id"], record["type"])
+    return list(seen.values())
+
+
+def delivered_web_order(system: System) -> str:
+    order_id = f"WEB-{uuid.uuid4().hex[:8]}"
+    publish(
+        system.bootstrap,
+        ORDERS,
+        [
+            m.order_placed(order_id),
+            m.order_fulfilled(order_id),
+            m.order_delivered(order_id),
+        ],
+        key=order_id.encode(),
+    )
+    eventually(lambda: _delivered(system, order_id), what=f"{order_id} delivered")
+    return order_id
+
+
+def _delivered(system: System, order_id: str) -> bool:
+    try:
+        return system.service.order_view(order_id)["delivered_at"] is not None
+    except Exception:
+        return False
+
+
+def test_a_portal_rma_is_received_inspected_and_refunded_through_the_topics(
+    system: System,
+) -> None:
+    order_id = delivered_web_order(system)
+    rma = system.service.request_return(
+        ctx(),
+        order_number=order_id,
+        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+    )
+    assert rma.rma_number
+    receipt = f"REC-{order_id}"
+    publish(
+        system.bootstrap,
+        WMS_RECEIPTS,
+        [m.parcel_received(receipt, rma.rma_number)],
+        key=receipt.encode(),
+    )
+    publish(
+        system.bootstrap,
+        WMS_RECEIPTS,
+        [m.items_inspected(receipt, rma.rma_number)],
+        key=receipt.encode(),
+    )
+    # The sandbox provider settles (or declines) the refund on psp.refunds.v1 by itself.
+    final = eventually(
+        lambda: (
+            system.service.get_return(rma.aggregate_id).state.status.value
+            in {"closed", "refund_failed"}
+            and system.service.get_return(rma.aggregate_id)
+        ),
+        what="the refund to be settled by the sandbox",
+    )
+    types = eventually(
+        lambda: (
+            (t := rma_events(system, rma.aggregate_id))
+            and t[-1] in {"rma.closed", "rma.refund_failed"}
+            and t
+        ),
+        what="the outbound events",
+    )
+    assert types[:5] == [
+        "rma.requested",
+        "rma.authorized",
+        "rma.parcel_received",
+        "rma.items_inspected",
+        "rma.refund_requested",
+    ]
+    if final.state.status.value == "closed":
+        assert types[5:] == ["rma.refund_settled", "rma.closed"]
+    else:
+        assert types[5:] == ["rma.refund_failed"]
+    settlements = [orjson.loads(r.value) for r in read_topic(system.bootstrap, PSP_REFUNDS)]
+    assert any(s["data"]["refund_id"] in final.state.refunds for s in settlements)
+
+
+def test_a_parcel_with_no_rma_becomes_a_blind_return(system: System) -> None:
+    receipt = f"BLIND-{uuid.uuid4().hex[:8]}"
+    publish(system.bootstrap, WMS_RECEIPTS, [m.parcel_received(receipt, None)])
+    blind_ids = eventually(
+        lambda: [
+            r.id
+            for r in system.service.open_blind_returns(limit=1000)
+            if r.state.blind_receipt_id == receipt
+        ],
+        what="the blind return",
+    )
+    assert rma_events_eventually(system, blind_ids[0]) == ["rma.blind_return_detected"]
+
+
+def rma_events_eventually(system: System, return_id: uuid.UUID) -> list[str]:
+    result: list[str] = eventually(lambda: rma_events(system, return_id), what="relayed events")
+    return result
+
+
+def test_the_same_receipt_published_five_times_has_one_effect(system: System) -> None:
+    order_id = delivered_web_order(system)
+    rma = system.service.request_return(
+        ctx(),
+        order_number=order_id,
+        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)],
+    )
+    assert rma.rma_number
+    receipt = m.parcel_received(f"REC5-{order_id}", rma.rma_number, event_id=f"wms-{order_id}")
+    publish(system.bootstrap, WMS_RECEIPTS, [receipt] * 5)
+    eventually(
+        lambda: system.service.get_return(rma.aggregate_id).state.receipts, what="the receipt"
+    )
+    time.sleep(1.0)  # let the other four copies arrive; they must change nothing
+    assert system.service.get_return(rma.aggregate_id).version == 3
+    assert (
+        eventually(
+            lambda: (
+                len(rma_events(system, rma.aggregate_id)) == 3
+                and rma_events(system, rma.aggregate_id)
+            )
+        )[-1]
+        == "rma.parcel_received"
+    )
+
+
+def test_a_thousand_malformed_messages_go_to_the_dlq_and_valid_ones_around_them_pass(
+    system: System,
+) -> None:
+    before = len(read_topic(system.bootstrap, dlq(ORDERS)))
+    run = uuid.uuid4().hex[:6]
+    values: list[bytes] = []
+    valid: list[str] = []
+    for index in range(1000):
+        kind = index % 4
+        if kind == 0:
+            values.append(b"{broken json " + str(index).encode())
+        elif kind == 1:
+            values.append(
+                m.cloud_event("order.placed", {"order_id": f"X-{index}"}, source="commerce/web")
+            )
+        elif kind == 2:
+            values.append(m.cloud_event("order.teleported", {}, source="commerce/web"))
+        else:
+            values.append(orjson.dumps({"specversion": "1.0", "id": str(index)}))
+        if index % 100 == 0:
+            order_id = f"OK-{run}-{index}"
+            valid.append(order_id)
+            values.append(m.order_placed(order_id))
+    publish(system.bootstrap, ORDERS, values)
+    eventually(
+        lambda: len(read_topic(system.bootstrap, dlq(ORDERS))) - before >= 1000,
+        timeout=120,
+        what="1000 dead letters",
+    )
+    dead = read_topic(system.bootstrap, dlq(ORDERS))[before:]
+    assert len(dead) == 1000
+    headers = dict(dead[0].headers)
+    assert headers["x-original-topic"] == ORDERS.encode()
+    assert headers["x-dlq-error-code"] in {
+        b"invalid_json",
+        b"invalid_data",
+        b"unknown_type",
+        b"invalid_envelope",
+    }
+    assert {d.value for d in dead} <= set(values)
+    for order_id in valid:
+        eventually(lambda o=order_id: _exists(system, o), what=order_id)
+
+
+def _exists(system: System, order_id: str) -> bool:
+    try:
+        system.service.order_view(order_id)
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,246 @@
+"""RMA status and timeline: the status the Return aggregate itself would report."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, cast
+from uuid import UUID
+
+from domain.events import (
+    BlindReturnDetected,
+    BlindReturnMatched,
+    InspectedItem,
+    ItemsInspected,
+    KeepItemAccepted,
+    KeepItemOffered,
+    ReceivedItem,
+    RefundFailed,
+    RefundRequested,
+    RefundSettled,
+    ReturnAuthorized,
+    ReturnClosed,
+    ReturnEvent,
+    ReturnExpired,
+    ReturnHeldForReview,
+    ReturnLabelIssued,
+    ReturnParcelReceived,
+    ReturnRequested,
+    ReturnUnexpectedParcelReceived,
+    StoreCreditIssued,
+)
+from domain.returns import Return
+from projections.core import InMemoryReadModel, key_of
+from projections.rma_status import RmaStatus
+from tests.unit.test_projections_events import T0, Story, decision, eur, return_line, uid, wire
+
+RMA, BLIND = uid("status-rma"), uid("status-blind")
+
+
+def status_row(model: InMemoryReadModel, return_id: UUID) -> dict[str, Any]:
+    return model.tables["rm_rma_status"][key_of({"return_id": str(return_id)})]
+
+
+def requested(story: Story) -> None:
+    story.add(
+        ReturnRequested,
+        RMA,
+        order_id=uid("order"),
+        order_number="WEB-1",
+        customer_id="C-1",
+        channel="portal",
+        order_channel="web",
+        method="relay_point",
+        refund_method="original_payment",
+        currency="EUR",
+        lines=(return_line(1, "SKU-1", 2, price="40.00"),),
+    )
+
+
+def authorized(story: Story) -> None:
+    story.add(
+        ReturnAuthorized,
+        RMA,
+        rma_number="RMA-7K2Q-M4XD",
+        destination_warehouse="WH-RET",
+        label_reference="LBL-1",
+        instructions="pack",
+        expected_refund=eur("80.00"),
+        restocking_fee=eur("0.00"),
+        shipping_refund=eur("0.00"),
+        decisions=(decision(1),),
+    )
+
+
+def full_life(story: Story) -> None:
+    requested(story)
+    story.add(ReturnHeldForReview, RMA, reason="big", decisions=(decision(1),))
+    authorized(story)
+    story.add(ReturnLabelIssued, RMA, label_reference="LBL-1-R3", carrier="dhl")
+    story.add(
+        ReturnParcelReceived,
+        RMA,
+        receipt_id="R1",
+        warehouse_id="WH-RET",
+        items=(ReceivedItem(sku="SKU-1", quantity=2),),
+    )
+    story.add(
+        ItemsInspected,
+        RMA,
+        receipt_id="R1",
+        items=(
+            InspectedItem.model_validate(
+                {
+                    "sku": "SKU-1",
+                    "quantity": 2,
+                    "condition": "new",
+                    "disposition": "restock",
+                    "line_no": 1,
+                    "location_id": "WH-RET",
+                }
+            ),
+        ),
+        refund_due=eur("80.00"),
+    )
+    for refund_id in ("RF-1", "RF-2"):
+        story.add(
+            RefundRequested,
+            RMA,
+            refund_id=refund_id,
+            amount=eur("80.00"),
+            restocking_fee=eur("0.00"),
+            shipping_refund=eur("0.00"),
+            allocations=({"payment_id": "P", "method": "card", "amount": wire("80.00")},),
+        )
+        if refund_id == "RF-1":
+            story.add(RefundFailed, RMA, refund_id="RF-1", reason="expired card")
+    story.add(RefundSettled, RMA, refund_id="RF-2", provider_reference="psp", amount=eur("80.00"))
+    story.add(ReturnClosed, RMA, outcome="refunded")
+
+
+def mirrors_the_aggregate(story: Story, return_id: UUID) -> InMemoryReadModel:
+    """Applies the story event by event, checking the status against ``Return.apply``."""
+    model = InMemoryReadModel(RmaStatus())
+    aggregate_events = cast(list[ReturnEvent], story.domain_events)
+    for n, event in enumerate(story.events, start=1):
+        model.apply([event])
+        expected = Return.replay(return_id, aggregate_events[:n]).state.status.value
+        assert status_row(model, return_id)["status"] == expected, event.type
+    return model
+
+
+def test_the_status_follows_the_aggregate_through_a_whole_life() -> None:
+    story = Story()
+    full_life(story)
+    model = mirrors_the_aggregate(story, RMA)
+    row = status_row(model, RMA)
+    assert row["rma_number"] == "RMA-7K2Q-M4XD" and row["label_reference"] == "LBL-1-R3"
+    assert (row["refund_due"], row["refunded"]) == (Decimal("80.00"), Decimal("80.00"))
+    assert row["closed_outcome"] == "refunded" and row["closed_at"] is not None
+    assert row["version"] == len(story.events) and row["last_event"] == "rma.closed"
+    timeline = sorted(model.rows("rm_rma_timeline"), key=lambda r: r["version"])
+    assert [r["event_type"] for r in timeline] == [e.type for e in story.events]
+    assert timeline[0]["actor"] == "agent-7" and timeline[-1]["status"] == "closed"
+
+
+def test_a_blind_parcel_has_no_rma_number_until_it_is_matched() -> None:
+    story = Story()
+    story.add(
+        BlindReturnDetected,
+        BLIND,
+        receipt_id="RB",
+        warehouse_id="WH-RET",
+        items=(ReceivedItem(sku="SKU-1", quantity=1),),
+    )
+    model = mirrors_the_aggregate(story, BLIND)
+    row = status_row(model, BLIND)
+    assert (row["status"], row["blind"], row["rma_number"]) == ("blind_unmatched", True, None)
+    assert RmaStatus().message_key("rm_rma_status", row) == str(BLIND)
+    story.add(
+        BlindReturnMatched,
+        BLIND,
+        order_id=uid("order"),
+        order_number="WEB-1",
+        customer_id="C-1",
+        order_channel="web",
+        currency="EUR",
+        matched_by="order",
+        rma_number="RMA-AAAA-BBBB",
+        lines=(return_line(),),
+        decisions=(decision(1, "5.00"),),
+        restocking_fee=eur("5.00"),
+    )
+    model.apply(story.events[-1:])
+    row = status_row(model, BLIND)
+    assert (row["status"], row["rma_number"], row["customer_id"]) == (
+        "received",
+        "RMA-AAAA-BBBB",
+        "C-1",
+    )
+    assert row["restocking_fee"] == Decimal("5.00")
+
+
+def test_keep_item_expiry_and_late_parcels_mirror_the_aggregate() -> None:
+    story = Story()
+    requested(story)
+    authorized(story)
+    story.add(KeepItemOffered, RMA, refund_amount=eur("20.00"), expires_at=T0)
+    story.add(KeepItemAccepted, RMA)
+    story.add(
+        RefundRequested,
+        RMA,
+        refund_id="RF-K",
+        amount=eur("20.00"),
+        restocking_fee=eur("0.00"),
+        shipping_refund=eur("0.00"),
+        allocations=({"payment_id": "P", "method": "card", "amount": wire("20.00")},),
+        keep_item=True,
+    )
+    story.add(RefundSettled, RMA, refund_id="RF-K", provider_reference="psp", amount=eur("20.00"))
+    mirrors_the_aggregate(story, RMA)
+
+    other = Story()
+    requested(other)
+    authorized(other)
+    other.add(ReturnExpired, RMA, authorized_days=31)
+    other.add(
+        ReturnUnexpectedParcelReceived,
+        RMA,
+        receipt_id="R9",
+        warehouse_id="WH-RET",
+        items=(ReceivedItem(sku="SKU-1", quantity=1),),
+        state_at_arrival="expired",
+    )
+    late = mirrors_the_aggregate(other, RMA)
+    assert status_row(late, RMA)["status"] == "exception"
+
+
+def test_store_credit_paid_in_two_parts_adds_up() -> None:
+    story = Story()
+    requested(story)
+    authorized(story)
+    story.add(
+        ReturnParcelReceived,
+        RMA,
+        receipt_id="R1",
+        warehouse_id="WH-RET",
+        items=(ReceivedItem(sku="SKU-1", quantity=1),),
+    )
+    for credit in ("SC-1", "SC-2"):
+        story.add(
+            StoreCreditIssued,
+            RMA,
+            credit_id=credit,
+            amount=eur("40.00"),
+            bonus=eur("4.00"),
+            restocking_fee=eur("0.00"),
+        )
+    model = mirrors_the_aggregate(story, RMA)
+    assert status_row(model, RMA)["store_credit"] == Decimal("88.00")
+
+
+def test_a_duplicate_writes_nothing() -> None:
+    story = Story()
+    requested(story)
+    model = InMemoryReadModel(RmaStatus())
+    model.apply(story.events)
+    assert len(model.apply(story.events)) == 0
