@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         "integrations",
         help="run the integrations worker: inbound topics to commands, refunds to the provider",
     )
+    sub.add_parser("projections", help="run the projections worker: relayed events to read models")
+    rebuild = sub.add_parser("rebuild", help="replay the event store into fresh read models")
+    rebuild.add_argument("names", nargs="*", help="projections to rebuild (default: all)")
     sub.add_parser("provision", help="create every topic (idempotent)")
     sub.add_parser("lag", help="show how far the relay is behind the event store")
     return parser
@@ -60,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_relay(settings, batch_size=args.batch_size, name=args.name)
     if args.command == "integrations":
         return run_integrations(settings)
+    if args.command == "projections":
+        return run_projections(settings)
+    if args.command == "rebuild":
+        return run_rebuild(settings, args.names)
     if args.command == "provision":
         return run_provision(settings)
     if args.command == "lag":
@@ -153,11 +160,70 @@ def run_provision(settings: Settings) -> int:
 
 
 def run_lag(settings: Settings) -> int:
+    from adapters.readmodels import ReadModelStore, projection_lag
     from adapters.relay import lag
     from adapters.stack import postgres
+    from projections import default_projections
 
     with postgres(settings) as url:
-        print(lag(url))
+        print("relay:", lag(url))
+        projections = default_projections()
+        store = ReadModelStore(url, projections)
+        try:
+            for projection in projections:
+                print("projection:", projection_lag(store.connection, projection))
+        finally:
+            store.close()
+    return 0
+
+
+def run_projections(settings: Settings) -> int:
+    from kafka import KafkaProducer
+
+    from adapters.embedded import provision_topics
+    from adapters.readmodels import ReadModelStore
+    from adapters.stack import kafka, postgres
+    from adapters.topics import topic_specs
+    from projections import default_projections
+    from streams.projectors import Projector, create_projections_app
+    from streams.worker import run_worker
+
+    with postgres(settings) as url, kafka(settings) as bootstrap:
+        provision_topics(bootstrap, topic_specs(settings.topic_partitions))
+        wired = settings.model_copy(update={"database_url": url, "kafka_bootstrap": bootstrap})
+        projections = default_projections()
+        store = ReadModelStore(url, projections)
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+        app = create_projections_app(wired, Projector(store, projections, producer))
+        run_worker(app, loglevel=settings.log_level)
+    return 0
+
+
+def run_rebuild(settings: Settings, names: list[str]) -> int:
+    from adapters.readmodels import RebuildProgress, rebuild
+    from adapters.stack import postgres
+    from projections import default_projections
+
+    chosen = [p for p in default_projections() if not names or p.name in names]
+    unknown = set(names) - {p.name for p in chosen}
+    if unknown:
+        print(f"unknown projections: {sorted(unknown)}", file=sys.stderr)
+        return 2
+
+    def show(progress: RebuildProgress) -> None:
+        total = max(progress.head, 1)
+        done = min(progress.position, total)
+        bar = "#" * (30 * done // total)
+        sys.stderr.write(
+            f"\r{progress.projection:<12} {progress.phase:<9} [{bar:<30}] "
+            f"{progress.events} events, position {progress.position}/{progress.head}"
+        )
+        if progress.phase == "switched":
+            sys.stderr.write("\n")
+
+    with postgres(settings) as url:
+        for projection in chosen:
+            rebuild(projection, url, progress=show)
     return 0
 
 

@@ -85,12 +85,15 @@ class SandboxPaymentProvider:
         await asyncio.sleep(self.delay_s)
         reason = self.fails(refund)
         if reason is None:
-            event_type, data = "refund.settled", {
-                "refund_id": refund.refund_id,
-                "provider_reference": "SBX-" + hashlib.sha256(refund.refund_id.encode())
-                .hexdigest()[:12].upper(),
-                "amount": {"amount": refund.amount, "currency": refund.currency},
-            }
+            event_type, data = (
+                "refund.settled",
+                {
+                    "refund_id": refund.refund_id,
+                    "provider_reference": "SBX-"
+                    + hashlib.sha256(refund.refund_id.encode()).hexdigest()[:12].upper(),
+                    "amount": {"amount": refund.amount, "currency": refund.currency},
+                },
+            )
         else:
             event_type, data = "refund.failed", {"refund_id": refund.refund_id, "reason": reason}
         # The id derives from the refund: a redelivered request republishes the same

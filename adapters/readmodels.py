@@ -20,7 +20,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from types import TracebackType
@@ -695,3 +695,43 @@ def unbalanced_refunds(conn: Conn) -> list[dict[str, Any]]:
             " FROM rm_ledger_lines GROUP BY refund_id, currency HAVING sum(debit) <> sum(credit)"
         )
         return [jsonable(row) for row in cur.fetchall()]
+
+
+def projection_lag(
+    conn: Conn, projection: Projection, events_table: str = "oms_events"
+) -> dict[str, Any]:
+    """Events stored but not yet applied, and how old the oldest of them is.
+
+    Measured against the event store and the projection's own per-aggregate versions, not
+    the broker's offsets (which the embedded broker reports wrongly and loses on restart).
+    Only events after the projection's low watermark are scanned.
+    """
+    types = sorted(t for t, kind in KIND_BY_TYPE.items() if kind in projection.kinds)
+    low_row = conn.execute(
+        "SELECT notification_id FROM oms_consumer_positions WHERE consumer = %s",
+        [consumer_name(projection)],
+    ).fetchone()
+    low = int(low_row[0]) if low_row else 0
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), min(e.notification_id),"
+            " min((convert_from(e.state, 'UTF8')::jsonb ->> 'timestamp')::timestamptz)"
+            " FROM {events} e LEFT JOIN {states} s ON s.aggregate_id = e.originator_id::text"
+            " WHERE e.notification_id > %s AND e.topic = ANY(%s)"
+            " AND (s.version IS NULL OR s.version < e.originator_version)"
+        ).format(
+            events=sql.Identifier(events_table),
+            states=sql.Identifier(state_table(projection.name).name),
+        ),
+        [low, types],
+    ).fetchone()
+    behind, oldest_position, oldest_time = row if row else (0, None, None)
+    seconds = None
+    if oldest_time is not None:
+        seconds = max(0.0, (datetime.now(UTC) - oldest_time).total_seconds())
+    return {
+        "projection": projection.name,
+        "events_behind": int(behind or 0),
+        "oldest_unapplied_position": oldest_position,
+        "seconds_behind": seconds,
+    }

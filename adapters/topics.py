@@ -36,7 +36,7 @@ def topic_specs(partitions: int) -> dict[str, TopicSpec]:
     names = [
         *INBOUND_TOPICS,
         *(dlq(t) for t in INBOUND_TOPICS),
-        dlq(RMA_EVENTS),
+        *(dlq(t) for t in (RMA_EVENTS, ORDER_EVENTS, INVENTORY_EVENTS)),
         RMA_EVENTS,
         ORDER_EVENTS,
         INVENTORY_EVENTS,

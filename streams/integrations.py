@@ -56,8 +56,9 @@ def refund_dispatcher(provider: PaymentProvider) -> BatchHandler:
                     continue
                 await provider.request_refund(RefundInstruction.from_event(event["data"]))
             except (orjson.JSONDecodeError, KeyError, TypeError) as broken:
-                dead.append(DeadLetter(record, f"unreadable refund request: {broken!r}",
-                                       "invalid_event"))
+                dead.append(
+                    DeadLetter(record, f"unreadable refund request: {broken!r}", "invalid_event")
+                )
         return dead
 
     return handle

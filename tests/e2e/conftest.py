@@ -31,6 +31,7 @@ class System:
     bootstrap: str
     service: ReturnsService
     worker: WorkerProcess
+    projections: WorkerProcess
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +57,18 @@ def system(
     worker = WorkerProcess(
         "streams.integrations:app_from_env", workdir=workdir, env=env, cwd=ROOT
     ).start()
+    projections = WorkerProcess(
+        "streams.projectors:app_from_env",
+        workdir=tmp_path_factory.mktemp("projections"),
+        env=env,
+        cwd=ROOT,
+    ).start()
     try:
         worker.wait_ready(timeout=90)
-        yield System(database_url, kafka_bootstrap, service, worker)
+        projections.wait_ready(timeout=90)
+        yield System(database_url, kafka_bootstrap, service, worker, projections)
     finally:
+        projections.terminate()
         worker.terminate()
         stop.set()
         relay_thread.join(20)

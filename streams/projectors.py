@@ -1,0 +1,114 @@
+"""The projections worker: relayed events in, read models (PostgreSQL) and topics out.
+
+Agents only decode, batch and hand the batch to the store, which applies it with its
+offsets and per-aggregate versions in one transaction: a redelivered or republished event
+changes nothing, so faust's at-least-once delivery is exactly once in effect. Rows a batch
+changed go out on the projection's topic for analytics (compacted where keyed by entity).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import faust
+import orjson
+from kafka import KafkaProducer
+
+from adapters.readmodels import ChangedRow, ReadModelStore, topics_of
+from adapters.settings import Settings
+from projections import Event, Projection, default_projections
+from streams.app import BatchHandler, DeadLetter, InboundRecord, create_app
+from streams.topics import INVENTORY_EVENTS, ORDER_EVENTS, RMA_EVENTS
+
+log = logging.getLogger(__name__)
+
+APP_ID = "oms-projections"
+EVENT_TOPICS = (RMA_EVENTS, ORDER_EVENTS, INVENTORY_EVENTS)
+
+
+class Projector:
+    """Applies batches of one topic to every projection that reads it, then publishes."""
+
+    def __init__(
+        self,
+        store: ReadModelStore,
+        projections: Sequence[Projection],
+        producer: KafkaProducer | None,
+    ) -> None:
+        self.store = store
+        self.projections = list(projections)
+        self.producer = producer
+        # The store owns one connection: one thread, so batches never share it.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector")
+
+    def handler(self, topic: str) -> BatchHandler:
+        readers = [p for p in self.projections if topic in topics_of(p)]
+
+        async def handle(records: Sequence[InboundRecord]) -> Sequence[DeadLetter]:
+            events: list[Event] = []
+            dead: list[DeadLetter] = []
+            offsets: dict[tuple[str, int], int] = {}
+            for record in records:
+                offsets[(record.topic, record.partition)] = record.offset + 1
+                try:
+                    message = orjson.loads(record.value)
+                    events.append(
+                        Event.from_cloud_event(
+                            message, topic=record.topic, partition=record.partition
+                        )
+                    )
+                except (orjson.JSONDecodeError, ValueError, TypeError) as broken:
+                    dead.append(DeadLetter(record, str(broken)[:500], "invalid_event"))
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.executor, self.apply, readers, events, offsets)
+            return dead
+
+        return handle
+
+    def register(self, assigned: Sequence[tuple[str, int]]) -> None:
+        for projection in self.projections:
+            mine = [(t, p) for t, p in assigned if t in topics_of(projection)]
+            self.store.register_partitions(projection, mine)
+
+    def apply(
+        self,
+        readers: Sequence[Projection],
+        events: Sequence[Event],
+        offsets: dict[tuple[str, int], int],
+    ) -> None:
+        changed: list[ChangedRow] = []
+        for projection in readers:
+            changed.extend(self.store.apply(projection, events, offsets))
+        if self.producer is not None and changed:
+            for row in changed:
+                self.producer.send(row.topic, key=row.key.encode(), value=orjson.dumps(row.row))
+            self.producer.flush(30)
+
+
+def create_projections_app(settings: Settings, projector: Projector) -> faust.App:
+    handlers = {topic: projector.handler(topic) for topic in EVENT_TOPICS}
+    app = create_app(settings, app_id=APP_ID, handlers=handlers, batch_size=2000)
+
+    async def registered(sender: object, /, *args: object, **kwargs: object) -> None:
+        # A partition that has delivered nothing yet must still hold the relay's refill
+        # point down (see ReadModelStore.register_partitions).
+        assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(projector.executor, projector.register, assigned)
+
+    app.on_rebalance_complete.connect(registered)
+    return app
+
+
+def app_from_env() -> faust.App:
+    """Factory for ``python -m streams.worker --app streams.projectors:app_from_env``."""
+    settings = Settings.from_env()
+    if settings.database_url is None or settings.kafka_bootstrap is None:
+        raise SystemExit("the projections worker needs OMS_DATABASE_URL and OMS_KAFKA_BOOTSTRAP")
+    projections = default_projections()
+    store = ReadModelStore(settings.database_url, projections)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all")
+    return create_projections_app(settings, Projector(store, projections, producer))

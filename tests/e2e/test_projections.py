@@ -1,0 +1,138 @@
+"""Read models fed by the projections worker from the relayed topics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from adapters.readmodels import (
+    ReadModelStore,
+    differences,
+    projection_lag,
+    rebuild,
+    snapshot,
+    unbalanced_refunds,
+)
+from adapters.topics import ORDERS, WMS_RECEIPTS
+from domain.returns import RequestedLine
+from domain.values import ReasonCode
+from projections import default_projections
+from tests.e2e.conftest import System
+from tests.e2e.test_integrations import delivered_web_order, eventually, publish
+from tests.integration import messages as m
+from tests.integration.helpers import ctx
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def caught_up(system: System) -> bool:
+    store = ReadModelStore(system.database_url)
+    try:
+        return all(
+            projection_lag(store.connection, p)["events_behind"] == 0 for p in default_projections()
+        )
+    finally:
+        store.close()
+
+
+def row(system: System, query: str, *params: object) -> tuple[object, ...] | None:
+    with psycopg.connect(system.database_url) as conn:
+        return conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+
+
+def test_a_returned_and_restocked_item_moves_stock_and_the_ledger_balances(
+    system: System,
+) -> None:
+    order_id = delivered_web_order(system)
+    rma = system.service.request_return(
+        ctx(),
+        order_number=order_id,
+        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+    )
+    assert rma.rma_number
+    receipt = f"REC-P-{order_id}"
+    publish(
+        system.bootstrap,
+        WMS_RECEIPTS,
+        [
+            m.parcel_received(receipt, rma.rma_number),
+            m.items_inspected(receipt, rma.rma_number),
+        ],
+    )
+    eventually(
+        lambda: (
+            system.service.get_return(rma.aggregate_id).state.status.value
+            in {"closed", "refund_failed"}
+        ),
+        what="the sandbox settlement",
+    )
+    eventually(lambda: caught_up(system), timeout=90, what="projections to catch up")
+    status = row(
+        system,
+        "SELECT status, rma_number FROM rm_rma_status WHERE return_id = %s",
+        str(rma.aggregate_id),
+    )
+    final = system.service.get_return(rma.aggregate_id).state.status.value
+    assert status == (final, rma.rma_number)
+    customer = row(
+        system,
+        "SELECT orders, returns FROM rm_customers WHERE customer_id = %s",
+        f"cust-{order_id}",
+    )
+    assert customer == (1, 1)
+    assert unbalanced_refunds(ReadModelStore(system.database_url).connection) == []
+    requested = row(
+        system, "SELECT requested FROM rm_refunds WHERE return_id = %s", str(rma.aggregate_id)
+    )
+    assert requested is not None and Decimal(str(requested[0])) == Decimal("30.00")
+
+
+def test_a_killed_projections_worker_restarted_loses_and_doubles_nothing(
+    system: System,
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    orders = [f"KILL-{run}-{i}" for i in range(300)]
+    values = []
+    for order_id in orders:
+        values += [m.order_placed(order_id, quantity=1), m.order_fulfilled(order_id, quantity=1)]
+    publish(system.bootstrap, ORDERS, values)
+    time.sleep(0.5)
+    system.projections.kill()  # mid-stream: batches were being applied
+    system.projections.start().wait_ready(timeout=90)
+    eventually(
+        lambda: (
+            row(
+                system,
+                "SELECT count(*) FROM oms_events WHERE topic = 'order.lines_fulfilled'"
+                " AND state::text LIKE %s",
+                f"%KILL-{run}%",
+            )
+            is not None
+        ),
+        what="orders",
+    )
+    eventually(lambda: caught_up(system), timeout=120, what="projections to catch up")
+    bought = row(
+        system,
+        "SELECT coalesce(sum(items_bought), 0) FROM rm_customers WHERE customer_id LIKE %s",
+        f"cust-KILL-{run}-%",
+    )
+    assert bought is not None and int(str(bought[0])) == 300
+
+
+def test_a_rebuild_from_the_event_store_equals_the_live_read_models(system: System) -> None:
+    eventually(lambda: caught_up(system), timeout=120, what="projections to catch up")
+    for projection in default_projections():
+        live = ReadModelStore(system.database_url)
+        try:
+            rebuilt_progress = rebuild(projection, system.database_url, switch=False)
+            assert rebuilt_progress.events > 0
+            before = snapshot(live.connection, projection)
+            after = snapshot(live.connection, projection, "_rebuild")
+            assert differences(before, after) == [], projection.name
+        finally:
+            live.close()
