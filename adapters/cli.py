@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from adapters.settings import Settings
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("projections", help="run the projections worker: relayed events to read models")
     rebuild = sub.add_parser("rebuild", help="replay the event store into fresh read models")
     rebuild.add_argument("names", nargs="*", help="projections to rebuild (default: all)")
+    sub.add_parser("api", help="serve the HTTP API (keys from OMS_API_KEYS_FILE)")
     sub.add_parser("provision", help="create every topic (idempotent)")
     sub.add_parser("lag", help="show how far the relay is behind the event store")
     return parser
@@ -49,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    # The Kafka clients narrate every connection at INFO; our own logs are what operators read.
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "demo":
         return run_demo(settings, orders=args.orders, seed=args.seed, quiet=args.quiet)
     if args.command == "schemas":
-        from pathlib import Path
-
         from adapters.schemas import DEFAULT_DIR, export
 
         written = export(Path(args.out) if args.out else DEFAULT_DIR)
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_projections(settings)
     if args.command == "rebuild":
         return run_rebuild(settings, args.names)
+    if args.command == "api":
+        return run_api(settings)
     if args.command == "provision":
         return run_provision(settings)
     if args.command == "lag":
@@ -76,20 +81,57 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_demo(settings: Settings, *, orders: int, seed: int, quiet: bool) -> int:
-    from adapters.demo import Demo, check_lookups_against_replay, print_summary
-    from adapters.eventstore import create_service
-    from adapters.stack import postgres
+    """The whole system on the embedded default (or the configured servers), then a day."""
+    import os
 
-    with postgres(settings) as url:
-        print(f"PostgreSQL: {url}")
+    from adapters.demo import play, start_relay
+    from adapters.eventstore import create_service
+    from adapters.stack import kafka, postgres
+    from streams.worker import WorkerProcess
+
+    root = Path(__file__).resolve().parent.parent
+    with postgres(settings) as url, kafka(settings) as bootstrap:
+        print(f"PostgreSQL: {url}\nKafka:      {bootstrap}")
         service = create_service(url)
+        relay, stop, relay_thread = start_relay(url, bootstrap, settings.topic_partitions)
+        env = {
+            **os.environ,
+            "OMS_DATABASE_URL": url,
+            "OMS_KAFKA_BOOTSTRAP": bootstrap,
+            "OMS_DATA_DIR": str(settings.data_dir),
+            "OMS_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "OMS_LOG_LEVEL": "WARNING",
+        }
+        workers = [
+            WorkerProcess(
+                f"streams.{name}:app_from_env",
+                workdir=settings.data_dir / name,
+                env=env,
+                cwd=root,
+                loglevel="WARNING",
+            ).start()
+            for name in ("integrations", "projectors")
+        ]
         try:
-            report = Demo(service, orders=orders, seed=seed, quiet=quiet).run()
-            print_summary(report)
-            mismatches = check_lookups_against_replay(service, url)
+            for worker in workers:
+                worker.wait_ready(timeout=120)
+            print("relay, integrations worker and projections worker are running")
+            return play(
+                service,
+                url,
+                bootstrap,
+                orders=orders,
+                seed=seed,
+                quiet=quiet,
+                out_dir=settings.data_dir,
+            )
         finally:
+            for worker in workers:
+                worker.terminate()
+            stop.set()
+            relay_thread.join(20)
+            relay.close()
             service.close()
-    return 1 if mismatches else 0
 
 
 def run_relay(settings: Settings, *, batch_size: int, name: str) -> int:
@@ -224,6 +266,29 @@ def run_rebuild(settings: Settings, names: list[str]) -> int:
     with postgres(settings) as url:
         for projection in chosen:
             rebuild(projection, url, progress=show)
+    return 0
+
+
+def run_api(settings: Settings) -> int:
+    import uvicorn
+
+    from adapters.api.app import create_api
+    from adapters.api.auth import KeyRing
+    from adapters.eventstore import create_service
+    from adapters.stack import postgres
+
+    if settings.api_keys_file is None:
+        print("OMS_API_KEYS_FILE is not set: the API serves no one without keys", file=sys.stderr)
+        return 2
+    keys = KeyRing.from_file(settings.api_keys_file)
+    with postgres(settings) as url:
+        service = create_service(url, pool_size=8)
+        try:
+            api = create_api(service, url, keys=keys)
+            uvicorn.run(api, host=settings.api_host, port=settings.api_port,
+                        log_level=settings.log_level.lower())
+        finally:
+            service.close()
     return 0
 
 

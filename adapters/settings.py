@@ -60,6 +60,10 @@ class Settings(BaseModel):
     log_level: LogLevel = "INFO"
     """Root log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
+    api_keys_file: Path | None = None
+    """JSON file of the API's hashed keys and their roles (create keys with
+    ``python -m adapters.api.auth new FILE --principal NAME --role ROLE``)."""
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

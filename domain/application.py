@@ -191,6 +191,8 @@ class ReturnsService(Application[UUID]):
                 self._commit(uow)
             except (StaleRead, IntegrityError) as conflict:
                 log.debug("attempt %d lost a race, retrying: %r", attempt + 1, conflict)
+                if "idempotency key" in str(conflict) and attempt == 0:
+                    continue  # a repeat of a finished command: the rerun just reads its result
                 # Jittered backoff, so racing writers stop colliding in lockstep.
                 time.sleep(min(0.002 * 2**attempt, 0.1) * random.uniform(0.5, 1.5))
                 continue

@@ -648,7 +648,8 @@ def command_name(rma: Return, drawn: str, args: dict[str, Any]) -> tuple[str, di
     plausible = PLAUSIBLE.get(rma.state.status, ENDED_PLAUSIBLE)
     name = plausible[int(drawn.removeprefix("guided:")) % len(plausible)]
     if name == "more_parcels":  # a further parcel while items are still on their way
-        name = "receive" if rma.outstanding_quantity() > 0 else plausible[0]
+        fallback = next(n for n in plausible if n != "more_parcels")
+        name = "receive" if rma.outstanding_quantity() > 0 else fallback
     if name != "advance_leg":
         return name, args
     for leg_id, leg in rma.state.legs.items():

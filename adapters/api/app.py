@@ -1,0 +1,96 @@
+"""The app factory: wires service, read pool, keys and metrics into one FastAPI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from psycopg_pool import ConnectionPool
+
+from adapters.api import (
+    problems,
+    routes_blind,
+    routes_ops,
+    routes_orders,
+    routes_read,
+    routes_returns,
+    routes_stores,
+)
+from adapters.api.auth import Allow, KeyRing, Role
+from adapters.api.context import Api
+from adapters.api.metrics import Metrics
+from adapters.api.settings import ApiSettings
+from domain.application import ReturnsService
+
+ROUTERS = (
+    routes_orders.router,
+    routes_returns.router,
+    routes_blind.router,
+    routes_stores.router,
+    routes_read.router,
+    routes_ops.router,
+)
+
+DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and store
+tablets, and the read side for analytics.
+
+Authenticate with `Authorization: Bearer <key>` (or `X-API-Key`). Roles: customer_service,
+portal, store (bound to one store), warehouse, analytics (read-only), admin. The portal
+proves ownership of an order with its e-mail in `X-Customer-Email`. Every POST takes an
+`Idempotency-Key`; RMA commands check `If-Match` against the RMA's `ETag`. Errors are
+`application/problem+json` with a machine-readable `code`."""
+
+
+def create_api(
+    service: ReturnsService,
+    read_store_url: str,
+    settings: ApiSettings | None = None,
+    keys: KeyRing | None = None,
+) -> FastAPI:
+    """``keys`` default to the file named by ``OMS_API_KEYS_FILE``."""
+    settings = settings or ApiSettings()
+    keys = keys or KeyRing.from_env()
+    pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+        read_store_url,
+        min_size=1,
+        max_size=settings.read_pool_size,
+        kwargs={"autocommit": True},
+        open=False,
+        timeout=5,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        pool.close()
+
+    app = FastAPI(
+        title="Returns OMS API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan
+    )
+    metrics = Metrics(read_store_url, settings.relay_name)
+    pool.open(wait=False)  # connects in the background: /ready tells when it can serve
+    app.state.api = Api(service, read_store_url, pool, settings, keys, metrics)
+    problems.install(app)
+    app.middleware("http")(metrics.middleware)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def secured_routes() -> list[tuple[str, str, frozenset[Role]]]:
+    """(method, path, roles admitted) of every route behind a key: the access table."""
+    table: list[tuple[str, str, frozenset[Role]]] = []
+    for router in ROUTERS:
+        for route in router.routes:
+            if not isinstance(route, APIRoute):
+                continue
+            allows = [d.call for d in route.dependant.dependencies if isinstance(d.call, Allow)]
+            if allows:
+                table.extend(
+                    (method, route.path, allows[0].roles) for method in route.methods or ()
+                )
+    return sorted(table, key=lambda row: (row[1], row[0]))

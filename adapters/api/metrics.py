@@ -1,0 +1,89 @@
+"""Prometheus metrics of one API instance, in its own registry (no global state).
+
+Lag is measured on scrape against our own recorded positions (DESIGN.md: the embedded
+broker's offsets are wrong), so a scrape costs a few small queries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from fastapi import Request, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from adapters.readmodels import projection_lag
+from adapters.relay import lag as relay_lag
+from projections import default_projections
+
+log = logging.getLogger(__name__)
+
+
+class LagCollector(Collector):
+    def __init__(self, database_url: str, relay_name: str) -> None:
+        self.database_url = database_url
+        self.relay_name = relay_name
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        relay = GaugeMetricFamily("oms_relay_lag_events", "Events stored, not yet relayed")
+        projections = GaugeMetricFamily(
+            "oms_projection_lag_events", "Events stored, not yet projected", labels=["projection"]
+        )
+        try:
+            relay.add_metric([], relay_lag(self.database_url, self.relay_name)["lag"])
+        except psycopg.Error as error:  # the relay has not created its table yet
+            log.debug("relay lag unavailable: %r", error)
+        try:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                for projection in default_projections():
+                    try:
+                        behind = projection_lag(conn, projection)["events_behind"]
+                    except psycopg.Error:
+                        continue  # that projection has never run here
+                    projections.add_metric([projection.name], behind)
+        except psycopg.Error as error:
+            log.debug("projection lag unavailable: %r", error)
+        yield relay
+        yield projections
+
+
+class Metrics:
+    def __init__(self, database_url: str, relay_name: str) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "oms_api_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.commands = Histogram(
+            "oms_api_command_seconds",
+            "Latency of commands",
+            ["command"],
+            registry=self.registry,
+        )
+        self.registry.register(LagCollector(database_url, relay_name))
+
+    @contextmanager
+    def timed(self, command: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.commands.labels(command).observe(time.perf_counter() - started)
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        route: Any = request.scope.get("route")
+        # The route template, not the raw path: bounded label values.
+        name = getattr(route, "path", "unmatched")
+        self.requests.labels(request.method, name, str(response.status_code)).inc()
+        return response

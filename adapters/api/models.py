@@ -1,0 +1,113 @@
+"""Request and response bodies; amounts are decimal strings with a currency, never floats."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.application import Outcome
+from domain.returns import CounterCheck, RequestedLine
+from domain.values import (
+    Condition,
+    Disposition,
+    Money,
+    ReasonCode,
+    RefundMethod,
+    ReturnMethod,
+)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LineIn(Body):
+    line_no: int = Field(ge=1)
+    quantity: int = Field(ge=1, le=10_000)
+    reason: ReasonCode
+    serial: str | None = Field(default=None, max_length=64)
+    comment: str = Field(default="", max_length=2000)
+
+    def requested(self) -> RequestedLine:
+        return RequestedLine(self.line_no, self.quantity, self.reason, self.serial, self.comment)
+
+
+class ReturnRequest(Body):
+    order_number: str = Field(min_length=1, max_length=100)
+    lines: list[LineIn] = Field(min_length=1, max_length=200)
+    method: ReturnMethod = ReturnMethod.CARRIER_DROP_OFF
+    refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT
+    comment: str = Field(default="", max_length=2000)
+
+
+class Reason(Body):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class KeepItemOffer(Body):
+    valid_days: int = Field(default=7, ge=1, le=90)
+
+
+class RefundRetry(Body):
+    as_store_credit: bool = False
+
+
+class Label(Body):
+    carrier: str = Field(default="sandbox-carrier", min_length=1, max_length=100)
+
+
+class BlindMatch(Body):
+    order_number: str = Field(min_length=1, max_length=100)
+    lines: list[LineIn] = Field(min_length=1, max_length=200)
+    matched_by: str = Field(default="order_id", pattern="^(serial|order_id|customer)$")
+
+
+class CounterLineIn(LineIn):
+    condition: Condition
+    disposition: Disposition
+
+    def check(self) -> CounterCheck:
+        return CounterCheck(
+            self.line_no, self.quantity, self.condition, self.disposition, self.serial
+        )
+
+
+class InStoreReturn(Body):
+    store_return_id: str = Field(min_length=1, max_length=100)
+    staff_id: str = Field(min_length=1, max_length=100)
+    order_number: str = Field(min_length=1, max_length=100)
+    lines: list[CounterLineIn] = Field(min_length=1, max_length=200)
+    refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT
+
+
+class CommandResult(BaseModel):
+    """What a command did; the same body again for a retried ``Idempotency-Key``."""
+
+    return_id: UUID
+    status: str
+    rma_number: str | None = None
+    code: str | None = None
+    message: str | None = None
+    refund_id: str | None = None
+    amount: Money | None = None
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> CommandResult:
+        return cls(
+            return_id=outcome.aggregate_id,
+            status=outcome.status,
+            rma_number=outcome.rma_number,
+            code=outcome.code,
+            message=outcome.message,
+            refund_id=outcome.refund_id,
+            amount=outcome.amount,
+        )
+
+
+class PageOut(BaseModel):
+    items: list[dict[str, Any]]
+    limit: int
+    offset: int
+    next: str | None = None

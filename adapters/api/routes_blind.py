@@ -1,0 +1,68 @@
+"""Blind returns: parcels received with no known RMA, matched later by customer service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from adapters.api.auth import Allow, Principal, Role
+from adapters.api.context import api_of, page_of, paged, run_command, set_etag
+from adapters.api.models import BlindMatch, CommandResult, PageOut
+from adapters.api.views import return_view
+
+router = APIRouter(prefix="/v1/blind-returns", tags=["blind returns"])
+
+
+@router.get("", response_model=PageOut)
+def list_blind_returns(
+    principal: Annotated[Principal, Depends(Allow(Role.CUSTOMER_SERVICE, Role.WAREHOUSE))],
+    request: Request,
+    limit: Annotated[int | None, Query()] = None,
+    offset: int = 0,
+) -> dict[str, Any]:
+    page = page_of(request, limit, offset)
+    found = api_of(request).service.open_blind_returns(page.limit + 1, page.offset)
+    items = []
+    for rma in found:
+        view = return_view(rma)
+        s = rma.state
+        view.update(
+            receipt_id=s.blind_receipt_id,
+            warehouse_id=s.blind_warehouse_id,
+            claimed_rma=s.blind_claimed_rma,
+            order_hint=s.blind_order_hint,
+            received_items=[i.model_dump(mode="json") for i in s.received_items],
+        )
+        items.append(view)
+    return paged(request, page, items)
+
+
+@router.post("/{return_id}/match", response_model=CommandResult)
+def match_blind_return(
+    principal: Annotated[Principal, Depends(Allow(Role.CUSTOMER_SERVICE))],
+    return_id: UUID,
+    body: BlindMatch,
+    request: Request,
+    response: Response,
+) -> CommandResult:
+    """Tie a blind return to its order; it is then handled as an RMA."""
+    api = api_of(request)
+    rma = api.service.get_return(return_id)
+    outcome = run_command(
+        api,
+        principal,
+        request,
+        "match_blind_return",
+        lambda ctx: api.service.match_blind_return(
+            ctx,
+            return_id=return_id,
+            order_number=body.order_number,
+            lines=[line.requested() for line in body.lines],
+            matched_by=body.matched_by,
+        ),
+        rma=rma,
+    )
+    set_etag(api, response, outcome.aggregate_id)
+    return CommandResult.of(outcome)

@@ -1,0 +1,42 @@
+"""Liveness, readiness and metrics: unauthenticated, for orchestrators and Prometheus
+(keep them off the public ingress)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from adapters.api.context import api_of
+from adapters.api.problems import Problem
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+def health() -> dict[str, Any]:
+    """The process answers (liveness)."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+def ready(request: Request) -> dict[str, Any]:
+    """PostgreSQL answers (readiness): 503 otherwise."""
+    api = api_of(request)
+    try:
+        with api.read() as conn:
+            conn.execute("SELECT 1")
+    except (psycopg.Error, TimeoutError) as error:
+        raise Problem(
+            503, "not_ready", f"PostgreSQL is unreachable: {type(error).__name__}"
+        ) from error
+    return {"status": "ready"}
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus text format: requests, command latency, relay and projection lag."""
+    body = generate_latest(api_of(request).metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

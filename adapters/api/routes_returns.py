@@ -1,0 +1,253 @@
+"""RMAs: request, follow, cancel, review, keep-the-item, refund retry, label, return note."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse
+
+from adapters.api import documents
+from adapters.api.auth import Allow, Principal, Role
+from adapters.api.context import (
+    api_of,
+    check_order_owner,
+    check_return_access,
+    etag,
+    load_return,
+    run_command,
+    set_etag,
+)
+from adapters.api.models import (
+    CommandResult,
+    KeepItemOffer,
+    Label,
+    Reason,
+    RefundRetry,
+    ReturnRequest,
+)
+from adapters.api.problems import Problem
+from adapters.api.views import events_of, return_view
+from domain.application import Ctx, Outcome
+from domain.values import ReturnChannel
+
+router = APIRouter(prefix="/v1/returns", tags=["returns"])
+CS = Role.CUSTOMER_SERVICE
+Reader = Annotated[Principal, Depends(Allow(CS, Role.PORTAL, Role.STORE, Role.WAREHOUSE))]
+Owner = Annotated[Principal, Depends(Allow(CS, Role.PORTAL))]
+Agent = Annotated[Principal, Depends(Allow(CS))]
+
+
+@router.post("", status_code=201, response_model=CommandResult)
+def request_return(
+    principal: Owner, body: ReturnRequest, request: Request, response: Response
+) -> CommandResult:
+    """Request an RMA. Refused by policy: 422 with the policy's reason as ``code``."""
+    api = api_of(request)
+    check_order_owner(api, principal, request, body.order_number)
+    channel = (
+        ReturnChannel.PORTAL if principal.role is Role.PORTAL else (ReturnChannel.CUSTOMER_SERVICE)
+    )
+    outcome = run_command(
+        api,
+        principal,
+        request,
+        "request_return",
+        lambda ctx: api.service.request_return(
+            ctx,
+            order_number=body.order_number,
+            lines=[li.requested() for li in body.lines],
+            channel=channel,
+            method=body.method,
+            refund_method=body.refund_method,
+            comment=body.comment,
+        ),
+    )
+    if outcome.status == "rejected":
+        raise Problem(
+            422,
+            outcome.code or "policy_violation",
+            outcome.message or f"refused by policy: {outcome.code}",
+            return_id=str(outcome.aggregate_id),
+        )
+    response.headers["Location"] = f"/v1/returns/{outcome.aggregate_id}"
+    set_etag(api, response, outcome.aggregate_id)
+    return CommandResult.of(outcome)
+
+
+@router.get("/{ref}")
+def get_return(principal: Reader, ref: str, request: Request, response: Response) -> dict[str, Any]:
+    """An RMA by return id or RMA number; ``ETag`` is its version, for ``If-Match``."""
+    api = api_of(request)
+    rma = load_return(api, ref)
+    check_return_access(api, principal, request, rma)
+    response.headers["ETag"] = etag(rma.version)
+    return return_view(rma)
+
+
+@router.get("/{ref}/timeline")
+def get_timeline(
+    principal: Reader, ref: str, request: Request, response: Response
+) -> dict[str, Any]:
+    """The RMA's events, with the status read model's summaries where it has caught up."""
+    api = api_of(request)
+    rma = load_return(api, ref)
+    check_return_access(api, principal, request, rma)
+    summaries = {
+        row["version"]: row
+        for row in api.rows(
+            "SELECT version, status, summary FROM rm_rma_timeline WHERE return_id = %s",
+            [str(rma.id)],
+        )
+    }
+    events = events_of(api.service, rma.id)
+    for event in events:
+        projected = summaries.get(event["version"])
+        event["status"] = projected["status"] if projected else None
+        event["summary"] = projected["summary"] if projected else None
+    response.headers["ETag"] = etag(rma.version)
+    return {
+        "return_id": str(rma.id),
+        "rma_number": rma.state.rma_number,
+        "version": rma.version,
+        "events": events,
+    }
+
+
+@router.get("/{ref}/note", response_class=HTMLResponse)
+def return_note(principal: Owner, ref: str, request: Request) -> HTMLResponse:
+    """The printable return note to put in the parcel."""
+    api = api_of(request)
+    rma = load_return(api, ref)
+    check_return_access(api, principal, request, rma)
+    if rma.state.rma_number is None:
+        raise Problem(409, "not_authorized", "the RMA has no number yet")
+    return HTMLResponse(documents.return_note(rma))
+
+
+def _rma_command(
+    principal: Principal,
+    ref: str,
+    request: Request,
+    response: Response,
+    name: str,
+    call: Any,
+) -> CommandResult:
+    api = api_of(request)
+    rma = load_return(api, ref)
+    check_return_access(api, principal, request, rma)
+
+    def command(ctx: Ctx) -> Outcome:
+        outcome: Outcome = call(api.service, ctx, rma.id)
+        return outcome
+
+    outcome = run_command(api, principal, request, name, command, rma=rma)
+    set_etag(api, response, outcome.aggregate_id)
+    return CommandResult.of(outcome)
+
+
+@router.post("/{ref}/cancel", response_model=CommandResult)
+def cancel(
+    principal: Owner, ref: str, body: Reason, request: Request, response: Response
+) -> CommandResult:
+    return _rma_command(
+        principal,
+        ref,
+        request,
+        response,
+        "cancel_return",
+        lambda s, ctx, rid: s.cancel_return(ctx, return_id=rid, reason=body.reason),
+    )
+
+
+@router.post("/{ref}/approve", response_model=CommandResult)
+def approve(principal: Agent, ref: str, request: Request, response: Response) -> CommandResult:
+    """Authorize an RMA held for review."""
+    return _rma_command(
+        principal,
+        ref,
+        request,
+        response,
+        "approve_return",
+        lambda s, ctx, rid: s.approve_return(ctx, return_id=rid),
+    )
+
+
+@router.post("/{ref}/refuse", response_model=CommandResult)
+def refuse(
+    principal: Agent, ref: str, body: Reason, request: Request, response: Response
+) -> CommandResult:
+    """Refuse an RMA held for review."""
+    return _rma_command(
+        principal,
+        ref,
+        request,
+        response,
+        "refuse_return",
+        lambda s, ctx, rid: s.refuse_return(ctx, return_id=rid, reason=body.reason),
+    )
+
+
+@router.post("/{ref}/keep-item/offer", response_model=CommandResult)
+def offer_keep_item(
+    principal: Agent, ref: str, body: KeepItemOffer, request: Request, response: Response
+) -> CommandResult:
+    return _rma_command(
+        principal,
+        ref,
+        request,
+        response,
+        "offer_keep_item",
+        lambda s, ctx, rid: s.offer_keep_item(ctx, return_id=rid, valid_days=body.valid_days),
+    )
+
+
+@router.post("/{ref}/keep-item/accept", response_model=CommandResult)
+def accept_keep_item(
+    principal: Owner, ref: str, request: Request, response: Response
+) -> CommandResult:
+    return _rma_command(
+        principal,
+        ref,
+        request,
+        response,
+        "accept_keep_item",
+        lambda s, ctx, rid: s.accept_keep_item(ctx, return_id=rid),
+    )
+
+
+@router.post("/{ref}/refund-retry", response_model=CommandResult)
+def retry_refund(
+    principal: Agent, ref: str, body: RefundRetry, request: Request, response: Response
+) -> CommandResult:
+    """After a failed refund: pay again, or as store credit."""
+    return _rma_command(
+        principal,
+        ref,
+        request,
+        response,
+        "retry_refund",
+        lambda s, ctx, rid: s.retry_refund(
+            ctx, return_id=rid, as_store_credit=body.as_store_credit
+        ),
+    )
+
+
+@router.post("/{ref}/label", response_model=CommandResult)
+def issue_label(
+    principal: Owner, ref: str, body: Label, request: Request, response: Response
+) -> CommandResult:
+    """Issue (or reissue) the carrier label of an authorized RMA."""
+    api = api_of(request)
+    rma = load_return(api, ref)
+    number = rma.state.rma_number
+    if number is None:
+        raise Problem(409, "not_authorized", "the RMA has no number yet")
+    return _rma_command(
+        principal,
+        ref,
+        request,
+        response,
+        "issue_label",
+        lambda s, ctx, rid: s.issue_label(ctx, rma_number=number, carrier=body.carrier),
+    )

@@ -1,0 +1,27 @@
+"""Settings of the HTTP API, apart from the process settings in ``adapters/settings.py``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ApiSettings(BaseModel):
+    """Immutable API settings; defaults suit a development deployment."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True, extra="forbid")
+
+    require_if_match: bool = False
+    """RMA commands without an ``If-Match`` header are refused with 428 when true; when
+    false the header is checked if present (412 on a stale version)."""
+
+    default_page_size: int = Field(default=50, ge=1, le=1000)
+    """Items per page of a list when the client gives no ``limit``."""
+
+    max_page_size: int = Field(default=200, ge=1, le=10_000)
+    """Largest ``limit`` a list accepts."""
+
+    read_pool_size: int = Field(default=4, ge=1, le=100)
+    """Connections to the read-model database (queries of the read side)."""
+
+    relay_name: str = "relay"
+    """Name of the relay whose lag ``/v1/lag`` and ``/metrics`` report."""
