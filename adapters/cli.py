@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = sub.add_parser("rebuild", help="replay the event store into fresh read models")
     rebuild.add_argument("names", nargs="*", help="projections to rebuild (default: all)")
     sub.add_parser("api", help="serve the HTTP API (keys from OMS_API_KEYS_FILE)")
+    sub.add_parser(
+        "dev", help="the whole system on the embedded default: servers, relay, workers, API"
+    )
+    dead = sub.add_parser("dlq", help="list or replay dead letters of an inbound topic")
+    dead.add_argument("action", choices=["list", "replay"])
+    dead.add_argument("topic", help="the inbound topic, e.g. wms.receipts.v1")
+    dead.add_argument("--partition", type=int, default=0)
+    dead.add_argument("--offset", type=int, help="the dead letter to replay")
     sub.add_parser("provision", help="create every topic (idempotent)")
     sub.add_parser("lag", help="show how far the relay is behind the event store")
     return parser
@@ -72,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_rebuild(settings, args.names)
     if args.command == "api":
         return run_api(settings)
+    if args.command == "dev":
+        return run_dev(settings)
+    if args.command == "dlq":
+        return run_dlq(settings, args.action, args.topic, args.partition, args.offset)
     if args.command == "provision":
         return run_provision(settings)
     if args.command == "lag":
@@ -285,10 +297,101 @@ def run_api(settings: Settings) -> int:
         service = create_service(url, pool_size=8)
         try:
             api = create_api(service, url, keys=keys)
-            uvicorn.run(api, host=settings.api_host, port=settings.api_port,
-                        log_level=settings.log_level.lower())
+            uvicorn.run(
+                api,
+                host=settings.api_host,
+                port=settings.api_port,
+                log_level=settings.log_level.lower(),
+            )
         finally:
             service.close()
+    return 0
+
+
+def run_dev(settings: Settings) -> int:
+    """Everything in one command; Ctrl-C stops it all (API, workers, relay, servers)."""
+    import os
+
+    import uvicorn
+
+    from adapters.api.app import create_api
+    from adapters.api.auth import KeyRing
+    from adapters.demo import start_relay
+    from adapters.dev import write_dev_keys, write_endpoints
+    from adapters.eventstore import create_service
+    from adapters.stack import kafka, postgres
+    from streams.worker import WorkerProcess
+
+    root = Path(__file__).resolve().parent.parent
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keys_file = settings.api_keys_file
+    plain: dict[str, str] = {}
+    if keys_file is None:
+        keys_file = settings.data_dir / "dev-api-keys.json"
+        plain = write_dev_keys(keys_file)
+    with postgres(settings) as url, kafka(settings) as bootstrap:
+        service = create_service(url, pool_size=8)
+        relay, stop, relay_thread = start_relay(url, bootstrap, settings.topic_partitions)
+        env = {
+            **os.environ,
+            "OMS_DATABASE_URL": url,
+            "OMS_KAFKA_BOOTSTRAP": bootstrap,
+            "OMS_DATA_DIR": str(settings.data_dir),
+            "OMS_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        }
+        workers = {
+            name: WorkerProcess(
+                f"streams.{name}:app_from_env", workdir=settings.data_dir / name, env=env, cwd=root
+            ).start()
+            for name in ("integrations", "projectors")
+        }
+        try:
+            for worker in workers.values():
+                worker.wait_ready(timeout=120)
+            api_url = f"http://{settings.api_host}:{settings.api_port}"
+            endpoints = {
+                "postgres": url,
+                "kafka": bootstrap,
+                "api": api_url,
+                "openapi": f"{api_url}/openapi.json",
+                "api_keys_file": str(keys_file),
+                "worker_logs": {n: str(w.log_path) for n, w in workers.items()},
+            }
+            write_endpoints(settings.data_dir / "endpoints.json", endpoints)
+            for name, value in endpoints.items():
+                print(f"{name:>14}: {value}")
+            for principal, key in plain.items():
+                print(f"  dev key {principal:<22} {key}")
+            print("Ctrl-C stops everything.")
+            api = create_api(service, url, keys=KeyRing.from_file(keys_file))
+            uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_level="warning")
+        finally:
+            for worker in workers.values():
+                worker.terminate()
+            stop.set()
+            relay_thread.join(20)
+            relay.close()
+            service.close()
+    return 0
+
+
+def run_dlq(settings: Settings, action: str, topic: str, partition: int, offset: int | None) -> int:
+    from adapters.dev import list_dead_letters, replay_dead_letter
+    from adapters.stack import kafka
+
+    with kafka(settings) as bootstrap:
+        if action == "list":
+            for letter in list_dead_letters(bootstrap, topic):
+                print(
+                    f"[{letter['partition']}]@{letter['offset']} {letter['code']}: "
+                    f"{letter['reason']} | {letter['value'][:200]}"
+                )
+            return 0
+        if offset is None:
+            print("replay needs --offset (and --partition)", file=sys.stderr)
+            return 2
+        original = replay_dead_letter(bootstrap, topic, partition, offset)
+        print(f"replayed {topic}.dlq[{partition}]@{offset} to {original}")
     return 0
 
 

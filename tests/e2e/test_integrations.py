@@ -242,3 +242,33 @@ def _exists(system: System, order_id: str) -> bool:
         return True
     except Exception:
         return False
+
+
+def test_a_dead_letter_replayed_after_the_fix_is_processed_once(system: System) -> None:
+    from adapters.dev import list_dead_letters, replay_dead_letter
+
+    order_id = f"LATE-{uuid.uuid4().hex[:8]}"
+    # Shipped before the platform published the order: refused, dead-lettered.
+    publish(system.bootstrap, ORDERS, [m.order_fulfilled(order_id, quantity=2)])
+    letter = eventually(
+        lambda: next(
+            (
+                d
+                for d in list_dead_letters(system.bootstrap, ORDERS, limit=10_000)
+                if order_id in d["value"]
+            ),
+            None,
+        ),
+        what="the dead letter",
+    )
+    assert letter["code"] == "not_found"
+    publish(system.bootstrap, ORDERS, [m.order_placed(order_id)], key=order_id.encode())
+    eventually(lambda: _exists(system, order_id), what="the order")
+    for _ in range(2):  # replaying twice changes nothing twice
+        replay_dead_letter(system.bootstrap, ORDERS, letter["partition"], letter["offset"])
+    eventually(
+        lambda: system.service.order_view(order_id)["lines"][0]["fulfilled"] == 2,
+        what="the replayed fulfilment",
+    )
+    time.sleep(1.0)
+    assert system.service.order_view(order_id)["lines"][0]["fulfilled"] == 2

@@ -139,3 +139,54 @@ def test_a_rebuild_from_the_event_store_equals_the_live_read_models(system: Syst
             assert differences(before, after) == [], projection.name
         finally:
             live.close()
+
+
+def test_two_workers_share_the_partitions_and_one_killed_leaves_the_totals_right(
+    system: System, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from streams.worker import WorkerProcess
+
+    second = WorkerProcess(
+        "streams.projectors:app_from_env",
+        workdir=tmp_path_factory.mktemp("projections-2"),
+        env=system.projections.env,
+        cwd=system.projections.cwd,
+    ).start()
+    try:
+        assigned = second.wait_ready(timeout=90)
+        assert assigned, "the second worker must own some partitions"
+        run = uuid.uuid4().hex[:6]
+        producer = KafkaProducer(bootstrap_servers=system.bootstrap, acks="all", linger_ms=5)
+        for index in range(400):
+            order_id = f"TWO-{run}-{index}"
+            producer.send(ORDERS, key=order_id.encode(), value=m.order_placed(order_id, quantity=1))
+        producer.flush(30)
+        producer.close()
+        time.sleep(1.0)
+        second.kill()  # the survivor takes its partitions over
+        eventually(
+            lambda: (
+                (
+                    row(
+                        system,
+                        "SELECT count(*) FROM oms_orders WHERE order_number LIKE %s",
+                        f"TWO-{run}-%",
+                    )
+                    or (0,)
+                )[0]
+                == 400
+            ),
+            timeout=120,
+            what="400 orders",
+        )
+        eventually(lambda: caught_up(system), timeout=150, what="projections to catch up")
+        bought = row(
+            system,
+            "SELECT coalesce(sum(items_bought), 0), count(*) FROM rm_customers"
+            " WHERE customer_id LIKE %s",
+            f"cust-TWO-{run}-%",
+        )
+        assert bought is not None and (int(str(bought[0])), int(str(bought[1]))) == (400, 400)
+    finally:
+        if second.is_running():
+            second.terminate()
