@@ -27,10 +27,9 @@ from adapters.api.openapi import DOCUMENT, render
 from adapters.eventstore import create_service
 from adapters.readmodels import rebuild
 from domain.application import ReturnsService
-from domain.events import InspectedItem, ReceivedItem
-from domain.values import Condition, Disposition
+from domain.events import ReceivedItem
 from projections import default_projections
-from tests.integration.helpers import ctx, delivered_order, eur
+from tests.integration.helpers import ctx, delivered_order, eur, receive_and_inspect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -79,33 +78,6 @@ def request_body(order: str, quantity: int = 1, reason: str = "size_too_small") 
         "order_number": order,
         "lines": [{"line_no": 1, "quantity": quantity, "reason": reason}],
     }
-
-
-def receive_and_inspect(service: ReturnsService, rma_number: str, quantity: int = 1) -> Any:
-    receipt = f"R-{uuid.uuid4().hex[:8]}"
-    service.receive_parcel(
-        ctx(),
-        receipt_id=receipt,
-        warehouse_id="WH-1",
-        rma_number=rma_number,
-        tracking_number=None,
-        items=[ReceivedItem(sku="SHOE-RED-42", quantity=quantity)],
-    )
-    return service.inspect_items(
-        ctx(),
-        rma_number=rma_number,
-        receipt_id=receipt,
-        items=[
-            InspectedItem(
-                sku="SHOE-RED-42",
-                quantity=quantity,
-                condition=Condition.NEW,
-                disposition=Disposition.RESTOCK,
-                line_no=1,
-                location_id="WH-1",
-            )
-        ],
-    )
 
 
 # ---------------------------------------------------------------- the journeys

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import uuid
 
-from domain.application import Ctx, ReturnsService
-from domain.events import Cause, FulfilledLine, OrderLine, Payment
-from domain.values import Channel, Money, PaymentMethod
+from domain.application import Ctx, Outcome, ReturnsService
+from domain.events import Cause, FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
+from domain.values import Channel, Condition, Disposition, Money, PaymentMethod
 
 _numbers = itertools.count(1)
 
@@ -101,3 +101,29 @@ def place_orders_in_batches(service: ReturnsService, *, orders: int, batch: int)
             )
         service.run_batch(commands)
     return numbers
+
+
+def receive_and_inspect(service: ReturnsService, rma_number: str, quantity: int = 1) -> Outcome:
+    receipt = f"REC-{uuid.uuid4().hex[:8]}"
+    service.receive_parcel(
+        ctx(),
+        receipt_id=receipt,
+        warehouse_id="WH-1",
+        rma_number=rma_number,
+        tracking_number=None,
+        items=[ReceivedItem(sku="SHOE-RED-42", quantity=quantity)],
+    )
+    return service.inspect_items(
+        ctx(),
+        rma_number=rma_number,
+        receipt_id=receipt,
+        items=[
+            InspectedItem(
+                sku="SHOE-RED-42",
+                quantity=quantity,
+                condition=Condition.NEW,
+                disposition=Disposition.RESTOCK,
+                location_id="WH-1",
+            )
+        ],
+    )

@@ -18,7 +18,7 @@ from domain.errors import DomainError, InvalidTransition, NotFound, QuantityExce
 from domain.events import InspectedItem, ReceivedItem
 from domain.returns import RequestedLine, ReturnStatus
 from domain.values import Condition, Disposition, ReasonCode
-from tests.integration.helpers import ctx, delivered_order, eur
+from tests.integration.helpers import ctx, delivered_order, eur, receive_and_inspect
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -36,32 +36,6 @@ def authorized_return(service: ReturnsService, number: str, quantity: int = 1) -
         ctx(),
         order_number=number,
         lines=[RequestedLine(line_no=1, quantity=quantity, reason=ReasonCode.SIZE_TOO_SMALL)],
-    )
-
-
-def receive_and_inspect(service: ReturnsService, rma_number: str, quantity: int = 1) -> Outcome:
-    receipt = f"REC-{uuid.uuid4().hex[:8]}"
-    service.receive_parcel(
-        ctx(),
-        receipt_id=receipt,
-        warehouse_id="WH-1",
-        rma_number=rma_number,
-        tracking_number=None,
-        items=[ReceivedItem(sku="SHOE-RED-42", quantity=quantity)],
-    )
-    return service.inspect_items(
-        ctx(),
-        rma_number=rma_number,
-        receipt_id=receipt,
-        items=[
-            InspectedItem(
-                sku="SHOE-RED-42",
-                quantity=quantity,
-                condition=Condition.NEW,
-                disposition=Disposition.RESTOCK,
-                location_id="WH-1",
-            )
-        ],
     )
 
 
