@@ -27,7 +27,6 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from adapters.contracts import envelope_bytes
 from adapters.embedded import provision_topics
-from adapters.eventstore import create_service
 from adapters.readmodels import (
     ReadModelStore,
     differences,
@@ -771,4 +770,4 @@ def start_relay(
     return relay, stop, thread
 
 
-__all__ = ["Demo", "create_service", "play", "start_relay"]
+__all__ = ["Demo", "play", "start_relay"]
