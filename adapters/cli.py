@@ -24,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     relay = sub.add_parser("relay", help="publish the event store to Kafka, in order, forever")
     relay.add_argument("--batch-size", type=int, default=5000)
     relay.add_argument("--name", default="relay", help="position name (one per relay)")
+    relay.add_argument(
+        "--client",
+        choices=["confluent", "kafka-python"],
+        default="confluent",
+        help="producer library (both idempotent, murmur2 partitioning)",
+    )
     sub.add_parser(
         "integrations",
         help="run the integrations worker: inbound topics to commands, refunds to the provider",
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(written)} schemas under {args.out or DEFAULT_DIR}")
         return 0
     if args.command == "relay":
-        return run_relay(settings, batch_size=args.batch_size, name=args.name)
+        return run_relay(settings, batch_size=args.batch_size, name=args.name, client=args.client)
     if args.command == "integrations":
         return run_integrations(settings)
     if args.command == "projections":
@@ -146,7 +152,7 @@ def run_demo(settings: Settings, *, orders: int, seed: int, quiet: bool) -> int:
             service.close()
 
 
-def run_relay(settings: Settings, *, batch_size: int, name: str) -> int:
+def run_relay(settings: Settings, *, batch_size: int, name: str, client: str) -> int:
     import signal
     import threading
 
@@ -166,6 +172,7 @@ def run_relay(settings: Settings, *, batch_size: int, name: str) -> int:
             topic_specs=topic_specs(settings.topic_partitions),
             batch_size=batch_size,
             name=name,
+            client="kafka-python" if client == "kafka-python" else "confluent",
         )
 
         def report(stats: RelayStats) -> None:

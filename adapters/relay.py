@@ -21,10 +21,11 @@ from typing import Any
 
 import orjson
 import psycopg
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from adapters.embedded import TopicSpec, provision_topics
+from adapters.publishers import Client, Publisher, PublishError, publisher_for
 from adapters.topics import EVENT_TOPIC_BY_KIND, NOTIFICATIONS, RELAY_EPOCH
 from domain.events import EVENT_TYPES
 
@@ -116,19 +117,6 @@ def records_for(row: tuple[int, Any, int, str, bytes]) -> list[OutboundRecord]:
     return records
 
 
-def default_producer(bootstrap: str) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=5,
-        batch_size=512 * 1024,
-        max_request_size=8 * 1024 * 1024,
-        request_timeout_ms=15000,
-        retry_backoff_ms=100,
-    )
-
-
 class Relay:
     def __init__(
         self,
@@ -139,7 +127,8 @@ class Relay:
         name: str = "relay",
         batch_size: int = 5000,
         epoch_check_s: float = 2.0,
-        producer_factory: Callable[[str], KafkaProducer] = default_producer,
+        client: Client = "confluent",
+        publisher_factory: Callable[[str], Publisher] | None = None,
         events_table: str = "oms_events",
     ) -> None:
         self.database_url = database_url
@@ -148,10 +137,11 @@ class Relay:
         self.name = name
         self.batch_size = batch_size
         self.epoch_check_s = epoch_check_s
-        self.producer_factory = producer_factory
+        self.client: Client = client
+        self.publisher_factory = publisher_factory or (lambda b: publisher_for(client, b))
         self.events_table = events_table
         self.stats = RelayStats()
-        self._producer: KafkaProducer | None = None
+        self._producer: Publisher | None = None
         self._epoch: str | None = None
         self._last_epoch_check = 0.0
         self._db = psycopg.connect(database_url, autocommit=True)
@@ -168,7 +158,7 @@ class Relay:
         while not stop.is_set():
             try:
                 published = self.run_once()
-            except KafkaError as error:
+            except (KafkaError, PublishError) as error:
                 log.warning("broker trouble, recreating the producer: %r", error)
                 self._reset_producer()
                 self._last_epoch_check = 0.0  # the broker may have come back empty
@@ -190,17 +180,7 @@ class Relay:
         ).fetchall()
         if not rows:
             return 0
-        producer = self._get_producer()
-        futures = []
-        for row in rows:
-            for record in records_for(row):
-                futures.append(producer.send(record.topic, key=record.key, value=record.value))
-        producer.flush(timeout=30)
-        for future in futures:
-            if not future.is_done:
-                raise KafkaError("a send did not complete within the flush timeout")
-            if future.failed():
-                raise future.exception
+        self._get_producer().publish([record for row in rows for record in records_for(row)])
         last = int(rows[-1][0])
         self._save_position(last)
         self.stats.position = last
@@ -243,15 +223,10 @@ class Relay:
             self.stats.position = min(self.stats.position, rewind_to)
         epoch = uuid.uuid4().hex
         self._reset_producer()
-        producer = self._get_producer()
-        producer.send(
-            RELAY_EPOCH,
-            key=self.name.encode(),
-            value=orjson.dumps(
-                {"epoch": epoch, "relay": self.name, "position": self.stats.position}
-            ),
+        marker = {"epoch": epoch, "relay": self.name, "position": self.stats.position}
+        self._get_producer().publish(
+            [OutboundRecord(RELAY_EPOCH, self.name.encode(), orjson.dumps(marker))]
         )
-        producer.flush(timeout=30)
         self._epoch = epoch
         self.stats.epochs.append(epoch)
         self._save_position(self.stats.position)
@@ -277,9 +252,9 @@ class Relay:
             [self.name, position, self._epoch],
         )
 
-    def _get_producer(self) -> KafkaProducer:
+    def _get_producer(self) -> Publisher:
         if self._producer is None:
-            self._producer = self.producer_factory(self.bootstrap)
+            self._producer = self.publisher_factory(self.bootstrap)
         return self._producer
 
     def _reset_producer(self) -> None:
@@ -287,7 +262,7 @@ class Relay:
         # (InitProducerId): a new one starts a new producer id.
         if self._producer is not None:
             try:
-                self._producer.close(timeout=2)
+                self._producer.close()
             except Exception:
                 log.debug("closing a broken producer failed", exc_info=True)
             self._producer = None

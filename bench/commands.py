@@ -54,8 +54,11 @@ from domain.values import Channel, Money, PaymentMethod, ReasonCode
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RAW_TABLE = "bench_raw_events"
 # Copies of the lookup tables (indexes included) for the by-hand replica of a commit.
-RAW_LOOKUPS = {"bench_raw_log": "oms_command_log", "bench_raw_orders": "oms_orders",
-               "bench_raw_serials": "oms_serials"}
+RAW_LOOKUPS = {
+    "bench_raw_log": "oms_command_log",
+    "bench_raw_orders": "oms_orders",
+    "bench_raw_serials": "oms_serials",
+}
 
 Command = Callable[[UnitOfWork, datetime], Outcome]
 Call = Callable[[], object]
@@ -80,13 +83,31 @@ class Plan:
 
 
 FULL = Plan(
-    name="full", repeats=5, single=800, returns=400, duplicates=800, point_selects=1500,
-    concurrent=800, batches_100=10, batches_500=3, mixed_batches=3, mixed_orders=100,
+    name="full",
+    repeats=5,
+    single=800,
+    returns=400,
+    duplicates=800,
+    point_selects=1500,
+    concurrent=800,
+    batches_100=10,
+    batches_500=3,
+    mixed_batches=3,
+    mixed_orders=100,
     duplicate_batches=8,
 )
 QUICK = Plan(
-    name="quick", repeats=2, single=200, returns=150, duplicates=200, point_selects=500,
-    concurrent=300, batches_100=4, batches_500=2, mixed_batches=2, mixed_orders=100,
+    name="quick",
+    repeats=2,
+    single=200,
+    returns=150,
+    duplicates=200,
+    point_selects=500,
+    concurrent=300,
+    batches_100=4,
+    batches_500=2,
+    mixed_batches=2,
+    mixed_orders=100,
     duplicate_batches=2,
 )
 
@@ -152,16 +173,21 @@ def order_spec(number: str) -> OrderSpec:
     return OrderSpec(
         number=number,
         lines=(
-            OrderLine(line_no=1, sku="SHOE-1", name="Trail shoe", quantity=2,
-                      unit_price=eur("50.00"), serials=serials, supplier="acme",
-                      category="footwear"),
-            OrderLine(line_no=2, sku="HAT-1", name="Sun hat", quantity=1,
-                      unit_price=eur("20.00")),
+            OrderLine(
+                line_no=1,
+                sku="SHOE-1",
+                name="Trail shoe",
+                quantity=2,
+                unit_price=eur("50.00"),
+                serials=serials,
+                supplier="acme",
+                category="footwear",
+            ),
+            OrderLine(line_no=2, sku="HAT-1", name="Sun hat", quantity=1, unit_price=eur("20.00")),
         ),
         payments=(
             Payment(payment_id=f"{number}-p1", method=PaymentMethod.CARD, amount=eur("100.00")),
-            Payment(payment_id=f"{number}-p2", method=PaymentMethod.GIFT_CARD,
-                    amount=eur("25.00")),
+            Payment(payment_id=f"{number}-p2", method=PaymentMethod.GIFT_CARD, amount=eur("25.00")),
         ),
         fulfilment=(
             FulfilledLine(line_no=1, quantity=2, serials=serials),
@@ -187,9 +213,14 @@ class Workload:
 
     def place(self, svc: ReturnsService, spec: OrderSpec, ctx: Ctx) -> Command:
         return svc.cmd_place_order(
-            ctx, order_number=spec.number, customer_id=f"cust-{spec.number}",
-            customer_email=f"{spec.number}@example.com", channel=Channel.WEB,
-            lines=spec.lines, payments=spec.payments, shipping=eur("5.00"),
+            ctx,
+            order_number=spec.number,
+            customer_id=f"cust-{spec.number}",
+            customer_email=f"{spec.number}@example.com",
+            channel=Channel.WEB,
+            lines=spec.lines,
+            payments=spec.payments,
+            shipping=eur("5.00"),
         )
 
     def keyed(self, spec: OrderSpec, verb: str) -> Ctx:
@@ -210,8 +241,9 @@ def place_call(work: Workload, svc: ReturnsService, spec: OrderSpec, ctx: Ctx) -
     return call
 
 
-def batch_call(svc: ReturnsService, commands: Sequence[tuple[Ctx, Command]],
-               prefetch: Sequence[UUID] = ()) -> Call:
+def batch_call(
+    svc: ReturnsService, commands: Sequence[tuple[Ctx, Command]], prefetch: Sequence[UUID] = ()
+) -> Call:
     def call() -> None:
         check(svc.run_batch(commands, prefetch=prefetch))
 
@@ -261,8 +293,9 @@ def timed_threads(per_thread: Sequence[Sequence[Call]]) -> tuple[float, list[flo
         except BaseException as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True)
-               for i in range(len(per_thread))]
+    threads = [
+        threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(per_thread))
+    ]
     for thread in threads:
         thread.start()
     barrier.wait()
@@ -317,7 +350,9 @@ class Raw:
         def call() -> None:
             conn.execute(
                 f"INSERT INTO {RAW_TABLE} (originator_id, originator_version, topic, state)"
-                " VALUES (%s, %s, %s, %s)", row, prepare=True,
+                " VALUES (%s, %s, %s, %s)",
+                row,
+                prepare=True,
             )
             conn.commit()
 
@@ -330,14 +365,14 @@ class Raw:
             with conn.cursor() as cur:
                 cur.executemany(
                     f"INSERT INTO {RAW_TABLE} (originator_id, originator_version, topic, state)"
-                    " VALUES (%s, %s, %s, %s)", batch,
+                    " VALUES (%s, %s, %s, %s)",
+                    batch,
                 )
             conn.commit()
 
         return call
 
-    def replica_commit(self, conn: psycopg.Connection[tuple[object, ...]],
-                       commands: int) -> Call:
+    def replica_commit(self, conn: psycopg.Connection[tuple[object, ...]], commands: int) -> Call:
         """What place_order commits, sent by hand: the same rows, lock, NOTIFY and pipeline.
 
         The gap between this and the service is the cost of everything that is not SQL.
@@ -352,22 +387,28 @@ class Raw:
         def call() -> None:
             with conn.pipeline() as pipeline, conn.transaction():
                 with conn.cursor() as cur:
-                    cur.executemany("INSERT INTO bench_raw_log (key, result) VALUES (%s, %s)",
-                                    logs)
+                    cur.executemany("INSERT INTO bench_raw_log (key, result) VALUES (%s, %s)", logs)
                     cur.executemany(
                         "INSERT INTO bench_raw_orders (order_id, order_number, customer_id,"
                         " customer_email, placed_at) VALUES (%s, %s, %s, %s, %s)"
-                        " ON CONFLICT DO NOTHING", orders)
+                        " ON CONFLICT DO NOTHING",
+                        orders,
+                    )
                     cur.executemany(
                         "INSERT INTO bench_raw_serials (serial, order_id, line_no)"
-                        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", serials)
+                        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                        serials,
+                    )
                 with conn.cursor() as cur:
                     cur.execute(f"LOCK TABLE {RAW_TABLE} IN EXCLUSIVE MODE", prepare=True)
                     cur.execute(f"NOTIFY {RAW_TABLE}")
                     cur.execute(
                         f"INSERT INTO {RAW_TABLE} (originator_id, originator_version, topic,"
                         " state) SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[],"
-                        " %s::bytea[]) RETURNING notification_id", events, prepare=True)
+                        " %s::bytea[]) RETURNING notification_id",
+                        events,
+                        prepare=True,
+                    )
                     pipeline.sync()
                     cur.fetchall()
 
@@ -377,7 +418,9 @@ class Raw:
         def call() -> None:
             conn.execute(
                 f"SELECT state FROM {RAW_TABLE} WHERE originator_id = %s"
-                " AND originator_version = 1", (row_id,), prepare=True,
+                " AND originator_version = 1",
+                (row_id,),
+                prepare=True,
             ).fetchall()
             conn.commit()
 
@@ -409,10 +452,15 @@ class Bench:
     def _payload_like_order_placed(self) -> bytes:
         spec = self.work.orders(1)[0]
         order = Order.place(
-            order_number=spec.number, customer_id=f"cust-{spec.number}",
-            customer_email=f"{spec.number}@example.com", channel=Channel.WEB,
-            lines=spec.lines, payments=spec.payments, shipping=eur("5.00"),
-            at=datetime.now(UTC), cause=self.work.cause,
+            order_number=spec.number,
+            customer_id=f"cust-{spec.number}",
+            customer_email=f"{spec.number}@example.com",
+            channel=Channel.WEB,
+            lines=spec.lines,
+            payments=spec.payments,
+            shipping=eur("5.00"),
+            at=datetime.now(UTC),
+            cause=self.work.cause,
         )
         stored = self.service(2).mapper.to_stored_event(order.pending_events[0])
         return bytes(stored.state)
@@ -427,23 +475,33 @@ class Bench:
             svc.close()
         self.raw.close()
 
-    def case(self, key: str, section: str, label: str, latency_of: str,
-             baseline: str | None = None, per_event: bool = False,
-             replica: str | None = None) -> Case:
+    def case(
+        self,
+        key: str,
+        section: str,
+        label: str,
+        latency_of: str,
+        baseline: str | None = None,
+        per_event: bool = False,
+        replica: str | None = None,
+    ) -> Case:
         if key not in self.cases:
             self.cases[key] = Case(section, label, latency_of, baseline, per_event, replica)
         return self.cases[key]
 
-    def replica_case(self, key: str, section: str, commands: int, baseline: str,
-                     connections: int = 1) -> Case:
+    def replica_case(
+        self, key: str, section: str, commands: int, baseline: str, connections: int = 1
+    ) -> Case:
         label = f"raw: place_order's writes by hand, {commands} cmd/tx"
         if connections > 1:
             label += f", {connections} connections"
-        return self.case(key, section, label, "transaction", baseline=baseline,
-                         per_event=commands > 1)
+        return self.case(
+            key, section, label, "transaction", baseline=baseline, per_event=commands > 1
+        )
 
-    def in_turns(self, entries: Sequence[tuple[Case, Sequence[Call], int, int]],
-                 service_events: int) -> None:
+    def in_turns(
+        self, entries: Sequence[tuple[Case, Sequence[Call], int, int]], service_events: int
+    ) -> None:
         """Time (case, calls, ops per call, events per call) entries in turns and record them.
 
         ``service_events`` is what the event store must have gained, a check that every
@@ -457,8 +515,9 @@ class Bench:
         for (case, calls, ops, events), result in zip(entries, measured, strict=True):
             self.record(case, ops * len(calls), events * len(calls), result)
 
-    def record(self, case: Case, ops: int, events: int,
-               measured: tuple[float, list[float]]) -> None:
+    def record(
+        self, case: Case, ops: int, events: int, measured: tuple[float, list[float]]
+    ) -> None:
         seconds, latencies = measured
         case.samples.append(Sample(ops, events, seconds, latencies))
         rate = f"{ops / seconds:,.0f} ops/s"
@@ -478,9 +537,16 @@ class Bench:
         for pool in (2, 4, 8):
             svc = self.service(pool)
             for spec in self.work.orders(3):
-                svc.place_order(self.work.keyed(spec, "warm"), order_number=spec.number,
-                                customer_id="warm", customer_email=None, channel=Channel.WEB,
-                                lines=spec.lines, payments=spec.payments, shipping=eur("5.00"))
+                svc.place_order(
+                    self.work.keyed(spec, "warm"),
+                    order_number=spec.number,
+                    customer_id="warm",
+                    customer_email=None,
+                    channel=Channel.WEB,
+                    lines=spec.lines,
+                    payments=spec.payments,
+                    shipping=eur("5.00"),
+                )
         self._mixed_batch(self.service(2), 20)()
         self._mixed_batch(self.service(2), 20, prefetch=True)()
         conn = self.raw.connections(1)[0]
@@ -493,12 +559,22 @@ class Bench:
         specs = self.work.orders(orders)
         commands: list[tuple[Ctx, Command]] = []
         for spec in specs:
-            commands.append((self.work.keyed(spec, "place"), self.work.place(
-                svc, spec, self.work.keyed(spec, "place"))))
+            commands.append(
+                (
+                    self.work.keyed(spec, "place"),
+                    self.work.place(svc, spec, self.work.keyed(spec, "place")),
+                )
+            )
         for spec in specs:
             ctx = self.work.keyed(spec, "fulfil")
-            commands.append((ctx, svc.cmd_fulfil_order(
-                ctx, order_number=spec.number, location_id="WH-1", lines=spec.fulfilment)))
+            commands.append(
+                (
+                    ctx,
+                    svc.cmd_fulfil_order(
+                        ctx, order_number=spec.number, location_id="WH-1", lines=spec.fulfilment
+                    ),
+                )
+            )
         for spec in specs:
             ctx = self.work.keyed(spec, "deliver")
             commands.append((ctx, svc.cmd_deliver_order(ctx, order_number=spec.number)))
@@ -512,49 +588,93 @@ class Bench:
 
     def _place_batch(self, svc: ReturnsService, size: int, prefetch: bool) -> Call:
         specs = self.work.orders(size)
-        commands = [(self.work.keyed(s, "place"),
-                     self.work.place(svc, s, self.work.keyed(s, "place"))) for s in specs]
-        return batch_call(svc, commands,
-                          [order_id_for(s.number) for s in specs] if prefetch else [])
+        commands = [
+            (self.work.keyed(s, "place"), self.work.place(svc, s, self.work.keyed(s, "place")))
+            for s in specs
+        ]
+        return batch_call(
+            svc, commands, [order_id_for(s.number) for s in specs] if prefetch else []
+        )
 
     def batched(self) -> None:
         plan, svc = self.plan, self.service(2)
         conn = self.raw.connections(1)[0]
         for size, count in ((100, plan.batches_100), (500, plan.batches_500)):
-            raw = self.case(f"raw-{size}", "batched", f"raw executemany, {size} rows/tx",
-                            "transaction")
+            raw = self.case(
+                f"raw-{size}", "batched", f"raw executemany, {size} rows/tx", "transaction"
+            )
             replica = self.replica_case(f"replica-{size}", "batched", size, f"raw-{size}")
-            plain = self.case(f"batch-{size}", "batched", f"run_batch, {size} place_order/tx",
-                              "transaction", baseline=f"raw-{size}", per_event=True,
-                              replica=f"replica-{size}")
+            plain = self.case(
+                f"batch-{size}",
+                "batched",
+                f"run_batch, {size} place_order/tx",
+                "transaction",
+                baseline=f"raw-{size}",
+                per_event=True,
+                replica=f"replica-{size}",
+            )
             # What one round trip for all the reads of a batch buys, next to the plain call.
-            prefetched = self.case(f"batch-{size}-prefetch", "batched",
-                                   f"run_batch, {size} place_order/tx, prefetch",
-                                   "transaction", baseline=f"raw-{size}", per_event=True,
-                                   replica=f"replica-{size}")
-            self.in_turns([
-                (raw, [self.raw.batch_commit(conn, size) for _ in range(count)], size, size),
-                (replica, [self.raw.replica_commit(conn, size) for _ in range(count)],
-                 size, size),
-                (plain, [self._place_batch(svc, size, False) for _ in range(count)], size, size),
-                (prefetched, [self._place_batch(svc, size, True) for _ in range(count)],
-                 size, size),
-            ], service_events=2 * count * size)
+            prefetched = self.case(
+                f"batch-{size}-prefetch",
+                "batched",
+                f"run_batch, {size} place_order/tx, prefetch",
+                "transaction",
+                baseline=f"raw-{size}",
+                per_event=True,
+                replica=f"replica-{size}",
+            )
+            self.in_turns(
+                [
+                    (raw, [self.raw.batch_commit(conn, size) for _ in range(count)], size, size),
+                    (
+                        replica,
+                        [self.raw.replica_commit(conn, size) for _ in range(count)],
+                        size,
+                        size,
+                    ),
+                    (
+                        plain,
+                        [self._place_batch(svc, size, False) for _ in range(count)],
+                        size,
+                        size,
+                    ),
+                    (
+                        prefetched,
+                        [self._place_batch(svc, size, True) for _ in range(count)],
+                        size,
+                        size,
+                    ),
+                ],
+                service_events=2 * count * size,
+            )
 
         orders, rows, count = plan.mixed_orders, 3 * plan.mixed_orders, plan.mixed_batches
         label = f"run_batch, place+fulfil+deliver of {orders} orders ({rows} cmds)/tx"
-        raw = self.case(f"raw-{rows}", "batched", f"raw executemany, {rows} rows/tx",
-                        "transaction")
-        plain = self.case("mixed", "batched", label, "transaction", baseline=f"raw-{rows}",
-                          per_event=True)
-        prefetched = self.case("mixed-prefetch", "batched", f"{label}, prefetch",
-                               "transaction", baseline=f"raw-{rows}", per_event=True)
-        self.in_turns([
-            (raw, [self.raw.batch_commit(conn, rows) for _ in range(count)], rows, rows),
-            (plain, [self._mixed_batch(svc, orders) for _ in range(count)], rows, rows),
-            (prefetched, [self._mixed_batch(svc, orders, prefetch=True) for _ in range(count)],
-             rows, rows),
-        ], service_events=2 * count * rows)
+        raw = self.case(f"raw-{rows}", "batched", f"raw executemany, {rows} rows/tx", "transaction")
+        plain = self.case(
+            "mixed", "batched", label, "transaction", baseline=f"raw-{rows}", per_event=True
+        )
+        prefetched = self.case(
+            "mixed-prefetch",
+            "batched",
+            f"{label}, prefetch",
+            "transaction",
+            baseline=f"raw-{rows}",
+            per_event=True,
+        )
+        self.in_turns(
+            [
+                (raw, [self.raw.batch_commit(conn, rows) for _ in range(count)], rows, rows),
+                (plain, [self._mixed_batch(svc, orders) for _ in range(count)], rows, rows),
+                (
+                    prefetched,
+                    [self._mixed_batch(svc, orders, prefetch=True) for _ in range(count)],
+                    rows,
+                    rows,
+                ),
+            ],
+            service_events=2 * count * rows,
+        )
 
     def single(self) -> None:
         plan, svc = self.plan, self.service(2)
@@ -562,34 +682,66 @@ class Bench:
         section = "single, 1 thread"
         raw = self.case("raw-1", section, "raw INSERT + COMMIT, 1 row/tx", "transaction")
         replica = self.replica_case("replica-1", section, 1, "raw-1")
-        keyed = self.case("place-1", section, "place_order (idempotency key)", "command",
-                          baseline="raw-1", replica="replica-1")
-        bare = self.case("place-1-nokey", section, "place_order (no key)", "command",
-                         baseline="raw-1", replica="replica-1")
+        keyed = self.case(
+            "place-1",
+            section,
+            "place_order (idempotency key)",
+            "command",
+            baseline="raw-1",
+            replica="replica-1",
+        )
+        bare = self.case(
+            "place-1-nokey",
+            section,
+            "place_order (no key)",
+            "command",
+            baseline="raw-1",
+            replica="replica-1",
+        )
         placed = [(spec, self.work.keyed(spec, "place")) for spec in self.work.orders(plan.single)]
-        self.in_turns([
-            (raw, [self.raw.single_commit(conn) for _ in range(plan.single)], 1, 1),
-            (replica, [self.raw.replica_commit(conn, 1) for _ in range(plan.single)], 1, 1),
-            (keyed, [place_call(self.work, svc, s, c) for s, c in placed], 1, 1),
-            (bare, [place_call(self.work, svc, s, self.work.ctx(None))
-                    for s in self.work.orders(plan.single)], 1, 1),
-        ], service_events=2 * plan.single)
+        self.in_turns(
+            [
+                (raw, [self.raw.single_commit(conn) for _ in range(plan.single)], 1, 1),
+                (replica, [self.raw.replica_commit(conn, 1) for _ in range(plan.single)], 1, 1),
+                (keyed, [place_call(self.work, svc, s, c) for s, c in placed], 1, 1),
+                (
+                    bare,
+                    [
+                        place_call(self.work, svc, s, self.work.ctx(None))
+                        for s in self.work.orders(plan.single)
+                    ],
+                    1,
+                    1,
+                ),
+            ],
+            service_events=2 * plan.single,
+        )
         self.committed = placed
 
-        targets, self.delivered = self.delivered[: plan.returns], self.delivered[plan.returns:]
+        targets, self.delivered = self.delivered[: plan.returns], self.delivered[plan.returns :]
         if len(targets) < plan.returns:
             raise RuntimeError("not enough delivered orders for request_return")
-        case = self.case("return-1", "single, 1 thread",
-                         "request_return (loads Order; writes Order+Return)", "command",
-                         baseline="raw-1")
+        case = self.case(
+            "return-1",
+            "single, 1 thread",
+            "request_return (loads Order; writes Order+Return)",
+            "command",
+            baseline="raw-1",
+        )
         before = self.head()
         statuses: list[str] = []
 
         def request(spec: OrderSpec) -> None:
             ctx = self.work.keyed(spec, "return")
-            outcome = svc.request_return(ctx, order_number=spec.number, lines=[
-                RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL,
-                              serial=spec.serial)])
+            outcome = svc.request_return(
+                ctx,
+                order_number=spec.number,
+                lines=[
+                    RequestedLine(
+                        line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL, serial=spec.serial
+                    )
+                ],
+            )
             statuses.append(outcome.status)
 
         measured = timed([partial(request, s) for s in targets])
@@ -602,45 +754,85 @@ class Bench:
         conn = self.raw.connections(1)[0]
         section = "idempotency (all duplicates)"
         raw = self.case("raw-select", section, "raw point SELECT by primary key", "statement")
-        single = self.case("dup-1", section, "place_order again, same key", "command",
-                           baseline="raw-select")
-        batched = self.case("dup-batch", section, "run_batch of 100 duplicates", "transaction",
-                            baseline="raw-select")
-        batches = [[(c, self.work.place(svc, s, c)) for s, c in self.committed[i:i + 100]]
-                   for i in range(0, 100 * plan.duplicate_batches, 100)]
+        single = self.case(
+            "dup-1", section, "place_order again, same key", "command", baseline="raw-select"
+        )
+        batched = self.case(
+            "dup-batch",
+            section,
+            "run_batch of 100 duplicates",
+            "transaction",
+            baseline="raw-select",
+        )
+        batches = [
+            [(c, self.work.place(svc, s, c)) for s, c in self.committed[i : i + 100]]
+            for i in range(0, 100 * plan.duplicate_batches, 100)
+        ]
         if any(len(b) < 100 for b in batches):
             raise RuntimeError("not enough committed keys for the duplicate batches")
-        self.in_turns([
-            (raw, [self.raw.point_select(conn, i)
-                   for i in self.raw.written[-plan.point_selects:]], 1, 0),
-            (single, [place_call(self.work, svc, s, c)
-                      for s, c in self.committed[: plan.duplicates]], 1, 0),
-            (batched, [batch_call(svc, b) for b in batches], 100, 0),
-        ], service_events=0)
+        self.in_turns(
+            [
+                (
+                    raw,
+                    [
+                        self.raw.point_select(conn, i)
+                        for i in self.raw.written[-plan.point_selects :]
+                    ],
+                    1,
+                    0,
+                ),
+                (
+                    single,
+                    [
+                        place_call(self.work, svc, s, c)
+                        for s, c in self.committed[: plan.duplicates]
+                    ],
+                    1,
+                    0,
+                ),
+                (batched, [batch_call(svc, b) for b in batches], 100, 0),
+            ],
+            service_events=0,
+        )
 
     def concurrent(self) -> None:
         plan = self.plan
         for threads in (4, 8):
             section = f"single, {threads} threads"
-            raw = self.case(f"raw-t{threads}", section,
-                            f"raw INSERT + COMMIT, {threads} connections", "transaction")
+            raw = self.case(
+                f"raw-t{threads}",
+                section,
+                f"raw INSERT + COMMIT, {threads} connections",
+                "transaction",
+            )
             per_thread = plan.concurrent // threads
             ops = per_thread * threads
-            calls_by_conn = [[self.raw.single_commit(c) for _ in range(per_thread)]
-                             for c in self.raw.connections(threads)]
+            calls_by_conn = [
+                [self.raw.single_commit(c) for _ in range(per_thread)]
+                for c in self.raw.connections(threads)
+            ]
             self.record(raw, ops, ops, timed_threads(calls_by_conn))
-            replica = self.replica_case(f"replica-t{threads}", section, 1, f"raw-t{threads}",
-                                        connections=threads)
-            calls_by_conn = [[self.raw.replica_commit(c, 1) for _ in range(per_thread)]
-                             for c in self.raw.connections(threads)]
+            replica = self.replica_case(
+                f"replica-t{threads}", section, 1, f"raw-t{threads}", connections=threads
+            )
+            calls_by_conn = [
+                [self.raw.replica_commit(c, 1) for _ in range(per_thread)]
+                for c in self.raw.connections(threads)
+            ]
             self.record(replica, ops, ops, timed_threads(calls_by_conn))
 
             svc = self.service(threads)
-            case = self.case(f"place-t{threads}", section,
-                             f"place_order, {threads} threads, pool {threads}", "command",
-                             baseline=f"raw-t{threads}", replica=f"replica-t{threads}")
-            placed = [(spec, self.work.keyed(spec, "place"))
-                      for spec in self.work.orders(plan.concurrent)]
+            case = self.case(
+                f"place-t{threads}",
+                section,
+                f"place_order, {threads} threads, pool {threads}",
+                "command",
+                baseline=f"raw-t{threads}",
+                replica=f"replica-t{threads}",
+            )
+            placed = [
+                (spec, self.work.keyed(spec, "place")) for spec in self.work.orders(plan.concurrent)
+            ]
             calls = [place_call(self.work, svc, s, c) for s, c in placed]
             before = self.head()
             measured = timed_threads(split(calls, threads))
@@ -651,8 +843,10 @@ class Bench:
         self.warm_up()
         started = time.perf_counter()
         for rep in range(1, self.plan.repeats + 1):
-            progress(f"repetition {rep}/{self.plan.repeats} "
-                     f"({time.perf_counter() - started:.0f} s so far)")
+            progress(
+                f"repetition {rep}/{self.plan.repeats} "
+                f"({time.perf_counter() - started:.0f} s so far)"
+            )
             # Batched first: its mixed batches deliver the orders request_return needs.
             self.batched()
             self.single()
@@ -661,8 +855,13 @@ class Bench:
 
 
 # ---------------------------------------------------------------------------- report
-SECTIONS = ("single, 1 thread", "single, 4 threads", "single, 8 threads", "batched",
-            "idempotency (all duplicates)")
+SECTIONS = (
+    "single, 1 thread",
+    "single, 4 threads",
+    "single, 8 threads",
+    "batched",
+    "idempotency (all duplicates)",
+)
 
 
 def code_snapshot() -> str:
@@ -677,6 +876,7 @@ def code_snapshot() -> str:
 
 def environment(url: str, embedded: bool, load_before: float) -> list[str]:
     with psycopg.connect(url, autocommit=True) as conn:
+
         def show(name: str) -> str:
             row = conn.execute(f"SHOW {name}").fetchone()
             return str(row[0]) if row else "?"
@@ -740,7 +940,7 @@ def report(bench: Bench, header: list[str]) -> str:
         "`order.placed` event. Every command carries an idempotency key unless noted. "
         "A place_order commits 5 rows (its event, an oms_orders row, 2 oms_serials rows, its "
         "oms_command_log row) under an EXCLUSIVE lock on the events table, with a NOTIFY; "
-        "\"place_order's writes by hand\" sends exactly that with plain psycopg (pipeline, "
+        '"place_order\'s writes by hand" sends exactly that with plain psycopg (pipeline, '
         "one transaction), so the last column is the cost of everything that is not SQL.",
         "",
     ]
@@ -758,19 +958,32 @@ def profile(bench: Bench) -> None:
     runs.append(("300 x place_order", [place_call(bench.work, svc, s, c) for s, c in placed]))
 
     def request(spec: OrderSpec) -> None:
-        svc.request_return(bench.work.keyed(spec, "return"), order_number=spec.number,
-                           lines=[RequestedLine(line_no=1, quantity=1,
-                                                reason=ReasonCode.SIZE_TOO_SMALL)])
+        svc.request_return(
+            bench.work.keyed(spec, "return"),
+            order_number=spec.number,
+            lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+        )
 
     runs.append(("200 x request_return", [partial(request, s) for s in bench.delivered[:200]]))
     batches = []
     for _ in range(5):
         specs = bench.work.orders(100)
-        batches.append([(bench.work.keyed(s, "place"),
-                         bench.work.place(svc, s, bench.work.keyed(s, "place"))) for s in specs])
+        batches.append(
+            [
+                (
+                    bench.work.keyed(s, "place"),
+                    bench.work.place(svc, s, bench.work.keyed(s, "place")),
+                )
+                for s in specs
+            ]
+        )
     runs.append(("5 x run_batch of 100 place_order", [batch_call(svc, b) for b in batches]))
-    runs.append(("5 x run_batch of 100 place_order, prefetch",
-                 [bench._place_batch(svc, 100, prefetch=True) for _ in range(5)]))
+    runs.append(
+        (
+            "5 x run_batch of 100 place_order, prefetch",
+            [bench._place_batch(svc, 100, prefetch=True) for _ in range(5)],
+        )
+    )
     for title, calls in runs:
         profiler = cProfile.Profile()
         started = time.perf_counter()
@@ -790,14 +1003,22 @@ def profile(bench: Bench) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.commands", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer, smaller repetitions")
-    parser.add_argument("--profile", action="store_true",
-                        help="profile single and batched commands with cProfile instead")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="markdown file (default bench/results/commands[-quick].md)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile single and batched commands with cProfile instead",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="markdown file (default bench/results/commands[-quick].md)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     output: Path = args.output or RESULTS_DIR / (
-        "commands-quick.md" if args.quick else "commands.md")
+        "commands-quick.md" if args.quick else "commands.md"
+    )
 
     started = time.perf_counter()
     load_before = os.getloadavg()[0]

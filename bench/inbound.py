@@ -39,7 +39,7 @@ import psycopg
 from adapters.contracts import parse_inbound
 from adapters.embedded import provision_topics
 from adapters.eventstore import create_service
-from adapters.relay import default_producer
+from adapters.publishers import default_producer
 from bench.commands import timed_in_turns
 from bench.common import (
     ROOT,
@@ -259,8 +259,12 @@ def start_workers(running: Stack, count: int, workdir: Path) -> tuple[list[Worke
         assignments = [w.wait_ready(max(deadline - time.monotonic(), 1)) for w in workers]
         owned = [tp for a in assignments for tp in a if tp.startswith(f"{ORDERS}:")]
         # Settled when the order topic's partitions are split among all the workers.
-        if len(owned) == PARTITIONS and len(set(owned)) == PARTITIONS and (
-            count == 1 or all(any(tp.startswith(f"{ORDERS}:") for tp in a) for a in assignments)
+        if (
+            len(owned) == PARTITIONS
+            and len(set(owned)) == PARTITIONS
+            and (
+                count == 1 or all(any(tp.startswith(f"{ORDERS}:") for tp in a) for a in assignments)
+            )
         ):
             break
         if time.monotonic() > deadline:
@@ -288,8 +292,20 @@ class Spy:
     def __init__(self, binary: str, pid: int, output: Path) -> None:
         self.output = output
         self.process = subprocess.Popen(
-            [binary, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
-             "--threads", "--output", str(output), "--nonblocking"],
+            [
+                binary,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--threads",
+                "--output",
+                str(output),
+                "--nonblocking",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -365,7 +381,11 @@ def spy_summary(path: Path) -> list[str]:
 
 
 def end_to_end(
-    running: Stack, plan: Plan, messages: Messages, workers_count: int, workdir: Path,
+    running: Stack,
+    plan: Plan,
+    messages: Messages,
+    workers_count: int,
+    workdir: Path,
     spy_binary: str | None,
 ) -> tuple[Series, float, list[str]]:
     assert running.bootstrap is not None
@@ -416,8 +436,7 @@ def end_to_end(
                     f"median {statistics.median(sizes):.0f} messages, max {max(sizes)}"
                 )
                 progress(
-                    f"    {series.label}: {len(pairs) / elapsed:,.0f} msg/s "
-                    f"({series.notes[-1]})"
+                    f"    {series.label}: {len(pairs) / elapsed:,.0f} msg/s ({series.notes[-1]})"
                 )
     finally:
         producer.close(timeout=5)
@@ -506,11 +525,19 @@ def report(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inbound", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer, smaller repetitions")
-    parser.add_argument("--py-spy", dest="py_spy", default=None,
-                        help="py-spy binary: sample the worker during its last repetition")
+    parser.add_argument(
+        "--py-spy",
+        dest="py_spy",
+        default=None,
+        help="py-spy binary: sample the worker during its last repetition",
+    )
     parser.add_argument("--skip-direct", action="store_true", help="only the end to end part")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="markdown file (default bench/results/inbound[-quick].md)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="markdown file (default bench/results/inbound[-quick].md)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     started = time.perf_counter()
@@ -528,7 +555,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for count in plan.e2e_workers:
             progress(f"(b) end to end, {count} worker(s)")
             series, startup, spied = end_to_end(
-                running, plan, messages, count, Path(tmp),
+                running,
+                plan,
+                messages,
+                count,
+                Path(tmp),
                 args.py_spy if count == plan.e2e_workers[0] else None,
             )
             e2e.append((series, startup))
@@ -539,8 +570,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             started=started,
             load_before=load_before,
             running=running,
-            packages=["faust-streaming", "aiokafka", "kafka-python", "pydantic", "psycopg",
-                      "eventsourcing"],
+            packages=[
+                "faust-streaming",
+                "aiokafka",
+                "kafka-python",
+                "pydantic",
+                "psycopg",
+                "eventsourcing",
+            ],
             folders=["adapters", "domain", "streams"],
         )
     text = report(plan, head_lines, cases, e2e, spy_lines)

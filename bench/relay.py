@@ -38,11 +38,11 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from kafka import KafkaProducer
 
 from adapters.embedded import TopicSpec, provision_topics
 from adapters.eventstore import create_service
-from adapters.relay import OutboundRecord, Relay, default_producer, lag, records_for
+from adapters.publishers import Client, Publisher, default_producer, publisher_for
+from adapters.relay import OutboundRecord, Relay, lag, records_for
 from adapters.topics import topic_specs
 from bench.commands import Workload, check
 from bench.common import (
@@ -59,6 +59,7 @@ from bench.common import (
 )
 
 PARTITIONS = 4
+CLIENT: Client = "confluent"  # what the relay runs with by default
 FILL_BATCH = 500
 READ_SQL = (
     "SELECT notification_id, originator_id, originator_version, topic, state "
@@ -94,26 +95,20 @@ class Phases:
         self.epoch_checks = 0
 
 
-class TimedProducer:
-    """The relay's producer, timing ``send`` and ``flush`` (everything else passes through)."""
+class TimedPublisher:
+    """The relay's publisher, timing ``publish`` (send and wait for every ack)."""
 
-    def __init__(self, inner: KafkaProducer, phases: Phases) -> None:
+    def __init__(self, inner: Publisher, phases: Phases) -> None:
         self.inner = inner
         self.phases = phases
 
-    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None) -> Any:
+    def publish(self, records: Sequence[Any]) -> None:
         t0 = time.perf_counter()
-        future = self.inner.send(topic, key=key, value=value)
+        self.inner.publish(records)
         self.phases.send += time.perf_counter() - t0
-        return future
 
-    def flush(self, timeout: float | None = None) -> None:
-        t0 = time.perf_counter()
-        self.inner.flush(timeout=timeout)
-        self.phases.flush += time.perf_counter() - t0
-
-    def close(self, timeout: float | None = None) -> None:
-        self.inner.close(timeout=timeout)
+    def close(self) -> None:
+        self.inner.close()
 
 
 class TimedRelay(Relay):
@@ -190,8 +185,8 @@ def relay_run(
     assert running.bootstrap is not None
     phases = Phases()
 
-    def producer(bootstrap: str) -> Any:
-        return TimedProducer(default_producer(bootstrap), phases)
+    def producer(bootstrap: str) -> Publisher:
+        return TimedPublisher(publisher_for(CLIENT, bootstrap), phases)
 
     relay = TimedRelay(
         running.url,
@@ -199,7 +194,7 @@ def relay_run(
         topic_specs=specs,
         name=name,
         batch_size=batch,
-        producer_factory=producer,
+        publisher_factory=producer,
         phases=phases,
     )
     meter = CpuMeter(running.processes())
@@ -409,7 +404,11 @@ def profile_run(
     """One relay run under cProfile: markdown rows of where its main thread's time went."""
     assert running.bootstrap is not None
     relay = TimedRelay(
-        running.url, running.bootstrap, topic_specs=specs, name=name, batch_size=batch,
+        running.url,
+        running.bootstrap,
+        topic_specs=specs,
+        name=name,
+        batch_size=batch,
         phases=Phases(),
     )
     profiler = cProfile.Profile()
@@ -439,9 +438,7 @@ def profile_run(
         "| --- | ---: | ---: |",
     ]
     for label, suffix, function in PROFILE_FUNCTIONS:
-        seconds = sum(
-            v[3] for k, v in table.items() if k[0].endswith(suffix) and k[2] == function
-        )
+        seconds = sum(v[3] for k, v in table.items() if k[0].endswith(suffix) and k[2] == function)
         if seconds:
             rows.append(f"| {label} | {seconds:.2f} | {seconds / total:.0%} |")
     return "\n".join(rows)
@@ -493,16 +490,13 @@ def report(
             f"| {spread(other.rates())} | {other.rate() / kafka_python.rate():.2f}x "
             f"| {paired(other, kafka_python):.2f}x | {cores(other.cpu)} |"
         )
-    lines.append(
-        f"| {encode.label} | | {encode.rate():,.0f} | {spread(encode.rates())} | | | |"
-    )
+    lines.append(f"| {encode.label} | | {encode.rate():,.0f} | {spread(encode.rates())} | | | |")
     lines += [
         "",
         "Where the relay's time goes (medians over its runs; main-thread wall time; "
-        "\"rest\" is the SELECT, `records_for` encoding and bookkeeping):",
+        '"rest" is the SELECT, `records_for` encoding and bookkeeping):',
         "",
-        "| batch | run s | send | flush | position update | epoch checks | rest "
-        "| send us/event |",
+        "| batch | run s | send | flush | position update | epoch checks | rest | send us/event |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for batch in plan.batch_sizes:
@@ -548,8 +542,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer events and repetitions")
     parser.add_argument("--events", type=int, default=None, help="events in the store")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="markdown file (default bench/results/relay[-quick].md)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="markdown file (default bench/results/relay[-quick].md)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.events:
@@ -562,11 +560,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     produce: dict[int, Series] = {
         b: Series("raw produce, kafka-python, flush per batch", b) for b in plan.batch_sizes
     }
-    aio = Series("raw produce, aiokafka (acks=all, not idempotent), gather per batch",
-                 max(plan.batch_sizes))
+    aio = Series(
+        "raw produce, aiokafka (acks=all, not idempotent), gather per batch", max(plan.batch_sizes)
+    )
     confluent = confluent_module()
-    rdkafka = Series("raw produce, confluent-kafka (idempotent, acks=all), flush per batch",
-                     max(plan.batch_sizes))
+    rdkafka = Series(
+        "raw produce, confluent-kafka (idempotent, acks=all), flush per batch",
+        max(plan.batch_sizes),
+    )
     read = {b: Series("raw read of the notification log (psycopg)", b) for b in plan.batch_sizes}
     encode = Series("encode only: records_for (CloudEvent + orjson)", None)
     with stack(kafka=True) as running:
@@ -599,7 +600,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 confluent_run(running, records, max(plan.batch_sizes), rdkafka, confluent)
             encode_run(rows, encode)
         profile = profile_run(
-            running, specs, f"bench-{run_id}-profile", max(plan.batch_sizes),
+            running,
+            specs,
+            f"bench-{run_id}-profile",
+            max(plan.batch_sizes),
             min(plan.events, 10_000),
         )
         head = header(
@@ -613,8 +617,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             folders=["adapters", "domain"],
             extra=[f"- crc32c: {crc32c_status()}"]
             + (
-                [f"- confluent-kafka: imported from {Path(confluent.__file__ or '?').parent}, "
-                 "outside the project's dependencies"]
+                [
+                    f"- confluent-kafka: imported from {Path(confluent.__file__ or '?').parent}, "
+                    "outside the project's dependencies"
+                ]
                 if confluent is not None and not (confluent.__file__ or "").startswith(sys.prefix)
                 else []
             ),

@@ -19,6 +19,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from adapters.embedded import EmbeddedKafka
+from adapters.publishers import Client
 from adapters.relay import Relay, lag
 from adapters.topics import (
     INVENTORY_EVENTS,
@@ -97,8 +98,9 @@ def fresh_broker(tmp_path: Path) -> Iterator[EmbeddedKafka]:
         broker.stop()
 
 
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
 def test_every_stored_event_reaches_its_topic_in_order_with_notifications(
-    service: ReturnsService, database_url: str, fresh_broker: EmbeddedKafka
+    service: ReturnsService, database_url: str, fresh_broker: EmbeddedKafka, client: Client
 ) -> None:
     number = delivered_order(service)
     rma = service.request_return(
@@ -111,6 +113,7 @@ def test_every_stored_event_reaches_its_topic_in_order_with_notifications(
         fresh_broker.bootstrap,
         topic_specs=topic_specs(2),
         name=f"relay-{uuid.uuid4().hex[:6]}",
+        client=client,
     )
     try:
         while relay.run_once():
