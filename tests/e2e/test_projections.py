@@ -85,6 +85,13 @@ def test_a_returned_and_restocked_item_moves_stock_and_the_ledger_balances(
         f"cust-{order_id}",
     )
     assert customer == (1, 1)
+    restocked = row(
+        system,
+        "SELECT bucket, sum(delta) FROM rm_stock_movements WHERE kind = 'inspection'"
+        " AND event_id LIKE %s GROUP BY bucket",
+        f"{rma.aggregate_id}:%",
+    )
+    assert restocked is not None and (restocked[0], int(str(restocked[1]))) == ("available", 1)
     assert unbalanced_refunds(ReadModelStore(system.database_url).connection) == []
     requested = row(
         system, "SELECT requested FROM rm_refunds WHERE return_id = %s", str(rma.aggregate_id)
