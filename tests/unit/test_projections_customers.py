@@ -21,7 +21,6 @@ from domain.events import (
     ReturnAuthorized,
     ReturnParcelReceived,
     ReturnRejected,
-    ReturnRequested,
     StoreCreditIssued,
 )
 from projections.core import InMemoryReadModel, key_of
@@ -34,6 +33,7 @@ from tests.unit.test_projections_events import (
     line,
     payment,
     return_line,
+    return_requested,
     uid,
     wire,
 )
@@ -72,19 +72,7 @@ def order(story: Story, aggregate: Any, number: str, quantity: int, *payments: A
 
 
 def requested(story: Story, quantity: int = 1) -> None:
-    story.add(
-        ReturnRequested,
-        RMA,
-        order_id=ORDER,
-        order_number="WEB-1",
-        customer_id="C-1",
-        channel="portal",
-        order_channel="web",
-        method="carrier_drop_off",
-        refund_method="original_payment",
-        currency="EUR",
-        lines=(return_line(1, "SKU-1", quantity, price="20.00"),),
-    )
+    return_requested(story, RMA, ORDER, (return_line(1, "SKU-1", quantity, price="20.00"),))
 
 
 def test_orders_count_what_was_bought_and_a_cancellation_takes_it_back() -> None:

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from adapters.relay import cloud_event_for
-from domain.events import Cause, DomainEvent, OrderLine, Payment, ReturnLine
+from domain.events import Cause, DomainEvent, OrderLine, Payment, ReturnLine, ReturnRequested
 from domain.serialization import event_to_json
 from domain.values import Money
 from projections.core import (
@@ -123,6 +123,24 @@ def return_line(
             "category": category,
         }
     )
+
+
+def return_requested(
+    story: Story, return_id: UUID, order_id: UUID, lines: tuple[ReturnLine, ...], **overrides: Any
+) -> Event:
+    """A portal request of order WEB-1 by customer C-1, refunded to the original payment."""
+    fields: dict[str, Any] = {
+        "order_id": order_id,
+        "order_number": "WEB-1",
+        "customer_id": "C-1",
+        "channel": "portal",
+        "order_channel": "web",
+        "method": "carrier_drop_off",
+        "refund_method": "original_payment",
+        "currency": "EUR",
+        "lines": lines,
+    }
+    return story.add(ReturnRequested, return_id, **{**fields, **overrides})
 
 
 def decision(line_no: int = 1, fee: str = "0.00", accepted: bool = True) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from domain.events import (
     RepairedItemRestocked,
     ReturnAuthorized,
     ReturnRejected,
-    ReturnRequested,
     StoreCreditIssued,
     SupplierCreditReceived,
     VendorReturnShipped,
@@ -30,6 +29,7 @@ from tests.unit.test_projections_events import (
     line,
     payment,
     return_line,
+    return_requested,
     uid,
     wire,
 )
@@ -65,18 +65,11 @@ def sale(story: Story) -> None:
 def request(
     story: Story, fees: tuple[str, str] = ("0.00", "0.00"), *, authorize: bool = True
 ) -> None:
-    story.add(
-        ReturnRequested,
+    return_requested(
+        story,
         RMA,
-        order_id=ORDER,
-        order_number="WEB-1",
-        customer_id="C-1",
-        channel="portal",
-        order_channel="web",
-        method="carrier_drop_off",
-        refund_method="original_payment",
-        currency="EUR",
-        lines=(
+        ORDER,
+        (
             return_line(1, "SKU-A", 3, "size_too_small", "30.00", "Acme", "shoes"),
             return_line(2, "SKU-B", 1, "changed_mind", "10.00", "Bolt", "socks"),
         ),

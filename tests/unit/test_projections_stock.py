@@ -20,13 +20,21 @@ from domain.events import (
     ReturnAuthorized,
     ReturnCancelled,
     ReturnParcelReceived,
-    ReturnRequested,
     StockAdjusted,
     StockCounted,
 )
 from projections.core import Event, InMemoryReadModel, key_of
 from projections.stock import StockLevels
-from tests.unit.test_projections_events import Story, decision, eur, line, payment, return_line, uid
+from tests.unit.test_projections_events import (
+    Story,
+    decision,
+    eur,
+    line,
+    payment,
+    return_line,
+    return_requested,
+    uid,
+)
 
 ORDER, RMA, INVENTORY = uid("order"), uid("rma"), uid("inventory")
 
@@ -53,19 +61,7 @@ def placed(
 
 
 def authorized(story: Story, quantity: int = 2) -> None:
-    story.add(
-        ReturnRequested,
-        RMA,
-        order_id=ORDER,
-        order_number="WEB-1",
-        customer_id="C-1",
-        channel="portal",
-        order_channel="web",
-        method="carrier_drop_off",
-        refund_method="original_payment",
-        currency="EUR",
-        lines=(return_line(1, "SKU-1", quantity),),
-    )
+    return_requested(story, RMA, ORDER, (return_line(1, "SKU-1", quantity),))
     story.add(
         ReturnAuthorized,
         RMA,
