@@ -303,7 +303,7 @@ def run_api(settings: Settings) -> int:
     with postgres(settings) as url:
         service = create_service(url, pool_size=8)
         try:
-            api = create_api(service, url, keys=keys)
+            api = create_api(service, url, keys=keys, kafka_bootstrap=settings.kafka_bootstrap)
             uvicorn.run(
                 api,
                 host=settings.api_host,
@@ -370,7 +370,9 @@ def run_dev(settings: Settings) -> int:
             for principal, key in plain.items():
                 print(f"  dev key {principal:<22} {key}")
             print("Ctrl-C stops everything.")
-            api = create_api(service, url, keys=KeyRing.from_file(keys_file))
+            api = create_api(
+                service, url, keys=KeyRing.from_file(keys_file), kafka_bootstrap=bootstrap
+            )
             uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_level="warning")
         finally:
             for worker in workers.values():
@@ -383,7 +385,7 @@ def run_dev(settings: Settings) -> int:
 
 
 def run_dlq(settings: Settings, action: str, topic: str, partition: int, offset: int | None) -> int:
-    from adapters.dev import list_dead_letters, replay_dead_letter
+    from adapters.deadletters import list_dead_letters, replay_dead_letter
     from adapters.stack import kafka
 
     with kafka(settings) as bootstrap:

@@ -1,4 +1,4 @@
-"""``rma dev``'s pieces that are not process wiring: dev keys, endpoints, DLQ tools."""
+"""``rma dev``'s pieces that are not process wiring: dev keys and endpoints."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
 from adapters.api.auth import Role, hash_key
-from adapters.topics import dlq
 
 
 def write_dev_keys(path: Path) -> dict[str, str]:
@@ -38,64 +35,3 @@ def write_dev_keys(path: Path) -> dict[str, str]:
 
 def write_endpoints(path: Path, endpoints: dict[str, Any]) -> None:
     path.write_text(json.dumps(endpoints, indent=2))
-
-
-def _consumer(bootstrap: str) -> KafkaConsumer:
-    return KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500
-    )
-
-
-def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The dead letters of an inbound topic, oldest first, with why they were refused."""
-    consumer = _consumer(bootstrap)
-    try:
-        partitions = [
-            TopicPartition(dlq(topic), p)
-            for p in sorted(consumer.partitions_for_topic(dlq(topic)) or set())
-        ]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        found = []
-        for message in consumer:
-            headers = {k: v.decode(errors="replace") for k, v in message.headers}
-            found.append(
-                {
-                    "partition": message.partition,
-                    "offset": message.offset,
-                    "code": headers.get("x-dlq-error-code"),
-                    "reason": headers.get("x-dlq-reason"),
-                    "value": message.value.decode(errors="replace"),
-                }
-            )
-            if len(found) >= limit:
-                break
-        return found
-    finally:
-        consumer.close()
-
-
-def replay_dead_letter(bootstrap: str, topic: str, partition: int, offset: int) -> str:
-    """Publish a dead letter's original bytes back to the topic it came from.
-
-    Safe to repeat: the message keeps its CloudEvents id, which is its idempotency key.
-    """
-    consumer = _consumer(bootstrap)
-    try:
-        source = TopicPartition(dlq(topic), partition)
-        consumer.assign([source])
-        consumer.seek(source, offset)
-        records = consumer.poll(timeout_ms=5000, max_records=1).get(source, [])
-        if not records or records[0].offset != offset:
-            raise LookupError(f"no dead letter at {dlq(topic)}[{partition}]@{offset}")
-        record = records[0]
-    finally:
-        consumer.close()
-    headers = dict(record.headers)
-    original = str(headers.get("x-original-topic", topic.encode()).decode())
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    try:
-        producer.send(original, key=record.key, value=record.value).get(timeout=30)
-    finally:
-        producer.close()
-    return original

@@ -24,6 +24,7 @@ from adapters.api.auth import Allow, KeyRing, Role
 from adapters.api.context import Api
 from adapters.api.metrics import Metrics
 from adapters.api.settings import ApiSettings
+from adapters.deadletters import DeadLetterTally
 from domain.application import ReturnsService
 
 ROUTERS = (
@@ -50,8 +51,10 @@ def create_api(
     read_store_url: str,
     settings: ApiSettings | None = None,
     keys: KeyRing | None = None,
+    kafka_bootstrap: str | None = None,
 ) -> FastAPI:
-    """``keys`` default to the file named by ``OMS_API_KEYS_FILE``."""
+    """``keys`` default to the file named by ``OMS_API_KEYS_FILE``; with ``kafka_bootstrap``
+    ``/metrics`` also counts the dead letters on the DLQ topics."""
     settings = settings or ApiSettings()
     keys = keys or KeyRing.from_env()
     pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
@@ -63,15 +66,21 @@ def create_api(
         timeout=5,
     )
 
+    dead_letters = DeadLetterTally(kafka_bootstrap) if kafka_bootstrap else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if dead_letters is not None:
+            dead_letters.start()
         yield
+        if dead_letters is not None:
+            dead_letters.stop()
         pool.close()
 
     app = FastAPI(
         title="Returns OMS API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan
     )
-    metrics = Metrics(read_store_url, settings.relay_name)
+    metrics = Metrics(read_store_url, settings.relay_name, dead_letters)
     pool.open(wait=False)  # connects in the background: /ready tells when it can serve
     app.state.api = Api(service, read_store_url, pool, settings, keys, metrics)
     problems.install(app)

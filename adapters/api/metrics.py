@@ -15,9 +15,10 @@ from typing import Any
 import psycopg
 from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from adapters.deadletters import DeadLetterTally
 from adapters.readmodels import projection_lag
 from adapters.relay import lag as relay_lag
 from projections import default_projections
@@ -53,8 +54,25 @@ class LagCollector(Collector):
         yield projections
 
 
+class DeadLetterCollector(Collector):
+    def __init__(self, tally: DeadLetterTally) -> None:
+        self.tally = tally
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "oms_dead_letters",
+            "Messages refused to a dead-letter topic, by the topic they came from and why",
+            labels=["topic", "code"],
+        )
+        for (topic, code), count in sorted(self.tally.counts().items()):
+            family.add_metric([topic, code], count)
+        yield family
+
+
 class Metrics:
-    def __init__(self, database_url: str, relay_name: str) -> None:
+    def __init__(
+        self, database_url: str, relay_name: str, dead_letters: DeadLetterTally | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "oms_api_requests",
@@ -69,6 +87,9 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(LagCollector(database_url, relay_name))
+        self.dead_letters = dead_letters
+        if dead_letters is not None:
+            self.registry.register(DeadLetterCollector(dead_letters))
 
     @contextmanager
     def timed(self, command: str) -> Iterator[None]:

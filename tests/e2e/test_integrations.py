@@ -245,7 +245,7 @@ def _exists(system: System, order_id: str) -> bool:
 
 
 def test_a_dead_letter_replayed_after_the_fix_is_processed_once(system: System) -> None:
-    from adapters.dev import list_dead_letters, replay_dead_letter
+    from adapters.deadletters import list_dead_letters, replay_dead_letter
 
     order_id = f"LATE-{uuid.uuid4().hex[:8]}"
     # Shipped before the platform published the order: refused, dead-lettered.
@@ -272,3 +272,45 @@ def test_a_dead_letter_replayed_after_the_fix_is_processed_once(system: System) 
     )
     time.sleep(1.0)
     assert system.service.order_view(order_id)["lines"][0]["fulfilled"] == 2
+
+
+def test_the_api_metrics_count_dead_letters_by_topic_and_code(system: System) -> None:
+    """Operators alert on ``oms_dead_letters_total``: it follows the DLQ topics live."""
+    from fastapi.testclient import TestClient
+
+    from adapters.api.app import create_api
+    from adapters.api.auth import KeyRing
+    from adapters.deadletters import count_by_code
+
+    def dead_letters_metric(client: TestClient, code: str) -> float:
+        prefix = f'oms_dead_letters_total{{code="{code}",topic="{ORDERS}"}} '
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith(prefix):
+                return float(line.removeprefix(prefix))
+        return 0.0
+
+    api = create_api(
+        system.service,
+        system.database_url,
+        keys=KeyRing.with_keys({}),
+        kafka_bootstrap=system.bootstrap,
+    )
+    with TestClient(api) as client:
+        eventually(
+            lambda: client.app.state.api.metrics.dead_letters.following.is_set(),  # type: ignore[attr-defined]
+            what="the tally to follow the DLQ topics",
+        )
+        # What the DLQ already holds from earlier tests is counted too, as the topic holds it.
+        eventually(
+            lambda: (
+                dead_letters_metric(client, "invalid_json")
+                == count_by_code(system.bootstrap, [ORDERS]).get("invalid_json", 0)
+            ),
+            what="the tally to catch up with the DLQ",
+        )
+        before = dead_letters_metric(client, "invalid_json")
+        publish(system.bootstrap, ORDERS, [b"{not json", b"\xff\xfe", b"[1, 2"])
+        eventually(
+            lambda: dead_letters_metric(client, "invalid_json") == before + 3,
+            what="three more invalid_json dead letters on /metrics",
+        )
