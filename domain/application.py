@@ -620,7 +620,24 @@ class ReturnsService(Application[UUID]):
                 at=at,
                 cause=ctx.cause,
             )
-            return outcome_of(rma)
+            if receipt_id not in rma.state.unexpected_receipts:
+                return outcome_of(rma)
+            # Goods nobody can take in under this RMA still need a home, an inspection and
+            # perhaps a refund: the blind-return queue is where customer service does that.
+            blind = uow.get(Return, blind_return_id_for(receipt_id))
+            if blind is None:
+                blind = Return.detect_blind(
+                    receipt_id=receipt_id,
+                    warehouse_id=warehouse_id,
+                    tracking_number=tracking_number,
+                    claimed_rma_number=rma.state.rma_number,
+                    order_number_hint=rma.state.order_number,
+                    items=tuple(items),
+                    at=at,
+                    cause=ctx.cause,
+                )
+                uow.add(blind)
+            return outcome_of(blind)
 
         return command
 

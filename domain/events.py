@@ -256,7 +256,9 @@ class ReturnParcelReceived(ReturnEvent, type_name="rma.parcel_received"):
 
 
 class ReturnUnexpectedParcelReceived(ReturnEvent, type_name="rma.unexpected_parcel_received"):
-    """A parcel for an RMA that can no longer take one (cancelled, expired, closed)."""
+    """A parcel for an RMA that can no longer take one (cancelled, expired, closed, or all
+    its items already back): recorded on the RMA; its goods open a blind return
+    (``rma.blind_return_detected`` claiming this RMA's number) for customer service."""
 
     receipt_id: str
     warehouse_id: LocationId

@@ -171,6 +171,7 @@ class ReturnState:
     rejection_code: str | None = None
     receipts: list[str] = field(default_factory=list)
     received_items: list[ReceivedItem] = field(default_factory=list)
+    unexpected_receipts: list[str] = field(default_factory=list)
     inspected_receipts: list[str | None] = field(default_factory=list)
     inspected_items: list[InspectedItem] = field(default_factory=list)
     refund_due: Money | None = None
@@ -485,7 +486,7 @@ class Return(Aggregate[ReturnEvent]):
         at: datetime,
         cause: Cause,
     ) -> None:
-        if receipt_id in self.state.receipts:
+        if receipt_id in self.state.receipts or receipt_id in self.state.unexpected_receipts:
             return  # the same receipt again: already recorded
         if not items:
             raise InvalidCommand(f"receipt {receipt_id} lists no items")
@@ -524,6 +525,11 @@ class Return(Aggregate[ReturnEvent]):
         at: datetime,
         cause: Cause,
     ) -> None:
+        if receipt_id in self.state.unexpected_receipts:
+            raise InvalidCommand(
+                f"receipt {receipt_id} came after this return could take it: inspect it as"
+                " the blind return it opened, once customer service has matched it"
+            )
         self.check_status(*SETTLING)
         if receipt_id is not None and receipt_id not in self.state.receipts:
             raise InvalidCommand(f"receipt {receipt_id} was not received for this return")
@@ -958,9 +964,10 @@ class Return(Aggregate[ReturnEvent]):
                 s.receipts.append(event.receipt_id)
                 s.received_items.extend(event.items)
             case ReturnUnexpectedParcelReceived():
-                s.status = ReturnStatus.EXCEPTION
-                s.receipts.append(event.receipt_id)
-                s.received_items.extend(event.items)
+                # Recorded, not taken in: its goods go to a blind return of their own (see
+                # ReturnsService.cmd_receive_parcel), so this RMA keeps its status and its
+                # counts, and a refund still in flight here settles as if nothing came.
+                s.unexpected_receipts.append(event.receipt_id)
             case BlindReturnDetected():
                 s.status = ReturnStatus.BLIND_UNMATCHED
                 s.channel = ReturnChannel.BLIND

@@ -199,11 +199,16 @@ class CustomerHistory(Reducer):
             self._count(out, state["customer"], rejected_returns=1)
         self._timeline(out, state.get("customer"), event)
 
-    @on("rma.parcel_received", "rma.unexpected_parcel_received")
+    @on("rma.parcel_received")
     def _parcel(self, state: State, event: Event, out: list[Change]) -> None:
         items = sum(int(item["quantity"]) for item in event.data["items"])
         if state.get("customer") is not None:
             self._count(out, state["customer"], items_returned=items)
+        self._timeline(out, state.get("customer"), event)
+
+    @on("rma.unexpected_parcel_received")
+    def _unexpected_parcel(self, state: State, event: Event, out: list[Change]) -> None:
+        # Its items count once, when the blind return it opened is matched to the customer.
         self._timeline(out, state.get("customer"), event)
 
     @on("rma.blind_return_detected")

@@ -64,7 +64,6 @@ NEXT_STATUS = {
     "rma.held_for_review": ReturnStatus.PENDING_REVIEW,
     "rma.rejected": ReturnStatus.REJECTED,
     "rma.parcel_received": ReturnStatus.RECEIVED,
-    "rma.unexpected_parcel_received": ReturnStatus.EXCEPTION,
     "rma.blind_return_detected": ReturnStatus.BLIND_UNMATCHED,
     "rma.blind_return_matched": ReturnStatus.RECEIVED,
     "rma.in_store_return_recorded": ReturnStatus.RECEIVED,

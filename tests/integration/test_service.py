@@ -251,6 +251,67 @@ def test_a_parcel_without_rma_becomes_an_open_blind_return_until_matched(
     assert inspected.amount == eur("45.00")  # 50.00 less the 10% blind-return restocking fee
 
 
+def test_a_parcel_for_a_cancelled_rma_opens_a_blind_return_that_is_refunded_once_matched(
+    service: ReturnsService,
+) -> None:
+    number = delivered_order(service)
+    rma = service.request_return(
+        ctx(),
+        order_number=number,
+        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)],
+    )
+    assert rma.rma_number is not None
+    service.cancel_return(ctx(), return_id=rma.aggregate_id, reason="changed her mind")
+    receipt = f"LATE-{uuid.uuid4().hex[:8]}"
+
+    def parcel_arrives() -> Outcome:
+        return service.receive_parcel(
+            ctx(),
+            receipt_id=receipt,
+            warehouse_id="WH-1",
+            rma_number=rma.rma_number,
+            tracking_number="TRK",
+            items=[ReceivedItem(sku="SHOE-RED-42", quantity=1)],
+        )
+
+    blind, again = parcel_arrives(), parcel_arrives()
+    assert blind.aggregate_id != rma.aggregate_id
+    assert again.aggregate_id == blind.aggregate_id  # a re-sent receipt opens nothing more
+    cancelled = service.get_return(rma.aggregate_id)
+    assert cancelled.state.status is ReturnStatus.CANCELLED
+    assert cancelled.state.unexpected_receipts == [receipt]
+    waiting = {r.id: r for r in service.open_blind_returns(limit=1000)}
+    assert blind.aggregate_id in waiting
+    opened = service.get_return(blind.aggregate_id).state
+    assert (opened.blind_claimed_rma, opened.blind_order_hint) == (rma.rma_number, number)
+    with pytest.raises(DomainError, match="blind return"):
+        service.inspect_items(
+            ctx(), rma_number=rma.rma_number, receipt_id=receipt, items=[shoe_inspected()]
+        )
+    matched = service.match_blind_return(
+        ctx(),
+        return_id=blind.aggregate_id,
+        order_number=number,
+        matched_by="order_id",
+        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)],
+    )
+    assert matched.rma_number is not None
+    inspected = service.inspect_items(
+        ctx(), rma_number=matched.rma_number, receipt_id=receipt, items=[shoe_inspected()]
+    )
+    assert inspected.amount == eur("45.00")  # 50.00 less the 10% blind-return restocking fee
+
+
+def shoe_inspected() -> InspectedItem:
+    return InspectedItem(
+        sku="SHOE-RED-42",
+        quantity=1,
+        condition=Condition.NEW,
+        disposition=Disposition.RESTOCK,
+        location_id="WH-1",
+    )
+
+
 def test_a_batch_commits_valid_commands_and_returns_refused_ones(
     service: ReturnsService, database_url: str
 ) -> None:

@@ -1112,7 +1112,6 @@ def test_payouts_over_several_parcels_stay_within_what_is_owed_and_the_rma_close
             assert len(rma.pending_events) == emitted, f"refused {action} emitted an event"
             assert snapshot(rma) == before, f"refused {action} changed the state"
         check_after_step(rma)
-    if rma.state.status is ReturnStatus.EXCEPTION:
-        return  # a surplus parcel: customer service takes it from here
+    # A surplus parcel went to a blind return of its own: the RMA finishes regardless.
     finish(rma, clock)
     assert rma.state.status is ReturnStatus.CLOSED

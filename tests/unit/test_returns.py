@@ -806,7 +806,8 @@ def test_a_parcel_for_a_cancelled_rma_is_recorded_as_unexpected() -> None:
             state_at_arrival="cancelled",
         )
     ]
-    assert rma.state.status is ReturnStatus.EXCEPTION
+    assert rma.state.status is ReturnStatus.CANCELLED
+    assert rma.state.received_items == []
 
 
 def test_a_parcel_for_an_expired_rma_is_recorded_as_unexpected() -> None:
@@ -876,7 +877,29 @@ def test_a_parcel_beyond_the_items_of_the_rma_is_unexpected() -> None:
         ReturnUnexpectedParcelReceived,
         "inspected",
     )
-    assert rma.state.status is ReturnStatus.EXCEPTION
+    assert rma.state.status is ReturnStatus.INSPECTED
+    assert rma.outstanding_quantity() == 0
+
+
+def test_a_refund_in_flight_settles_after_an_unexpected_parcel_as_if_none_came() -> None:
+    surprised, calm = inspected_return(shop_order()), inspected_return(shop_order())
+    for rma in (surprised, calm):
+        request_refund(rma, "40.00", at=day(17))
+    receive(surprised, receipt_id="RCPT-2", at=day(18))
+    for rma in (surprised, calm):
+        rma.collect_events()
+        rma.settle_refund("RF-1", "PSP-1", eur("40.00"), day(19), CAUSE)
+    assert surprised.state.status is calm.state.status is ReturnStatus.CLOSED
+    assert surprised.paid_out() == calm.paid_out() == eur("40.00")
+
+
+def test_an_unexpected_receipt_is_not_inspected_under_the_rma_it_came_for() -> None:
+    rma = inspected_return(shop_order())
+    receive(rma, receipt_id="RCPT-2", at=day(18))
+    rma.collect_events()
+    with pytest.raises(InvalidCommand, match="blind return"):
+        inspect(rma, inspected("SKU-1"), receipt_id="RCPT-2")
+    assert rma.pending_events == []
 
 
 # ---------------------------------------------------------------- inspection
