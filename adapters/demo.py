@@ -1014,20 +1014,28 @@ def play(
     """Serve the API on ``service``, play the day, summarise, check a rebuild."""
     keys, plain = demo_keys()
     served = ServedApi(service, database_url, keys)
-    report = Report(api_url=served.start())
-    print(f"API:        {report.api_url} (keys for {', '.join(PRINCIPALS.values())})")
-    people = People(
-        *(Caller(report.api_url, plain[role], role, report.calls) for role in PRINCIPALS)
-    )
     try:
-        Demo(
-            people, database_url, bootstrap, orders=orders, seed=seed, quiet=quiet, report=report
-        ).run()
-        wait_for_projections(database_url)
-        for line in summary(database_url, bootstrap, report, out_dir, people.analytics):
-            print(line)
+        report = Report(api_url=served.start())
+        print(f"API:        {report.api_url} (keys for {', '.join(PRINCIPALS.values())})")
+        people = People(
+            *(Caller(report.api_url, plain[role], role, report.calls) for role in PRINCIPALS)
+        )
+        try:
+            Demo(
+                people,
+                database_url,
+                bootstrap,
+                orders=orders,
+                seed=seed,
+                quiet=quiet,
+                report=report,
+            ).run()
+            wait_for_projections(database_url)
+            for line in summary(database_url, bootstrap, report, out_dir, people.analytics):
+                print(line)
+        finally:
+            people.close()
     finally:
-        people.close()
         served.stop()
     problems = rebuild_check(database_url)
     if problems:
