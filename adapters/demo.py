@@ -128,6 +128,7 @@ class Report:
     refunds_as_store_credit: int = 0
     replays: int = 0
     api_url: str = ""
+    first_position: int = 0  # the event store's head before the day: what came later is ours
     calls: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -918,12 +919,14 @@ def api_lines(database_url: str, report: Report, analytics: Caller) -> list[str]
         f"retried POSTs answered with their first result: {report.replays}",
         "  calls: " + ", ".join(f"{call} x{n}" for call, n in sorted(report.calls.items())),
     ]
-    # Every command records the acting key's principal as its events' actor.
+    # Every command records the acting key's principal as its events' actor. Earlier runs
+    # in the same data directory used the same names: count this run's events only.
     with psycopg.connect(database_url) as conn:
         actors = conn.execute(
             "SELECT a, count(*) FROM (SELECT convert_from(state, 'UTF8')::jsonb"
-            " #>> '{cause,actor}' AS a FROM oms_events) e WHERE a = ANY(%s) GROUP BY a ORDER BY a",
-            [list(PRINCIPALS.values())],
+            " #>> '{cause,actor}' AS a FROM oms_events WHERE notification_id > %s) e"
+            " WHERE a = ANY(%s) GROUP BY a ORDER BY a",
+            [report.first_position, list(PRINCIPALS.values())],
         ).fetchall()
     lines.append(
         "events recorded with an API key's principal as actor: "
@@ -986,6 +989,12 @@ def reasons_chart(rows: list[tuple[str, str, int]]) -> str:
     )
 
 
+def event_store_head(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT coalesce(max(notification_id), 0) FROM oms_events").fetchone()
+    return int(row[0]) if row else 0
+
+
 def rebuild_check(database_url: str) -> list[str]:
     """Replay the event store into fresh tables and compare with the live read models."""
     problems: list[str] = []
@@ -1015,7 +1024,7 @@ def play(
     keys, plain = demo_keys()
     served = ServedApi(service, database_url, keys)
     try:
-        report = Report(api_url=served.start())
+        report = Report(api_url=served.start(), first_position=event_store_head(database_url))
         print(f"API:        {report.api_url} (keys for {', '.join(PRINCIPALS.values())})")
         people = People(
             *(Caller(report.api_url, plain[role], role, report.calls) for role in PRINCIPALS)
