@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     # The Kafka clients narrate every connection at INFO; our own logs are what operators read.
-    for noisy in ("kafka", "aiokafka"):
+    for noisy in ("kafka", "aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "demo":
         return run_demo(settings, orders=args.orders, seed=args.seed, quiet=args.quiet)

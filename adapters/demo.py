@@ -1,10 +1,17 @@
-"""The demo: a day of a shop's returns, played through the real topics and services.
+"""The demo: a day of a shop's returns, played through the real topics and the HTTP API.
 
-Outside systems are simulated as they would integrate: the commerce platform publishes
-orders, the warehouse receipts and inspections, the stores their counter returns, and the
-payment sandbox settles refunds, all on Kafka; customers and customer service act through
-the application service. The relay, the integrations worker and the projections worker
-run for real. Time is simulated with each message's CloudEvents ``time``.
+Outside machines are simulated as they integrate: the commerce platform publishes orders,
+the warehouse receipts and inspections, the stores their counter returns, and the payment
+sandbox settles refunds, all on Kafka. People act through the API, served in process on a
+free local port, each tool with its own key: customers request RMAs on the portal (order
+number and e-mail), customer service requests some for callers, reviews the expensive
+ones, offers keep-the-item, matches blind parcels and pays failed refunds as store credit.
+The relay, the integrations worker and the projections worker run for real.
+
+The orders are the past five weeks' history, dated with each message's CloudEvents
+``time``; the returns happen today, on the real clock, because the API stamps every command
+with its own clock as it would for the real portal. So order age decides the policy: orders
+delivered more than 30 days ago are refused as outside the window.
 """
 
 from __future__ import annotations
@@ -15,17 +22,20 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from adapters.contracts import envelope_bytes
+from adapters.demo_api import PRINCIPALS, ApiError, Caller, ServedApi, demo_keys
 from adapters.embedded import provision_topics
 from adapters.readmodels import (
     ReadModelStore,
@@ -37,11 +47,8 @@ from adapters.readmodels import (
 )
 from adapters.relay import Relay
 from adapters.topics import INBOUND_TOPICS, ORDERS, POS_RETURNS, WMS_RECEIPTS, dlq, topic_specs
-from domain.application import Ctx, ReturnsService
-from domain.errors import DomainError
-from domain.events import Cause
-from domain.returns import RequestedLine
-from domain.values import ReasonCode, RefundMethod, ReturnChannel
+from domain.application import ReturnsService
+from domain.values import ReasonCode, RefundMethod
 from projections import default_projections
 
 CATALOGUE = [
@@ -51,6 +58,8 @@ CATALOGUE = [
     ("SOCKS-3P", "Socks, 3 pairs", "9.90", "Stride Ltd", "apparel", None),
     ("GAME-KEY-01", "Game licence", "59.00", "PixelWorks", "software", None),
     ("KETTLE-2L", "Kettle 2 l", "34.50", "HomeGoods", "kitchen", 24),
+    # Above the policy's review threshold: its returns wait for customer service.
+    ("LAPTOP-PRO-14", "Laptop Pro 14", "1299.00", "Lumen", "electronics", 24),
 ]
 # Customers say why; suppliers differ in what goes wrong with their goods.
 REASONS_BY_SUPPLIER = {
@@ -63,7 +72,11 @@ REASONS_BY_SUPPLIER = {
     "SoundCo": [ReasonCode.DEFECTIVE, ReasonCode.DEFECTIVE, ReasonCode.BETTER_PRICE],
     "PixelWorks": [ReasonCode.CHANGED_MIND, ReasonCode.WRONG_ITEM],
     "HomeGoods": [ReasonCode.DAMAGED_IN_TRANSIT, ReasonCode.DEFECTIVE, ReasonCode.CHANGED_MIND],
+    "Lumen": [ReasonCode.DEFECTIVE, ReasonCode.NOT_AS_DESCRIBED, ReasonCode.CHANGED_MIND],
 }
+# What customer service will not take back after a review: a used laptop returned on a whim.
+REFUSED_IN_REVIEW = {ReasonCode.CHANGED_MIND, ReasonCode.BETTER_PRICE}
+HISTORY = timedelta(days=36)  # the oldest order; the newest is three days old
 
 
 @dataclass
@@ -73,16 +86,50 @@ class Sale:
     channel: str
     placed_at: datetime
     lines: list[dict[str, Any]]
+    business: bool = False
+
+    @property
+    def email(self) -> str:
+        return f"{self.customer_id.lower()}@example.com"
+
+
+@dataclass
+class Rma:
+    """An RMA the demo follows: what was asked for, and its ids as the API gave them."""
+
+    sale: Sale
+    line: dict[str, Any]
+    return_id: UUID
+    rma_number: str
+    quantity: int = 1
+
+    def units(self) -> list[dict[str, Any]]:
+        """The parcel's items, one per unit so each carries its serial."""
+        serials = self.line["serials"][: self.quantity]
+        return [
+            {"sku": self.line["sku"], "quantity": 1, "serial": s}
+            for s in serials + [None] * (self.quantity - len(serials))
+        ]
 
 
 @dataclass
 class Report:
     orders: int = 0
     rmas: dict[str, str] = field(default_factory=dict)
+    portal_rmas: int = 0
+    cs_rmas: int = 0
     refused: dict[str, int] = field(default_factory=dict)
+    reviewed: dict[str, int] = field(default_factory=dict)
+    kept: int = 0
     blind: int = 0
+    blind_matched: int = 0
     store_returns: int = 0
     malformed: int = 0
+    refunds_as_store_credit: int = 0
+    replays: int = 0
+    api_url: str = ""
+    first_position: int = 0  # the event store's head before the day: what came later is ours
+    calls: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
 
@@ -106,26 +153,40 @@ class Progress:
             print(("\r\x1b[K" if self.tty else "") + line, flush=True)
 
 
+@dataclass
+class People:
+    """The API's clients: the customer portal, customer service and analytics."""
+
+    portal: Caller
+    cs: Caller
+    analytics: Caller
+
+    def close(self) -> None:
+        for caller in (self.portal, self.cs, self.analytics):
+            caller.close()
+
+
 class Demo:
     def __init__(
         self,
-        service: ReturnsService,
+        people: People,
         database_url: str,
         bootstrap: str,
         *,
         orders: int,
         seed: int,
         quiet: bool,
+        report: Report,
     ) -> None:
-        self.service = service
+        self.people = people
         self.database_url = database_url
         self.bootstrap = bootstrap
         self.order_count = orders
         self.random = random.Random(seed)
         self.progress = Progress(quiet)
         self.run_id = uuid.uuid4().hex[:5].upper()
-        self.start = datetime.now(UTC) - timedelta(days=40)
-        self.report = Report()
+        self.start = datetime.now(UTC) - HISTORY
+        self.report = report
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
 
     # ------------------------------------------------------------ outside systems
@@ -141,9 +202,6 @@ class Demo:
             data=data,
         )
         self.producer.send(topic, key=key.encode(), value=value)
-
-    def ctx(self, at: datetime, actor: str, source: str) -> Ctx:
-        return Ctx(Cause(actor=actor, source=source, correlation_id=str(uuid.uuid4())), at=at)
 
     def wait(self, label: str, done: Callable[[], int], total: int, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
@@ -161,31 +219,48 @@ class Demo:
             row = conn.execute(query, params).fetchone()
         return int(row[0]) if row else 0
 
+    def key(self, purpose: str) -> str:
+        """A fresh Idempotency-Key: the tool would keep it to retry the same POST safely."""
+        return f"demo-{self.run_id}-{purpose}-{uuid.uuid4().hex[:12]}"
+
     # ------------------------------------------------------------ the day
     def run(self) -> Report:
         began = time.perf_counter()
         sales = self.commerce_platform_sells()
         rmas = self.customers_ask_to_return(sales)
+        rmas, kept = self.customer_service_offers_keep_item(rmas)
         self.warehouse_receives_and_inspects(rmas)
-        self.parcels_arrive_without_rma(sales)
+        matched = self.parcels_arrive_without_rma(sales)
         self.stores_take_back_web_orders(sales)
         self.someone_publishes_garbage()
-        self.payments_settle_and_customer_service_follows_up(rmas)
+        self.payments_settle_and_customer_service_follows_up(rmas + kept + matched)
         self.report.seconds = time.perf_counter() - began
         self.producer.close()
         return self.report
 
     def commerce_platform_sells(self) -> list[Sale]:
         sales = []
+        # Spread over the history, oldest first: those delivered over 30 days ago (about
+        # one in eight) fall outside the return window.
+        spacing = (HISTORY - timedelta(days=3)) / max(self.order_count, 1)
         for index in range(self.order_count):
-            channel = self.random.choice(["web", "web", "click_and_collect", "store"])
-            at = self.start + timedelta(minutes=7 * index)
+            # One order is a company's five laptops: see a_business_returns_a_faulty_batch.
+            business = index == self.order_count // 2
+            channel = (
+                "web"
+                if business
+                else self.random.choice(["web", "web", "click_and_collect", "store"])
+            )
+            at = self.start + spacing * index
             order_id = f"{channel[:3].upper()}-{self.run_id}-{index:04d}"
             lines: list[dict[str, Any]] = []
-            for line_no, (sku, name, price, supplier, category, warranty) in enumerate(
-                self.random.sample(CATALOGUE, k=self.random.randint(1, 3)), 1
-            ):
-                quantity = self.random.randint(1, 2)
+            picked = (
+                [CATALOGUE[-1]]
+                if business
+                else self.random.sample(CATALOGUE, k=self.random.randint(1, 3))
+            )
+            for line_no, (sku, name, price, supplier, category, warranty) in enumerate(picked, 1):
+                quantity = 5 if business else self.random.randint(1, 2)
                 serials = (
                     [f"SN{self.run_id}{index:04d}{line_no}{q}" for q in range(quantity)]
                     if category == "electronics"
@@ -211,7 +286,12 @@ class Demo:
                 [ln["quantity"] for ln in lines],
                 shipping,
             )
-            customer = f"C{self.random.randint(1, max(8, self.order_count // 3)):04d}"
+            customer = (
+                "B0001"
+                if business
+                else f"C{self.random.randint(1, max(8, self.order_count // 3)):04d}"
+            )
+            sale = Sale(order_id, customer, channel, at, lines, business)
             self.publish(
                 ORDERS,
                 order_id,
@@ -220,12 +300,16 @@ class Demo:
                     "order_id": order_id,
                     "customer_id": customer,
                     "channel": channel,
-                    "customer_email": f"{customer.lower()}@example.com",
+                    "customer_email": sale.email,
                     "store_id": "STORE-7" if store else None,
                     "placed_at": at.isoformat(),
                     "lines": lines,
                     "shipping": eur(shipping),
-                    "payments": self.payments(total),
+                    "payments": (
+                        [{"payment_id": "p1", "method": "card", "amount": eur(total)}]
+                        if business
+                        else self.payments(total)
+                    ),
                 },
                 at,
                 "commerce/web",
@@ -261,7 +345,7 @@ class Demo:
                     at + timedelta(days=2),
                     "carrier/tracking",
                 )
-            sales.append(Sale(order_id, customer, channel, at, lines))
+            sales.append(sale)
         self.producer.flush()
         self.report.orders = len(sales)
         self.wait(
@@ -294,64 +378,175 @@ class Demo:
         method = self.random.choice(["card", "card", "paypal", "bnpl"])
         return [{"payment_id": "p1", "method": method, "amount": eur(total)}]
 
-    def customers_ask_to_return(self, sales: list[Sale]) -> list[tuple[Sale, dict[str, Any], Any]]:
-        chosen = [s for s in sales if self.random.random() < 0.4]
-        rmas = []
+    # ------------------------------------------------------------ people, through the API
+    def customers_ask_to_return(self, sales: list[Sale]) -> list[Rma]:
+        """Two in three ask on the portal, the others call customer service, who asks for
+        them; a policy refusal is a 422 problem whose code the summary counts."""
+        chosen = [s for s in sales if not s.business and self.random.random() < 0.4]
+        rmas = [self.a_business_returns_a_faulty_batch(s) for s in sales if s.business]
         for done, sale in enumerate(chosen, 1):
             line = self.random.choice(sale.lines)
             reason = self.random.choice(REASONS_BY_SUPPLIER[line["supplier"]])
-            late = self.random.random() < 0.12
-            base = sale.placed_at + (timedelta(0) if sale.channel == "store" else timedelta(days=2))
-            at = base + timedelta(days=41 if late else self.random.randint(1, 20))
-            channel = self.random.choice(
-                [ReturnChannel.PORTAL, ReturnChannel.PORTAL, ReturnChannel.CUSTOMER_SERVICE]
-            )
+            on_portal = self.random.random() < 2 / 3
             method = self.random.choice(
                 [RefundMethod.ORIGINAL_PAYMENT] * 6
                 + [RefundMethod.STORE_CREDIT, RefundMethod.EXCHANGE]
             )
-            serial = line["serials"][0] if line["serials"] else None
-            actor = sale.customer_id if channel is ReturnChannel.PORTAL else "cs-agent-3"
-            try:
-                outcome = self.service.request_return(
-                    self.ctx(at, actor, channel.value),
-                    order_number=sale.order_id,
-                    channel=channel,
-                    refund_method=method,
-                    comment="demo",
-                    lines=[
-                        RequestedLine(
-                            line_no=line["line_no"], quantity=1, reason=reason, serial=serial
-                        )
-                    ],
-                )
-            except DomainError as refused:
-                self.report.refused[refused.code] = self.report.refused.get(refused.code, 0) + 1
+            caller = self.people.portal if on_portal else self.people.cs
+            email = sale.email if on_portal else None
+            # The tool shows the order with what is still returnable before the form.
+            order = caller.get(f"/v1/orders/{sale.order_id}", email=email).body
+            shown = next(ln for ln in order["lines"] if ln["line_no"] == line["line_no"])
+            if shown["returnable_quantity"] < 1:
+                self.progress.say(f"{sale.order_id}: {line['sku']} has nothing left to return")
+                self.progress.step("customer return requests", done, len(chosen))
                 continue
-            if outcome.status == "pending_review":
-                outcome = self.service.approve_return(
-                    self.ctx(at + timedelta(hours=3), "cs-lead", "customer_service"),
-                    return_id=outcome.aggregate_id,
-                )
-            self.report.rmas[str(outcome.aggregate_id)] = outcome.status
-            if outcome.status == "rejected":
-                code = outcome.code or "rejected"
-                self.report.refused[code] = self.report.refused.get(code, 0) + 1
-            self.progress.say(
-                f"{sale.order_id}: {line['sku']} ({reason.value}) -> "
-                f"{outcome.status} {outcome.rma_number or outcome.code or ''}"
+            body = {
+                "order_number": sale.order_id,
+                "refund_method": method.value,
+                "comment": "demo",
+                "lines": [
+                    {
+                        "line_no": shown["line_no"],
+                        "quantity": 1,
+                        "reason": reason.value,
+                        "serial": line["serials"][0] if line["serials"] else None,
+                    }
+                ],
+            }
+            key = self.key("rma")
+            answer = caller.post(
+                "/v1/returns", body, idempotency_key=key, email=email, refusals=(422,)
             )
-            if outcome.status == "authorized":
-                rmas.append((sale, line, outcome))
+            if answer.status == 422:
+                code = answer.code or "refused"
+                self.report.refused[code] = self.report.refused.get(code, 0) + 1
+                if answer.body.get("return_id"):  # a policy's refusal is stored on an RMA
+                    self.report.rmas[str(answer.body["return_id"])] = "rejected"
+                self.progress.say(f"{sale.order_id}: {line['sku']} ({reason.value}) -> 422 {code}")
+                self.progress.step("customer return requests", done, len(chosen))
+                continue
+            if on_portal:
+                self.report.portal_rmas += 1
+            else:
+                self.report.cs_rmas += 1
+            if not self.report.replays:
+                self.show_a_retried_post(caller, body, key, email, answer.body)
+            result = answer.body
+            if result["status"] == "pending_review":
+                result = self.customer_service_reviews(result, reason)
+            self.report.rmas[result["return_id"]] = result["status"]
+            self.progress.say(
+                f"{sale.order_id}: {line['sku']} ({reason.value}, {method.value}) -> "
+                f"{result['status']} {result.get('rma_number') or result.get('code') or ''}"
+            )
+            if result["status"] == "authorized":
+                rmas.append(Rma(sale, line, UUID(result["return_id"]), result["rma_number"]))
             self.progress.step("customer return requests", done, len(chosen))
         return rmas
 
-    def warehouse_receives_and_inspects(self, rmas: list[tuple[Sale, dict[str, Any], Any]]) -> None:
-        shipped = [r for r in rmas if self.random.random() < 0.92]  # the rest never ship
-        for sale, line, outcome in shipped:
-            receipt = f"REC-{self.run_id}-{outcome.aggregate_id.hex[:8]}"
-            at = sale.placed_at + timedelta(days=self.random.randint(8, 25))
-            serial = line["serials"][0] if line["serials"] else None
+    def a_business_returns_a_faulty_batch(self, sale: Sale) -> Rma:
+        """A company calls customer service about four faulty laptops of five. Worth more
+        than the review threshold, the RMA waits for an agent's approval; its card refund
+        is above the payment provider's limit, so it will be declined and followed up."""
+        line = sale.lines[0]
+        body = {
+            "order_number": sale.order_id,
+            "comment": "four of five laptops show dead pixels",
+            "lines": [{"line_no": line["line_no"], "quantity": 4, "reason": "defective"}],
+        }
+        answer = self.people.cs.post("/v1/returns", body, idempotency_key=self.key("rma"))
+        self.report.cs_rmas += 1
+        result = answer.body
+        if result["status"] == "pending_review":
+            result = self.customer_service_reviews(result, ReasonCode.DEFECTIVE)
+        self.report.rmas[result["return_id"]] = result["status"]
+        self.progress.say(
+            f"{sale.order_id}: 4 x {line['sku']} (defective) -> {result['status']} "
+            f"{result.get('rma_number') or ''}"
+        )
+        if result["status"] != "authorized":
+            raise ApiError("POST", "/v1/returns", answer.status, result.get("code"), str(result))
+        return Rma(sale, line, UUID(result["return_id"]), result["rma_number"], quantity=4)
+
+    def show_a_retried_post(
+        self,
+        caller: Caller,
+        body: dict[str, Any],
+        key: str,
+        email: str | None,
+        first: dict[str, Any],
+    ) -> None:
+        """Send a POST again under its key, as a client does after a lost answer: the API
+        must give back the first result and record nothing new."""
+        again = caller.post("/v1/returns", body, idempotency_key=key, email=email).body
+        if again["return_id"] != first["return_id"]:
+            raise ApiError(
+                "POST", "/v1/returns", 201, "not_idempotent", f"{again} differs from {first}"
+            )
+        self.report.replays += 1
+        self.progress.say(
+            f"retried POST /v1/returns with the same Idempotency-Key: the same RMA "
+            f"{first['rma_number'] or first['return_id']} came back, nothing new was recorded"
+        )
+
+    def customer_service_reviews(self, held: dict[str, Any], reason: ReasonCode) -> dict[str, Any]:
+        """Approve or refuse an RMA held for review, on the version the agent read."""
+        path = f"/v1/returns/{held['return_id']}"
+        read = self.people.cs.get(path)
+        refuse = reason in REFUSED_IN_REVIEW
+        answer = self.people.cs.post(
+            f"{path}/refuse" if refuse else f"{path}/approve",
+            {"reason": "a used laptop is not taken back for a change of mind"} if refuse else {},
+            idempotency_key=self.key("review"),
+            if_match=read.etag,
+        )
+        verdict = "refused" if refuse else "approved"
+        self.report.reviewed[verdict] = self.report.reviewed.get(verdict, 0) + 1
+        self.progress.say(
+            f"held for review: customer service {verdict} it on version {read.etag} (If-Match)"
+        )
+        return answer.body
+
+    def customer_service_offers_keep_item(self, rmas: list[Rma]) -> tuple[list[Rma], list[Rma]]:
+        """Cheap items are not worth the freight: customer service offers a partial refund
+        to keep them, the customer accepts on the portal. Returns (to ship, kept)."""
+        to_ship, kept = [], []
+        for rma in rmas:
+            path = f"/v1/returns/{rma.return_id}"
+            read = self.people.cs.get(path)
+            if not read.body["keep_item_eligible"]:
+                to_ship.append(rma)
+                continue
+            offer = self.people.cs.post(
+                f"{path}/keep-item/offer",
+                {"valid_days": 7},
+                idempotency_key=self.key("keep-offer"),
+                if_match=read.etag,
+            )
+            seen = self.people.portal.get(path, email=rma.sale.email)
+            self.people.portal.post(
+                f"{path}/keep-item/accept",
+                {},
+                idempotency_key=self.key("keep-accept"),
+                if_match=seen.etag,
+                email=rma.sale.email,
+            )
+            self.report.kept += 1
+            kept.append(rma)
+            amount = offer.body.get("amount") or {}
+            self.progress.say(
+                f"{rma.rma_number}: {rma.line['sku']} kept by the customer for "
+                f"{amount.get('amount', '?')} {amount.get('currency', '')}"
+            )
+        return to_ship, kept
+
+    # ------------------------------------------------------------ the warehouse
+    def warehouse_receives_and_inspects(self, rmas: list[Rma]) -> None:
+        # A few customers never ship; the company does.
+        shipped = [r for r in rmas if r.sale.business or self.random.random() < 0.92]
+        for rma in shipped:
+            receipt = f"REC-{self.run_id}-{rma.return_id.hex[:8]}"
             self.publish(
                 WMS_RECEIPTS,
                 receipt,
@@ -359,23 +554,27 @@ class Demo:
                 {
                     "receipt_id": receipt,
                     "warehouse_id": "WH-1",
-                    "rma_number": outcome.rma_number,
+                    "rma_number": rma.rma_number,
                     "tracking_number": f"TRK{self.random.randint(10**8, 10**9)}",
-                    "items": [{"sku": line["sku"], "quantity": 1, "serial": serial}],
+                    "items": rma.units(),
                 },
-                at,
+                datetime.now(UTC),
                 "wms/WH-1",
             )
-            condition, disposition = self.random.choice(
-                [
-                    ("new", "restock"),
-                    ("new", "restock"),
-                    ("resellable", "restock"),
-                    ("damaged", "scrap"),
-                    ("defective", "repair"),
-                    ("defective", "return_to_vendor"),
-                    ("missing_parts", "quarantine"),
-                ]
+            condition, disposition = (
+                ("defective", "return_to_vendor")
+                if rma.sale.business
+                else self.random.choice(
+                    [
+                        ("new", "restock"),
+                        ("new", "restock"),
+                        ("resellable", "restock"),
+                        ("damaged", "scrap"),
+                        ("defective", "repair"),
+                        ("defective", "return_to_vendor"),
+                        ("missing_parts", "quarantine"),
+                    ]
+                )
             )
             self.publish(
                 WMS_RECEIPTS,
@@ -383,23 +582,18 @@ class Demo:
                 "items.inspected",
                 {
                     "receipt_id": receipt,
-                    "rma_number": outcome.rma_number,
+                    "rma_number": rma.rma_number,
                     "warehouse_id": "WH-1",
                     "items": [
-                        {
-                            "sku": line["sku"],
-                            "quantity": 1,
-                            "serial": serial,
-                            "condition": condition,
-                            "disposition": disposition,
-                        }
+                        {**unit, "condition": condition, "disposition": disposition}
+                        for unit in rma.units()
                     ],
                 },
-                at + timedelta(hours=20),
+                datetime.now(UTC),
                 "wms/WH-1",
             )
         self.producer.flush()
-        ids = [o.aggregate_id for _, _, o in shipped]
+        ids = [r.return_id for r in shipped]
         self.wait(
             "parcels inspected",
             lambda: self.count(
@@ -410,12 +604,13 @@ class Demo:
             len(ids),
         )
 
-    def parcels_arrive_without_rma(self, sales: list[Sale]) -> None:
+    def parcels_arrive_without_rma(self, sales: list[Sale]) -> list[Rma]:
+        """The warehouse receives parcels with no RMA; customer service finds them in the
+        blind-returns list, looks up the order and matches them."""
         web = [s for s in sales if s.channel != "store"]
         for sale in self.random.sample(web, k=max(1, len(web) // 25)):
             line = sale.lines[0]
             receipt = f"BLIND-{self.run_id}-{sale.order_id}"
-            at = sale.placed_at + timedelta(days=12)
             self.publish(
                 WMS_RECEIPTS,
                 receipt,
@@ -427,7 +622,7 @@ class Demo:
                     "order_id": sale.order_id,
                     "items": [{"sku": line["sku"], "quantity": 1}],
                 },
-                at,
+                datetime.now(UTC),
                 "wms/WH-1",
             )
             self.report.blind += 1
@@ -441,53 +636,76 @@ class Demo:
             ),
             self.report.blind,
         )
-        # Customer service finds each one's order and matches it.
-        for blind in self.service.open_blind_returns(limit=1000):
-            hint = blind.state.blind_order_hint
-            if not hint or f"-{self.run_id}-" not in hint:
-                continue
-            order = self.service.get_order(hint)
-            sku = blind.state.received_items[0].sku
-            line_no = next(n for n, ln in order.state.lines.items() if ln.sku == sku)
-            at = (order.reference_date() or self.start) + timedelta(days=11)
-            try:
-                matched = self.service.match_blind_return(
-                    self.ctx(at, "cs-agent-2", "customer_service"),
-                    return_id=blind.id,
-                    order_number=hint,
-                    matched_by="order_id",
-                    lines=[
-                        RequestedLine(line_no=line_no, quantity=1, reason=ReasonCode.CHANGED_MIND)
-                    ],
+        sales_by_id = {s.order_id: s for s in sales}
+        matched = []
+        for blind in self.open_blind_returns():
+            hint = blind.get("order_hint")
+            if not hint or hint not in sales_by_id:
+                continue  # another run's parcel, or one with nothing to go on
+            order = self.people.cs.get(f"/v1/orders/{hint}").body
+            sku = blind["received_items"][0]["sku"]
+            line_no = next(ln["line_no"] for ln in order["lines"] if ln["sku"] == sku)
+            answer = self.people.cs.post(
+                f"/v1/blind-returns/{blind['return_id']}/match",
+                {
+                    "order_number": hint,
+                    "matched_by": "order_id",
+                    "lines": [{"line_no": line_no, "quantity": 1, "reason": "changed_mind"}],
+                },
+                idempotency_key=self.key("blind-match"),
+                if_match=f'"{blind["version"]}"',
+                refusals=(409, 422),
+            )
+            if not 200 <= answer.status < 300:
+                self.progress.say(
+                    f"blind parcel for {hint} stays open: {answer.status} {answer.code}"
+                    f" ({answer.body.get('detail')})"
                 )
-            except DomainError as refused:
-                self.progress.say(f"blind parcel for {hint} stays open: {refused.message}")
                 continue
-            assert blind.state.blind_receipt_id and matched.rma_number
+            rma_number = str(answer.body["rma_number"])
             self.publish(
                 WMS_RECEIPTS,
-                blind.state.blind_receipt_id,
+                blind["receipt_id"],
                 "items.inspected",
                 {
-                    "receipt_id": blind.state.blind_receipt_id,
-                    "rma_number": matched.rma_number,
+                    "receipt_id": blind["receipt_id"],
+                    "rma_number": rma_number,
                     "warehouse_id": "WH-1",
                     "items": [
                         {"sku": sku, "quantity": 1, "condition": "new", "disposition": "restock"}
                     ],
                 },
-                at,
+                datetime.now(UTC),
                 "wms/WH-1",
             )
-            self.progress.say(f"blind parcel matched to {hint} as {matched.rma_number}")
+            self.report.blind_matched += 1
+            line = next(ln for ln in sales_by_id[hint].lines if ln["line_no"] == line_no)
+            matched.append(Rma(sales_by_id[hint], line, UUID(blind["return_id"]), rma_number))
+            self.progress.say(f"blind parcel matched to {hint} as {rma_number}")
         self.producer.flush()
+        return matched
 
+    def open_blind_returns(self) -> list[dict[str, Any]]:
+        """Every page of the open blind returns (other runs' parcels may still be open)."""
+        found: list[dict[str, Any]] = []
+        page = self.people.cs.get("/v1/blind-returns", limit=200).body
+        while True:
+            found += page["items"]
+            if not page["next"]:
+                return found
+            page = self.people.cs.get(page["next"]).body
+
+    # ------------------------------------------------------------ stores
     def stores_take_back_web_orders(self, sales: list[Sale]) -> None:
-        web = [s for s in sales if s.channel != "store"]
-        for index, sale in enumerate(self.random.sample(web, k=max(1, len(web) // 12))):
+        # Customers bring back what they bought in the last three weeks (inside the window).
+        recent = [
+            s
+            for s in sales
+            if s.channel != "store" and s.placed_at > datetime.now(UTC) - timedelta(days=21)
+        ]
+        for index, sale in enumerate(self.random.sample(recent, k=max(1, len(recent) // 12))):
             line = sale.lines[-1]
             serial = line["serials"][-1] if line["serials"] else None
-            at = sale.placed_at + timedelta(days=9)
             key = f"SR-{self.run_id}-{index}"
             self.publish(
                 POS_RETURNS,
@@ -509,7 +727,7 @@ class Demo:
                         }
                     ],
                 },
-                at,
+                datetime.now(UTC),
                 "pos/STORE-7",
             )
             self.report.store_returns += 1
@@ -521,10 +739,11 @@ class Demo:
         self.producer.flush()
         self.report.malformed = 20
 
-    def payments_settle_and_customer_service_follows_up(
-        self, rmas: list[tuple[Sale, dict[str, Any], Any]]
-    ) -> None:
-        ids = [o.aggregate_id for _, _, o in rmas]
+    # ------------------------------------------------------------ money
+    def payments_settle_and_customer_service_follows_up(self, rmas: list[Rma]) -> None:
+        """Once the provider has answered, customer service lists the failed refunds on the
+        read side and pays each again as store credit, on the RMA version it read."""
+        ids = [r.return_id for r in rmas]
 
         def settled() -> int:
             return self.count(
@@ -534,18 +753,31 @@ class Demo:
             )
 
         self.wait("refunds settled", settled, len(ids))
-        for return_id in ids:
-            rma = self.service.get_return(return_id)
-            if rma.state.status.value == "refund_failed":
-                self.service.retry_refund(
-                    self.ctx(datetime.now(UTC), "cs-agent-1", "customer_service"),
-                    return_id=return_id,
-                    as_store_credit=True,
-                )
-                self.progress.say(
-                    f"{rma.state.rma_number}: refund declined by the provider, "
-                    "paid as store credit instead"
-                )
+        wait_for_projections(self.database_url)  # the refunds list is a read model
+        ours = {str(i) for i in ids}
+        failed: list[str] = []
+        page = self.people.cs.get("/v1/refunds", status="failed", limit=200).body
+        while True:
+            failed += [r["return_id"] for r in page["items"] if r["return_id"] in ours]
+            if not page["next"]:
+                break
+            page = self.people.cs.get(page["next"]).body
+        for return_id in dict.fromkeys(failed):
+            path = f"/v1/returns/{return_id}"
+            read = self.people.cs.get(path)
+            if read.body["status"] != "refund_failed":
+                continue  # paid since, or already followed up
+            self.people.cs.post(
+                f"{path}/refund-retry",
+                {"as_store_credit": True},
+                idempotency_key=self.key("refund-retry"),
+                if_match=read.etag,
+            )
+            self.report.refunds_as_store_credit += 1
+            self.progress.say(
+                f"{read.body['rma_number']}: refund declined by the provider, "
+                "paid as store credit instead"
+            )
 
 
 # ---------------------------------------------------------------- money text helpers
@@ -606,7 +838,9 @@ def dead_letters(bootstrap: str) -> dict[str, int]:
         consumer.close()
 
 
-def summary(database_url: str, bootstrap: str, report: Report, out_dir: Path) -> list[str]:
+def summary(
+    database_url: str, bootstrap: str, report: Report, out_dir: Path, analytics: Caller
+) -> list[str]:
     """Print what the read models now say; write the reasons-by-supplier chart."""
     lines = ["", "== Summary"]
     lines.append(
@@ -617,6 +851,7 @@ def summary(database_url: str, bootstrap: str, report: Report, out_dir: Path) ->
         "refused by policy: "
         + (", ".join(f"{code} {n}" for code, n in sorted(report.refused.items())) or "none")
     )
+    lines += api_lines(database_url, report, analytics)
     with psycopg.connect(database_url) as conn:
         stock = conn.execute(
             "SELECT sku, location_id, bucket, sum(delta) FROM rm_stock_movements"
@@ -671,6 +906,40 @@ def summary(database_url: str, bootstrap: str, report: Report, out_dir: Path) ->
     return lines
 
 
+def api_lines(database_url: str, report: Report, analytics: Caller) -> list[str]:
+    """What people did through the API, the audit trail it left, and a read-side figure
+    read back through it as analytics would."""
+    reviewed = ", ".join(f"{v} {n}" for v, n in sorted(report.reviewed.items())) or "none"
+    lines = [
+        f"through the API at {report.api_url}:",
+        f"  RMAs requested on the portal {report.portal_rmas}, by customer service "
+        f"{report.cs_rmas}; held for review: {reviewed}; kept by the customer: {report.kept}",
+        f"  blind parcels matched by customer service: {report.blind_matched} of {report.blind}; "
+        f"failed refunds paid as store credit: {report.refunds_as_store_credit}; "
+        f"retried POSTs answered with their first result: {report.replays}",
+        "  calls: " + ", ".join(f"{call} x{n}" for call, n in sorted(report.calls.items())),
+    ]
+    # Every command records the acting key's principal as its events' actor. Earlier runs
+    # in the same data directory used the same names: count this run's events only.
+    with psycopg.connect(database_url) as conn:
+        actors = conn.execute(
+            "SELECT a, count(*) FROM (SELECT convert_from(state, 'UTF8')::jsonb"
+            " #>> '{cause,actor}' AS a FROM oms_events WHERE notification_id > %s) e"
+            " WHERE a = ANY(%s) GROUP BY a ORDER BY a",
+            [report.first_position, list(PRINCIPALS.values())],
+        ).fetchall()
+    lines.append(
+        "events recorded with an API key's principal as actor: "
+        + (", ".join(f"{actor} {n}" for actor, n in actors) or "none")
+    )
+    reasons = analytics.get("/v1/analytics/return-reasons", by="reason", limit=6).body["items"]
+    lines.append(
+        "return reasons (GET /v1/analytics/return-reasons as analytics): "
+        + ", ".join(f"{r['reason']} {r['returns']}" for r in reasons)
+    )
+    return lines
+
+
 def reasons_chart(rows: list[tuple[str, str, int]]) -> str:
     """A self-contained HTML bar chart (inline SVG): no plotting library to install."""
     suppliers = sorted({r[0] for r in rows})
@@ -720,6 +989,12 @@ def reasons_chart(rows: list[tuple[str, str, int]]) -> str:
     )
 
 
+def event_store_head(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT coalesce(max(notification_id), 0) FROM oms_events").fetchone()
+    return int(row[0]) if row else 0
+
+
 def rebuild_check(database_url: str) -> list[str]:
     """Replay the event store into fresh tables and compare with the live read models."""
     problems: list[str] = []
@@ -745,10 +1020,32 @@ def play(
     quiet: bool,
     out_dir: Path,
 ) -> int:
-    report = Demo(service, database_url, bootstrap, orders=orders, seed=seed, quiet=quiet).run()
-    wait_for_projections(database_url)
-    for line in summary(database_url, bootstrap, report, out_dir):
-        print(line)
+    """Serve the API on ``service``, play the day, summarise, check a rebuild."""
+    keys, plain = demo_keys()
+    served = ServedApi(service, database_url, keys)
+    try:
+        report = Report(api_url=served.start(), first_position=event_store_head(database_url))
+        print(f"API:        {report.api_url} (keys for {', '.join(PRINCIPALS.values())})")
+        people = People(
+            *(Caller(report.api_url, plain[role], role, report.calls) for role in PRINCIPALS)
+        )
+        try:
+            Demo(
+                people,
+                database_url,
+                bootstrap,
+                orders=orders,
+                seed=seed,
+                quiet=quiet,
+                report=report,
+            ).run()
+            wait_for_projections(database_url)
+            for line in summary(database_url, bootstrap, report, out_dir, people.analytics):
+                print(line)
+        finally:
+            people.close()
+    finally:
+        served.stop()
     problems = rebuild_check(database_url)
     if problems:
         print("REBUILD DIFFERS from the live read models:")
@@ -770,4 +1067,4 @@ def start_relay(
     return relay, stop, thread
 
 
-__all__ = ["Demo", "play", "start_relay"]
+__all__ = ["Demo", "Rma", "Sale", "play", "start_relay"]

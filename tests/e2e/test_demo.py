@@ -1,8 +1,10 @@
-"""The README's main job, in a short mode: it must end with its rebuild check passing."""
+"""The README's main job, in a short mode: people act through the HTTP API, and it must end
+with its rebuild check passing."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_demo_plays_a_day_and_its_rebuild_equals_the_live_read_models(
+def count(pattern: str, text: str) -> int:
+    found = re.search(pattern, text)
+    assert found, f"{pattern!r} not in the summary"
+    return int(found.group(1))
+
+
+def test_the_demo_plays_a_day_through_topics_and_api_and_its_rebuild_equals_the_live_read_models(
     tmp_path: Path,
 ) -> None:
     env = {**os.environ, "OMS_DATA_DIR": str(tmp_path)}
@@ -32,6 +40,27 @@ def test_the_demo_plays_a_day_and_its_rebuild_equals_the_live_read_models(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "orders placed: 40" in out
+    # People acted over HTTP: requests on both tools, policy refusals as 422 problems, the
+    # company's batch held for review, declined by the provider and paid as store credit.
+    assert count(r"RMAs requested on the portal (\d+)", out) > 0
+    assert count(r"by customer service (\d+);", out) > 0
+    assert count(r"POST /v1/returns 422 x(\d+)", out) == sum(
+        int(n)
+        for n in re.findall(r"[a-z_]+ (\d+)", out.split("refused by policy: ")[1].split("\n")[0])
+    )
+    assert count(r"held for review: approved (\d+)", out) > 0
+    assert count(r"POST /v1/returns/\{ref\}/approve 200 x(\d+)", out) > 0
+    assert count(r"failed refunds paid as store credit: (\d+)", out) > 0
+    assert count(r"POST /v1/returns/\{ref\}/refund-retry 200 x(\d+)", out) > 0
+    assert count(r"POST /v1/blind-returns/\{ref\}/match 200 x(\d+)", out) > 0
+    assert count(r"retried POSTs answered with their first result: (\d+)", out) == 1
+    # Every command recorded the acting key's principal as its events' actor.
+    assert count(r"actor: demo-customer-service \d+, demo-portal (\d+)", out) > 0
+    assert count(r"actor: demo-customer-service (\d+)", out) > 0
+    # The read side answered through the API too.
+    assert re.search(
+        r"return reasons \(GET /v1/analytics/return-reasons as analytics\): \w+ \d", out
+    )
     assert "unbalanced refunds: 0" in out
     assert "rebuild check: a replay of the event store equals the live read models" in out
     assert (tmp_path / "returns-by-reason-and-supplier.html").read_text().count("<rect") > 0
