@@ -32,9 +32,10 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from adapters.contracts import envelope_bytes
+from adapters.deadletters import count_by_code
 from adapters.demo_api import PRINCIPALS, ApiError, Caller, ServedApi, demo_keys
 from adapters.embedded import provision_topics
 from adapters.readmodels import (
@@ -46,7 +47,7 @@ from adapters.readmodels import (
     unbalanced_refunds,
 )
 from adapters.relay import Relay
-from adapters.topics import INBOUND_TOPICS, ORDERS, POS_RETURNS, WMS_RECEIPTS, dlq, topic_specs
+from adapters.topics import ORDERS, POS_RETURNS, WMS_RECEIPTS, topic_specs
 from domain.application import ReturnsService
 from domain.values import ReasonCode, RefundMethod
 from projections import default_projections
@@ -816,28 +817,6 @@ def wait_for_projections(database_url: str, timeout: float = 300) -> None:
         store.close()
 
 
-def dead_letters(bootstrap: str) -> dict[str, int]:
-    """Dead-lettered inbound messages by error code (read from the DLQ topics' headers)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500
-    )
-    codes: dict[str, int] = {}
-    try:
-        for topic in INBOUND_TOPICS:
-            partitions = [
-                TopicPartition(dlq(topic), p)
-                for p in consumer.partitions_for_topic(dlq(topic)) or set()
-            ]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            for message in consumer:
-                code = dict(message.headers).get("x-dlq-error-code", b"?").decode()
-                codes[code] = codes.get(code, 0) + 1
-        return codes
-    finally:
-        consumer.close()
-
-
 def summary(
     database_url: str, bootstrap: str, report: Report, out_dir: Path, analytics: Caller
 ) -> list[str]:
@@ -893,7 +872,7 @@ def summary(
         chart_rows = conn.execute(
             "SELECT supplier, reason, sum(returns) FROM rm_return_reasons GROUP BY 1, 2"
         ).fetchall()
-    codes = dead_letters(bootstrap)
+    codes = count_by_code(bootstrap)
     lines.append(
         f"dead-lettered inbound messages: {sum(codes.values())} ("
         + ", ".join(f"{code} {n}" for code, n in sorted(codes.items()))
