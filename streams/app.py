@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -147,22 +148,86 @@ def _add_inbound_agent(
     dead_letters = app.topic(dlq(topic), key_serializer="raw", value_serializer="raw")
 
     async def consume(stream: StreamT[bytes]) -> None:
-        # noack_take, not take/take_events: those ack a batch in a `finally` after their
-        # yield, so a batch abandoned mid-way (an exception or a cancellation in this
-        # body) would still be committed. Here a batch is acked only once it has been
-        # handled and its dead letters are on the broker.
-        # StreamT (what faust declares agents get) lacks noack_take; it is a Stream.
-        batches = cast(Stream[bytes], stream).noack_take(batch_size, within=within_s)
-        async for batch in batches:
-            events = cast(list[EventT[bytes]], batch)  # noack_take yields events
-            records = [_to_record(event) for event in events]
-            letters = await _handle(handler, records, attempts=attempts, backoff_s=backoff_s)
-            if letters:
-                await _publish_dead_letters(dead_letters, letters, backoff_s=backoff_s)
-            for event in events:
-                await stream.ack(event)
+        # Acks are manual (noack): a batch is acked only once it has been handled and its
+        # dead letters are on the broker, so a batch abandoned mid-way (an exception or a
+        # cancellation here) is redelivered, never committed unapplied.
+        # StreamT (what faust declares agents get) lacks noack; it is a Stream.
+        feed = _Feed(cast(Stream[bytes], stream).noack(), max_pending=2 * batch_size)
+        reader = asyncio.ensure_future(feed.read())
+        try:
+            while events := await feed.next_batch(batch_size, within_s=within_s, reader=reader):
+                records = [_to_record(event) for event in events]
+                letters = await _handle(handler, records, attempts=attempts, backoff_s=backoff_s)
+                if letters:
+                    await _publish_dead_letters(dead_letters, letters, backoff_s=backoff_s)
+                for event in events:
+                    await stream.ack(event)
+        finally:
+            reader.cancel()
 
     app.agent(source, name=f"{app.conf.id}.{topic}")(consume)
+
+
+_IDLE_S = 0.002
+"""A gap this long between two records means the fetch that brought them is drained."""
+
+
+class _Feed:
+    """The stream's events, read ahead while the previous batch is being applied.
+
+    faust's ``take(n, within)`` waits its whole window after every batch and stops
+    reading while the caller handles one, so a record waited for the window, then for the
+    batch before it, then for its own. Here a reader task keeps buffering (up to
+    ``max_pending``, then it stops reading and faust's queues push back on the fetcher),
+    and a batch goes out as soon as the handler is free and the current fetch has landed:
+    one record at low rates, bigger batches by themselves when the handler is the
+    bottleneck. One reader and one handler per topic keep the order of every partition.
+    """
+
+    def __init__(self, stream: StreamT[bytes], *, max_pending: int) -> None:
+        self._stream = stream
+        self._max_pending = max_pending
+        self._pending: deque[EventT[bytes]] = deque()
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def read(self) -> None:
+        try:
+            async for event in self._stream.events():
+                self._pending.append(event)
+                self._arrived.set()
+                if len(self._pending) >= self._max_pending:
+                    self._room.clear()
+                    await self._room.wait()
+        finally:
+            self._arrived.set()  # wake the handler side, which then sees the reader ended
+
+    async def next_batch(
+        self, size: int, *, within_s: float, reader: asyncio.Future[None]
+    ) -> list[EventT[bytes]]:
+        """The next batch, in arrival order; empty once the stream has ended."""
+        pending = self._pending
+        while not pending:
+            self._arrived.clear()
+            await self._arrived.wait()
+            if reader.done():
+                reader.result()  # the reader's exception, if it crashed
+                return []  # the stream ended: the agent is stopping
+        deadline = asyncio.get_running_loop().time() + within_s
+        while len(pending) < size:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), min(_IDLE_S, remaining))
+            except TimeoutError:
+                break  # nothing more came: the fetch is drained
+        batch = [pending.popleft() for _ in range(min(size, len(pending)))]
+        if len(pending) < self._max_pending:
+            self._room.set()
+        return batch
 
 
 def _to_record(event: EventT[bytes]) -> InboundRecord:
