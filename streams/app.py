@@ -18,7 +18,7 @@ from typing import Any, cast
 import faust
 from faust.streams import Stream
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import EventT, StreamT, TopicT
+from faust.types import TP, EventT, StreamT, TopicT
 from faust.types.transports import TransportT
 
 from adapters.settings import Settings
@@ -57,6 +57,10 @@ class DeadLetter:
 
 BatchHandler = Callable[[Sequence[InboundRecord]], Awaitable[Sequence[DeadLetter]]]
 
+ResumeOffsets = Callable[[frozenset[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int]]]
+"""Given the assigned (topic, partition)s, the offsets to resume some of them at instead
+of the group's committed ones."""
+
 
 def create_app(
     settings: Settings,
@@ -67,12 +71,15 @@ def create_app(
     batch_within_s: float = 0.05,
     handler_attempts: int = 3,
     retry_backoff_s: float = 0.5,
+    resume: ResumeOffsets | None = None,
 ) -> faust.App:
     """A faust app (consumer group ``app_id``) with one batching agent per handled topic.
 
     A handler that raises is retried ``handler_attempts`` times in all, sleeping
     ``retry_backoff_s`` doubled each time; then its whole batch goes to the DLQ with the
-    exception as the reason, and consumption carries on.
+    exception as the reason, and consumption carries on. ``resume`` is asked, after every
+    rebalance, where to start reading assigned partitions; the rest start at the group's
+    committed offsets (or the earliest, for a new group).
     """
     if settings.kafka_bootstrap is None:
         raise ValueError("create_app needs settings.kafka_bootstrap (start the broker first)")
@@ -84,6 +91,7 @@ def create_app(
     app = _TansuApp(
         app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        resume=resume,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         # Tansu fails aiokafka's InitProducerId: no idempotent or transactional producer,
         # so no exactly_once. Our exactly-once is the handler's PostgreSQL tracking.
@@ -154,9 +162,11 @@ def _add_inbound_agent(
         # StreamT (what faust declares agents get) lacks noack; it is a Stream.
         feed = _Feed(cast(Stream[bytes], stream).noack(), max_pending=2 * batch_size)
         reader = asyncio.ensure_future(feed.read())
+        started: set[tuple[str, int]] = set()
         try:
             while events := await feed.next_batch(batch_size, within_s=within_s, reader=reader):
                 records = [_to_record(event) for event in events]
+                _log_first_offsets(records, started)
                 letters = await _handle(handler, records, attempts=attempts, backoff_s=backoff_s)
                 if letters:
                     await _publish_dead_letters(dead_letters, letters, backoff_s=backoff_s)
@@ -166,6 +176,16 @@ def _add_inbound_agent(
             reader.cancel()
 
     app.agent(source, name=f"{app.conf.id}.{topic}")(consume)
+
+
+def _log_first_offsets(records: Sequence[InboundRecord], started: set[tuple[str, int]]) -> None:
+    # Where each partition started after the worker came up: shows whether it resumed
+    # where the store left off or re-read records it had applied already.
+    for record in records:
+        origin = (record.topic, record.partition)
+        if origin not in started:
+            started.add(origin)
+            _log.info("first record from %s:%d at offset %d", *origin, record.offset)
 
 
 _IDLE_S = 0.002
@@ -316,10 +336,18 @@ async def _publish_dead_letters(
 
 
 class _TansuApp(faust.App):
-    """A faust App whose consumer honours our fetch wait."""
+    """A faust App whose consumer honours our fetch wait and our resume offsets."""
 
-    def __init__(self, app_id: str, *, fetch_max_wait_ms: int, **options: Any) -> None:
+    def __init__(
+        self,
+        app_id: str,
+        *,
+        fetch_max_wait_ms: int,
+        resume: ResumeOffsets | None,
+        **options: Any,
+    ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.resume_offsets = resume
         super().__init__(app_id, **options)
 
     def _new_transport(self) -> TransportT:
@@ -338,6 +366,26 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        # faust seeks every assigned partition to its committed offset once a rebalance
+        # is done (and again whenever it fetched while paused); the caller's offsets then
+        # override those, and go into faust's own read and committed offsets with them.
+        committed = dict(await super().seek_to_committed())
+        resume = cast(_TansuApp, self.app).resume_offsets
+        if resume is None or not committed:
+            return committed
+        assigned = {(tp.topic, tp.partition): tp for tp in committed}
+        try:
+            offsets = await resume(frozenset(assigned))
+        except Exception:  # the committed offsets are a safe fallback: never crash on it
+            _log.exception("could not tell where to resume; the committed offsets apply")
+            return committed
+        seeks = {assigned[pair]: offset for pair, offset in offsets.items() if pair in assigned}
+        if seeks:
+            await self._thread.seek_wait(seeks)
+            committed.update(seeks)
+        return committed
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
