@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.streams import Stream
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT, StreamT, TopicT
@@ -380,9 +381,21 @@ class _Consumer(faust_aiokafka.Consumer):
         except Exception:  # the committed offsets are a safe fallback: never crash on it
             _log.exception("could not tell where to resume; the committed offsets apply")
             return committed
-        seeks = {assigned[pair]: offset for pair, offset in offsets.items() if pair in assigned}
+        # The resume call awaits PostgreSQL and the broker: the group may have rebalanced
+        # meanwhile, and a seek on a partition no longer ours fails. The next rebalance
+        # seeks again.
+        current = self.assignment()
+        seeks = {
+            tp: offset
+            for pair, offset in offsets.items()
+            if (tp := assigned.get(pair)) is not None and tp in current
+        }
         if seeks:
-            await self._thread.seek_wait(seeks)
+            try:
+                await self._thread.seek_wait(seeks)
+            except IllegalStateError as changed:
+                _log.warning("the assignment changed while resuming: %r", changed)
+                return committed
             committed.update(seeks)
         return committed
 
