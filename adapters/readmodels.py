@@ -735,3 +735,40 @@ def projection_lag(
         "oldest_unapplied_position": oldest_position,
         "seconds_behind": seconds,
     }
+
+
+# ---------------------------------------------------------------- resuming from stored offsets
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where the projections reading a partition stand in it, as stored with their rows."""
+
+    next_offset: int
+    position: int
+    """The event-store position of the last event applied from the partition (the one at
+    ``next_offset - 1`` unless that record was not an event)."""
+
+
+def resume_points(
+    conn: Conn, projections: Sequence[Projection]
+) -> dict[tuple[str, int], ResumePoint]:
+    """Per (topic, partition), the lowest stored point over the projections reading it.
+
+    Projections of one topic share a consumer, so it may resume only where the furthest
+    behind of them stands. A partition that some reader has no row for is left out: that
+    reader has no stored offset to resume from.
+    """
+    names = [projection.name for projection in projections]
+    rows = conn.execute(
+        "SELECT projection, topic, partition, next_offset, position FROM rm_offsets"
+        " WHERE projection = ANY(%s)",
+        [names],
+    ).fetchall()
+    stored: dict[tuple[str, int], dict[str, tuple[int, int]]] = {}
+    for name, topic, partition, next_offset, position in rows:
+        stored.setdefault((topic, partition), {})[name] = (int(next_offset), int(position))
+    points: dict[tuple[str, int], ResumePoint] = {}
+    for (topic, partition), by_projection in stored.items():
+        readers = {p.name for p in projections if topic in topics_of(p)}
+        if readers and readers <= by_projection.keys():
+            points[(topic, partition)] = ResumePoint(*min(by_projection[n] for n in readers))
+    return points

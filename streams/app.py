@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.streams import Stream
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import EventT, StreamT, TopicT
+from faust.types import TP, EventT, StreamT, TopicT
 from faust.types.transports import TransportT
 
 from adapters.settings import Settings
@@ -56,6 +58,10 @@ class DeadLetter:
 
 BatchHandler = Callable[[Sequence[InboundRecord]], Awaitable[Sequence[DeadLetter]]]
 
+ResumeOffsets = Callable[[frozenset[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int]]]
+"""Given the assigned (topic, partition)s, the offsets to resume some of them at instead
+of the group's committed ones."""
+
 
 def create_app(
     settings: Settings,
@@ -66,12 +72,15 @@ def create_app(
     batch_within_s: float = 0.05,
     handler_attempts: int = 3,
     retry_backoff_s: float = 0.5,
+    resume: ResumeOffsets | None = None,
 ) -> faust.App:
     """A faust app (consumer group ``app_id``) with one batching agent per handled topic.
 
     A handler that raises is retried ``handler_attempts`` times in all, sleeping
     ``retry_backoff_s`` doubled each time; then its whole batch goes to the DLQ with the
-    exception as the reason, and consumption carries on.
+    exception as the reason, and consumption carries on. ``resume`` is asked, after every
+    rebalance, where to start reading assigned partitions; the rest start at the group's
+    committed offsets (or the earliest, for a new group).
     """
     if settings.kafka_bootstrap is None:
         raise ValueError("create_app needs settings.kafka_bootstrap (start the broker first)")
@@ -83,6 +92,7 @@ def create_app(
     app = _TansuApp(
         app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        resume=resume,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         # Tansu fails aiokafka's InitProducerId: no idempotent or transactional producer,
         # so no exactly_once. Our exactly-once is the handler's PostgreSQL tracking.
@@ -147,22 +157,98 @@ def _add_inbound_agent(
     dead_letters = app.topic(dlq(topic), key_serializer="raw", value_serializer="raw")
 
     async def consume(stream: StreamT[bytes]) -> None:
-        # noack_take, not take/take_events: those ack a batch in a `finally` after their
-        # yield, so a batch abandoned mid-way (an exception or a cancellation in this
-        # body) would still be committed. Here a batch is acked only once it has been
-        # handled and its dead letters are on the broker.
-        # StreamT (what faust declares agents get) lacks noack_take; it is a Stream.
-        batches = cast(Stream[bytes], stream).noack_take(batch_size, within=within_s)
-        async for batch in batches:
-            events = cast(list[EventT[bytes]], batch)  # noack_take yields events
-            records = [_to_record(event) for event in events]
-            letters = await _handle(handler, records, attempts=attempts, backoff_s=backoff_s)
-            if letters:
-                await _publish_dead_letters(dead_letters, letters, backoff_s=backoff_s)
-            for event in events:
-                await stream.ack(event)
+        # Acks are manual (noack): a batch is acked only once it has been handled and its
+        # dead letters are on the broker, so a batch abandoned mid-way (an exception or a
+        # cancellation here) is redelivered, never committed unapplied.
+        # StreamT (what faust declares agents get) lacks noack; it is a Stream.
+        feed = _Feed(cast(Stream[bytes], stream).noack(), max_pending=2 * batch_size)
+        reader = asyncio.ensure_future(feed.read())
+        started: set[tuple[str, int]] = set()
+        try:
+            while events := await feed.next_batch(batch_size, within_s=within_s, reader=reader):
+                records = [_to_record(event) for event in events]
+                _log_first_offsets(records, started)
+                letters = await _handle(handler, records, attempts=attempts, backoff_s=backoff_s)
+                if letters:
+                    await _publish_dead_letters(dead_letters, letters, backoff_s=backoff_s)
+                for event in events:
+                    await stream.ack(event)
+        finally:
+            reader.cancel()
 
     app.agent(source, name=f"{app.conf.id}.{topic}")(consume)
+
+
+def _log_first_offsets(records: Sequence[InboundRecord], started: set[tuple[str, int]]) -> None:
+    # Where each partition started after the worker came up: shows whether it resumed
+    # where the store left off or re-read records it had applied already.
+    for record in records:
+        origin = (record.topic, record.partition)
+        if origin not in started:
+            started.add(origin)
+            _log.info("first record from %s:%d at offset %d", *origin, record.offset)
+
+
+_IDLE_S = 0.002
+"""A gap this long between two records means the fetch that brought them is drained."""
+
+
+class _Feed:
+    """The stream's events, read ahead while the previous batch is being applied.
+
+    faust's ``take(n, within)`` waits its whole window after every batch and stops
+    reading while the caller handles one, so a record waited for the window, then for the
+    batch before it, then for its own. Here a reader task keeps buffering (up to
+    ``max_pending``, then it stops reading and faust's queues push back on the fetcher),
+    and a batch goes out as soon as the handler is free and the current fetch has landed:
+    one record at low rates, bigger batches by themselves when the handler is the
+    bottleneck. One reader and one handler per topic keep the order of every partition.
+    """
+
+    def __init__(self, stream: StreamT[bytes], *, max_pending: int) -> None:
+        self._stream = stream
+        self._max_pending = max_pending
+        self._pending: deque[EventT[bytes]] = deque()
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def read(self) -> None:
+        try:
+            async for event in self._stream.events():
+                self._pending.append(event)
+                self._arrived.set()
+                if len(self._pending) >= self._max_pending:
+                    self._room.clear()
+                    await self._room.wait()
+        finally:
+            self._arrived.set()  # wake the handler side, which then sees the reader ended
+
+    async def next_batch(
+        self, size: int, *, within_s: float, reader: asyncio.Future[None]
+    ) -> list[EventT[bytes]]:
+        """The next batch, in arrival order; empty once the stream has ended."""
+        pending = self._pending
+        while not pending:
+            self._arrived.clear()
+            await self._arrived.wait()
+            if reader.done():
+                reader.result()  # the reader's exception, if it crashed
+                return []  # the stream ended: the agent is stopping
+        deadline = asyncio.get_running_loop().time() + within_s
+        while len(pending) < size:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), min(_IDLE_S, remaining))
+            except TimeoutError:
+                break  # nothing more came: the fetch is drained
+        batch = [pending.popleft() for _ in range(min(size, len(pending)))]
+        if len(pending) < self._max_pending:
+            self._room.set()
+        return batch
 
 
 def _to_record(event: EventT[bytes]) -> InboundRecord:
@@ -251,10 +337,18 @@ async def _publish_dead_letters(
 
 
 class _TansuApp(faust.App):
-    """A faust App whose consumer honours our fetch wait."""
+    """A faust App whose consumer honours our fetch wait and our resume offsets."""
 
-    def __init__(self, app_id: str, *, fetch_max_wait_ms: int, **options: Any) -> None:
+    def __init__(
+        self,
+        app_id: str,
+        *,
+        fetch_max_wait_ms: int,
+        resume: ResumeOffsets | None,
+        **options: Any,
+    ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.resume_offsets = resume
         super().__init__(app_id, **options)
 
     def _new_transport(self) -> TransportT:
@@ -273,6 +367,38 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        # faust seeks every assigned partition to its committed offset once a rebalance
+        # is done (and again whenever it fetched while paused); the caller's offsets then
+        # override those, and go into faust's own read and committed offsets with them.
+        committed = dict(await super().seek_to_committed())
+        resume = cast(_TansuApp, self.app).resume_offsets
+        if resume is None or not committed:
+            return committed
+        assigned = {(tp.topic, tp.partition): tp for tp in committed}
+        try:
+            offsets = await resume(frozenset(assigned))
+        except Exception:  # the committed offsets are a safe fallback: never crash on it
+            _log.exception("could not tell where to resume; the committed offsets apply")
+            return committed
+        # The resume call awaits PostgreSQL and the broker: the group may have rebalanced
+        # meanwhile, and a seek on a partition no longer ours fails. The next rebalance
+        # seeks again.
+        current = self.assignment()
+        seeks = {
+            tp: offset
+            for pair, offset in offsets.items()
+            if (tp := assigned.get(pair)) is not None and tp in current
+        }
+        if seeks:
+            try:
+                await self._thread.seek_wait(seeks)
+            except IllegalStateError as changed:
+                _log.warning("the assignment changed while resuming: %r", changed)
+                return committed
+            committed.update(seeks)
+        return committed
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

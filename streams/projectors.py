@@ -17,10 +17,11 @@ import faust
 import orjson
 from kafka import KafkaProducer
 
-from adapters.readmodels import ChangedRow, ReadModelStore, topics_of
+from adapters.readmodels import ChangedRow, ReadModelStore, resume_points, topics_of
 from adapters.settings import Settings
 from projections import Event, Projection, default_projections
 from streams.app import BatchHandler, DeadLetter, InboundRecord, create_app
+from streams.resume import verified_offsets
 from streams.topics import INVENTORY_EVENTS, ORDER_EVENTS, RMA_EVENTS
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,28 @@ class Projector:
             self.producer.flush(30)
 
 
-def create_projections_app(settings: Settings, projector: Projector) -> faust.App:
+def create_projections_app(
+    settings: Settings, projector: Projector, *, app_id: str = APP_ID
+) -> faust.App:
+    bootstrap = settings.kafka_bootstrap
+    if bootstrap is None:
+        raise ValueError("the projections worker needs settings.kafka_bootstrap")
+
+    async def resume(assigned: frozenset[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        # The offsets stored with the rows are exact where faust's trail them; see
+        # streams.resume for why each is checked against the broker's log first.
+        loop = asyncio.get_running_loop()
+        points = await loop.run_in_executor(
+            projector.executor,
+            resume_points,
+            projector.store.connection,
+            projector.projections,
+        )
+        mine = {pair: point for pair, point in points.items() if pair in assigned}
+        return await verified_offsets(bootstrap, mine)
+
     handlers = {topic: projector.handler(topic) for topic in EVENT_TOPICS}
-    app = create_app(settings, app_id=APP_ID, handlers=handlers, batch_size=2000)
+    app = create_app(settings, app_id=app_id, handlers=handlers, batch_size=2000, resume=resume)
 
     async def registered(sender: object, /, *args: object, **kwargs: object) -> None:
         # A partition that has delivered nothing yet must still hold the relay's refill
