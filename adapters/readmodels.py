@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
+from operator import itemgetter
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,8 +35,16 @@ from psycopg.types.json import Jsonb, set_json_loads
 
 from adapters.relay import KIND_BY_TYPE, cloud_event_for
 from adapters.topics import EVENT_TOPIC_BY_KIND
-from projections.core import Event, Projection, State, all_tables, key_of, merge
-from projections.schema import OFFSETS_DDL, Column, Table, state_table
+from projections.core import (
+    Event,
+    KeyTuple,
+    Merged,
+    Projection,
+    State,
+    all_tables,
+    merge,
+)
+from projections.schema import OFFSETS_DDL, Table, state_table
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +90,12 @@ def _lock_key(projection: Projection) -> int:
     return zlib.crc32(f"rm:{projection.name}".encode())
 
 
+@lru_cache(maxsize=16)
+def _shared_locks_sql(count: int) -> bytes:
+    # In one statement, taken left to right in ascending key order.
+    return ("SELECT " + ", ".join(["pg_advisory_xact_lock_shared(%s)"] * count)).encode()
+
+
 def _connect(database_url: str) -> Conn:
     conn = psycopg.connect(database_url, autocommit=True)
     set_json_loads(orjson.loads, conn)
@@ -124,20 +139,40 @@ class ReadModelStore:
         rows. Give events their ``topic``/``partition`` (``Event.from_cloud_event``) so
         the store can record, per partition, the event-store position applied.
         """
-        self.ensure(projection)
+        return self.apply_many([projection], events, offsets)
+
+    def apply_many(
+        self,
+        projections: Sequence[Projection],
+        events: Sequence[Event],
+        offsets: Offsets | None = None,
+    ) -> list[ChangedRow]:
+        """``apply`` for several projections at once, all of them in ONE transaction.
+
+        Each projection keeps its own states, rows and offsets (it stays independent and
+        rebuildable alone); only the commit is shared, which is what a batch costs most.
+        """
+        # One fixed order: two workers lock rows of several projections, never crosswise.
+        chosen = sorted(projections, key=lambda p: p.name)
+        for projection in chosen:
+            self.ensure(projection)
+        locks = sorted({_lock_key(p) for p in chosen})
+        lock_sql = _shared_locks_sql(len(locks))
         for attempt in range(1, self.max_attempts + 1):
             try:
                 with self._conn.transaction():
                     # Shared: batches run side by side; a rebuild's switch-over takes it
                     # exclusive, so no batch commits into tables about to be replaced.
-                    self._conn.execute(
-                        "SELECT pg_advisory_xact_lock_shared(%s)", [_lock_key(projection)]
-                    )
-                    return apply_batch(self._conn, projection, events, offsets=offsets)
+                    self._conn.execute(lock_sql, locks)
+                    changed: list[ChangedRow] = []
+                    for projection in chosen:
+                        changed += apply_batch(self._conn, projection, events, offsets=offsets)
+                    return changed
             except RETRYABLE as conflict:
                 if attempt == self.max_attempts:
                     raise
-                log.debug("batch of %s lost a race, retrying: %r", projection.name, conflict)
+                names = ", ".join(p.name for p in chosen)
+                log.debug("batch of %s lost a race, retrying: %r", names, conflict)
                 time.sleep(min(0.005 * 2**attempt, 0.2) * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")
 
@@ -224,10 +259,10 @@ def apply_batch(
     """Apply ``events`` inside the caller's transaction (tables under ``suffix``)."""
     # Other kinds' events would only leave states behind that the projection never reads
     # (and that a rebuild, which replays only its kinds, would not recreate).
-    events = [event for event in events if event.kind in projection.kinds]
+    kinds = projection.kinds
+    events = [event for event in events if event.kind in kinds]
     states_table = state_table(projection.name)
-    tables = {t.name: t for t in projection.tables}
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor() as cur:
         ids = sorted({event.aggregate_id for event in events})
         loaded: dict[str, State] = {}
         if ids:
@@ -238,11 +273,12 @@ def apply_batch(
                 ).format(sql.Identifier(states_table.physical(suffix))),
                 [ids],
             )
-            loaded = {row["aggregate_id"]: row["state"] for row in cur.fetchall()}
+            loaded = dict(cur.fetchall())
         states = dict(loaded)
         changes = []
+        reduce = projection.reduce
         for event in events:
-            new, produced = projection.reduce(states.get(event.aggregate_id), event)
+            new, produced = reduce(states.get(event.aggregate_id), event)
             if new is not None:
                 states[event.aggregate_id] = new
             changes.extend(produced)
@@ -252,35 +288,7 @@ def apply_batch(
         _write_states(cur, states_table, suffix, loaded, states)
 
         merged = merge(changes)
-        written: dict[tuple[str, Any], dict[str, Any]] = {}
-
-        def keep(table: Table, rows: list[dict[str, Any]]) -> None:
-            for row in rows:
-                written[(table.name, key_of({k: row[k] for k in table.key}))] = row
-
-        # Tables in one fixed order too, so two batches never lock rows crosswise.
-        for name, appended in sorted(merged.appends.items()):
-            keep(tables[name], _write(cur, tables[name], suffix, "append", list(appended.values())))
-        for name, upserted in sorted(merged.upserts.items()):
-            keep(tables[name], _write(cur, tables[name], suffix, "upsert", list(upserted.values())))
-        for name, incremented in sorted(merged.increments.items()):
-            rows = _fill_deltas(tables[name], list(incremented.values()))
-            keep(tables[name], _write(cur, tables[name], suffix, "increment", rows))
-        for name, rebased in sorted(merged.rebases.items()):
-            table = tables[name]
-            statement = projection.rebase_sql[name].format_map(
-                {
-                    t.name: sql.Identifier(t.physical(suffix)).as_string(conn)
-                    for t in tables.values()
-                }
-            )
-            ordered = sorted(rebased.items())
-            params: dict[str, list[Any]] = {
-                k: [dict(key)[k] for key, _ in ordered] for k in table.key
-            }
-            params["position"] = [position for _, position in ordered]
-            cur.execute(statement.encode(), params)
-            keep(table, cur.fetchall())
+        written = write_merged(cur, projection, merged, suffix)
 
         if track:
             _track(cur, projection, events, offsets)
@@ -293,6 +301,68 @@ def apply_batch(
             if key is not None:
                 changed.append(ChangedRow(topic, key, name, jsonable(row)))
     return changed
+
+
+def write_merged(
+    cur: psycopg.Cursor[Any],
+    projection: Projection,
+    merged: Merged,
+    suffix: str = "",
+    *,
+    copy: bool = False,
+) -> dict[tuple[str, Any], dict[str, Any]]:
+    """Write a merged batch; returns the rows of published tables as written, by key.
+
+    ``copy``: the tables are fresh and empty (a rebuild), so each row goes in once with
+    COPY, its appends, upserts and increments combined, before the rebases run.
+    """
+    tables = {t.name: t for t in projection.tables}
+    returning = projection.outbound_topic is not None
+    written: dict[tuple[str, Any], dict[str, Any]] = {}
+
+    def keep(table: Table, rows: list[dict[str, Any]]) -> None:
+        shape = _shape(table)
+        for row in rows:
+            written[(table.name, shape.key_of(row))] = row
+
+    if copy:
+        for name in sorted(tables):
+            rows: dict[KeyTuple, dict[str, Any]] = {}
+            for k, row in merged.upserts.get(name, {}).items():
+                rows[k] = row
+            for k, row in merged.increments.get(name, {}).items():
+                rows[k] = {**rows[k], **row} if k in rows else row
+            appended = merged.appends.get(name, {})
+            if rows or appended:
+                _copy(cur, tables[name], suffix, [*appended.values(), *rows.values()])
+    else:
+        # Tables in one fixed order too, so two batches never lock rows crosswise.
+        for name, appended in sorted(merged.appends.items()):
+            table = tables[name]
+            keep(table, _write(cur, table, suffix, "append", list(appended.values()), returning))
+        for name, upserted in sorted(merged.upserts.items()):
+            table = tables[name]
+            keep(table, _write(cur, table, suffix, "upsert", list(upserted.values()), returning))
+        for name, incremented in sorted(merged.increments.items()):
+            table = tables[name]
+            rows_ = _fill_deltas(table, list(incremented.values()))
+            keep(table, _write(cur, table, suffix, "increment", rows_, returning))
+    for name, rebased in sorted(merged.rebases.items()):
+        table = tables[name]
+        statement = projection.rebase_sql[name].format_map(
+            {
+                t.name: sql.Identifier(t.physical(suffix)).as_string(cur.connection)
+                for t in tables.values()
+            }
+        )
+        ordered = sorted(rebased.items())
+        params: dict[str, list[Any]] = {k: [dict(key)[k] for key, _ in ordered] for k in table.key}
+        params["position"] = [position for _, position in ordered]
+        cur.execute(statement.encode(), params)
+        if cur.description is not None:
+            names = [c.name for c in cur.description]
+            keep(table, [dict(zip(names, r, strict=True)) for r in cur.fetchall()])
+    return written
 
 
 def _write_states(
@@ -311,61 +381,114 @@ def _write_states(
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (aggregate_id, version, state)"
-                " SELECT * FROM unnest(%b::text[], %b::bigint[], %b::jsonb[])"
+                " SELECT a, v, s FROM json_to_recordset(%s::json) AS x(a text, v bigint, s jsonb)"
                 " ON CONFLICT DO NOTHING RETURNING aggregate_id"
             ).format(name),
-            _state_arrays(created, states),
+            [_states_json(created, states)],
         )
         if len(cur.fetchall()) != len(created):
             raise StateRace(f"{table.name}: another batch created a state of this batch first")
     if updated:
         cur.execute(
             sql.SQL(
-                "UPDATE {} AS s SET version = u.version, state = u.state"
-                " FROM unnest(%b::text[], %b::bigint[], %b::jsonb[]) AS u(aggregate_id, version,"
-                " state) WHERE s.aggregate_id = u.aggregate_id"
+                "UPDATE {} AS s SET version = u.v, state = u.s"
+                " FROM json_to_recordset(%s::json) AS u(a text, v bigint, s jsonb)"
+                " WHERE s.aggregate_id = u.a"
             ).format(name),
-            _state_arrays(updated, states),
+            [_states_json(updated, states)],
         )
 
 
-def _state_arrays(ids: list[str], states: Mapping[str, State]) -> list[list[Any]]:
-    return [
-        ids,
-        [int(states[a].get("version", 0)) for a in ids],
-        [Jsonb(states[a], dumps=orjson.dumps) for a in ids],
-    ]
+def _states_json(ids: list[str], states: Mapping[str, State]) -> str:
+    # One JSON document for the whole set: orjson writes it in C, the server parses it in
+    # C, and no Python code runs per state or per cell.
+    return orjson.dumps(
+        [{"a": a, "v": int(states[a].get("version", 0)), "s": states[a]} for a in ids]
+    ).decode()
 
 
 def _fill_deltas(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Adding zero changes nothing, so every row of a table can go in one statement."""
-    columns = sorted({c for row in rows for c in row} - set(table.key))
-    return [{**dict.fromkeys(columns, 0), **row} for row in rows]
+    columns = {c for row in rows for c in row}
+    missing = [c for c in columns if c not in table.key]
+    return [
+        row if len(row) == len(columns) else {**dict.fromkeys(missing, 0), **row} for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What the writer needs of a table, computed once per table, not per cell."""
+
+    sort_key: Callable[[Mapping[str, Any]], Any]
+    key_of: Callable[[Mapping[str, Any]], KeyTuple]
+
+
+@lru_cache(maxsize=128)
+def _shape(table: Table) -> _Shape:
+    names = table.key
+    sort_key = itemgetter(*names)
+    if len(names) == 1:
+        only = names[0]
+
+        def one(row: Mapping[str, Any]) -> KeyTuple:
+            return ((only, row[only]),)
+
+        return _Shape(sort_key, one)
+    ordered = sorted(names)
+
+    def many(row: Mapping[str, Any]) -> KeyTuple:
+        return tuple((k, row[k]) for k in ordered)
+
+    return _Shape(sort_key, many)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # exact: numeric parses the decimal string, never a float
+    raise TypeError(f"not JSON-able for a read-model row: {value!r}")
+
+
+def _rows_json(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps(rows, default=_json_default).decode()
 
 
 def _write(
-    cur: psycopg.Cursor[Any], table: Table, suffix: str, mode: str, rows: list[dict[str, Any]]
+    cur: psycopg.Cursor[Any],
+    table: Table,
+    suffix: str,
+    mode: str,
+    rows: list[dict[str, Any]],
+    returning: bool = True,
 ) -> list[dict[str, Any]]:
-    """One INSERT ... SELECT FROM unnest per set of columns; returns the rows as written."""
+    """One INSERT ... SELECT FROM json_to_recordset per set of columns; returns the rows
+    as written (with ``returning``)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(sorted(row)), []).append(row)
     result: list[dict[str, Any]] = []
+    sort_key = _shape(table).sort_key
     for columns, group in groups.items():
         # One order for every writer: concurrent batches lock shared rows without deadlock.
-        group.sort(key=lambda r: tuple(r[k] for k in table.key))
-        arrays = [[_coerce(table.column(c), r[c]) for r in group] for c in columns]
-        cur.execute(_statement(table, suffix, mode, columns), arrays)
-        result.extend(cur.fetchall())
+        group.sort(key=sort_key)
+        cur.execute(_statement(table, suffix, mode, columns, returning), [_rows_json(group)])
+        if returning and cur.description is not None:
+            names = [c.name for c in cur.description]
+            result.extend(dict(zip(names, r, strict=True)) for r in cur.fetchall())
     return result
 
 
 @lru_cache(maxsize=512)
-def _statement(table: Table, suffix: str, mode: str, columns: tuple[str, ...]) -> sql.Composed:
+def _statement(
+    table: Table, suffix: str, mode: str, columns: tuple[str, ...], returning: bool = True
+) -> bytes:
     name = sql.Identifier(table.physical(suffix))
-    arrays = sql.SQL(", ").join(
-        sql.SQL("%b::{}[]").format(sql.SQL(table.column(c).array_type)) for c in columns
+    # The rows arrive as one JSON array; json_to_recordset types each field by the
+    # column's own SQL type (numeric from a decimal string, timestamptz from RFC 3339).
+    fields = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(table.column(c).type)) for c in columns
     )
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
     values = [c for c in columns if c not in table.key]
     key = sql.SQL(", ").join(map(sql.Identifier, table.key))
     conflict: sql.Composable
@@ -388,23 +511,33 @@ def _statement(table: Table, suffix: str, mode: str, columns: tuple[str, ...]) -
         )
     else:
         raise ValueError(f"unknown write mode {mode!r}")
-    return sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({}) {} RETURNING *").format(
-        name, sql.SQL(", ").join(map(sql.Identifier, columns)), arrays, conflict
+    tail = sql.SQL(" RETURNING *") if returning else sql.SQL("")
+    return (
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM json_to_recordset(%s::json) AS x({}) {}{}")
+        .format(name, names, names, fields, conflict, tail)
+        .as_bytes(None)
     )
 
 
-def _coerce(column: Column, value: Any) -> Any:
-    """One Python type per array: psycopg types a list by its elements."""
-    if value is None:
-        return None
-    kind = column.array_type
-    if kind == "numeric":
-        return value if isinstance(value, Decimal) else Decimal(str(value))
-    if kind in ("bigint", "integer"):
-        return int(value)
-    if kind == "jsonb":
-        return Jsonb(value, dumps=orjson.dumps)
-    return value
+def _copy(cur: psycopg.Cursor[Any], table: Table, suffix: str, rows: list[dict[str, Any]]) -> None:
+    """Rows into a fresh table with COPY, one COPY per set of columns."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    name = sql.Identifier(table.physical(suffix))
+    for columns, group in groups.items():
+        jsonb = [table.column(c).array_type == "jsonb" for c in columns]
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            name, sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with cur.copy(statement) as copy:
+            for row in group:
+                copy.write_row(
+                    [
+                        Jsonb(row[c], dumps=orjson.dumps) if j and row[c] is not None else row[c]
+                        for c, j in zip(columns, jsonb, strict=True)
+                    ]
+                )
 
 
 def _track(
