@@ -43,6 +43,7 @@ from projections.core import (
     State,
     all_tables,
     merge,
+    reduce_all,
 )
 from projections.schema import OFFSETS_DDL, Table, state_table
 
@@ -274,18 +275,15 @@ def apply_batch(
                 [ids],
             )
             loaded = dict(cur.fetchall())
-        states = dict(loaded)
-        changes = []
-        reduce = projection.reduce
-        for event in events:
-            new, produced = reduce(states.get(event.aggregate_id), event)
-            if new is not None:
-                states[event.aggregate_id] = new
-            changes.extend(produced)
+        # The states were just decoded for this transaction alone: they can be folded in
+        # place, and a retry loads them again.
+        versions = {a: state.get("version") for a, state in loaded.items()}
+        states = loaded
+        changes = reduce_all(projection, states, events)
 
         # States first: their row locks and unique key are what serialize two workers that
         # hold the same aggregate, before any read-model row is touched.
-        _write_states(cur, states_table, suffix, loaded, states)
+        _write_states(cur, states_table, suffix, versions, states)
 
         merged = merge(changes)
         written = write_merged(cur, projection, merged, suffix)
@@ -369,14 +367,13 @@ def _write_states(
     cur: psycopg.Cursor[Any],
     table: Table,
     suffix: str,
-    loaded: Mapping[str, State],
+    loaded: Mapping[str, Any],
     states: Mapping[str, State],
 ) -> None:
+    """``loaded``: the version of each state as it was read, by aggregate."""
     name = sql.Identifier(table.physical(suffix))
     created = sorted(a for a in states if a not in loaded)
-    updated = sorted(
-        a for a in states if a in loaded and states[a].get("version") != loaded[a].get("version")
-    )
+    updated = sorted(a for a in states if a in loaded and states[a].get("version") != loaded[a])
     if created:
         cur.execute(
             sql.SQL(
@@ -635,47 +632,161 @@ def rebuild(
     tables in the same transaction; live offsets stay valid because reducers skip versions
     the rebuilt states already hold. ``switch=False`` leaves the tables under the suffix.
     """
+    done = rebuild_many(
+        [projection],
+        database_url,
+        into_schema_suffix,
+        progress,
+        batch_size=batch_size,
+        switch=switch,
+        events_table=events_table,
+    )
+    return done[projection.name]
+
+
+def rebuild_many(
+    projections: Sequence[Projection],
+    database_url: str,
+    into_schema_suffix: str = "_rebuild",
+    progress: Callable[[RebuildProgress], None] | None = None,
+    *,
+    batch_size: int = 2000,
+    switch: bool = True,
+    events_table: str = "oms_events",
+    flush_every: int = 200_000,
+) -> dict[str, RebuildProgress]:
+    """``rebuild`` for several projections in one pass over the event store.
+
+    The replay reduces in memory, with no SQL per page: each projection's changes are
+    merged as they come and its rows written once, with COPY into the fresh tables (every
+    ``flush_every`` log events, to bound memory; later flushes upsert like a live batch).
+    States stay in memory until the end: one per aggregate and projection. The switch-over
+    is unchanged: under the projections' exclusive locks, the events stored meanwhile go
+    through the live write path, then the tables are renamed, in one durable commit.
+    """
     if not _SUFFIX.fullmatch(into_schema_suffix):
         raise ValueError(f"suffix must look like _rebuild, got {into_schema_suffix!r}")
-    types = sorted(t for t, kind in KIND_BY_TYPE.items() if kind in projection.kinds)
+    chosen = sorted(projections, key=lambda p: p.name)
+    if not chosen:
+        return {}
+    label = ",".join(p.name for p in chosen)
     report = progress or (lambda _: None)
     with _connect(database_url) as conn:
         with conn.transaction():
-            for table in all_tables(projection):
-                conn.execute(
-                    sql.SQL("DROP TABLE IF EXISTS {}").format(
-                        sql.Identifier(table.physical(into_schema_suffix))
+            for projection in chosen:
+                for table in all_tables(projection):
+                    conn.execute(
+                        sql.SQL("DROP TABLE IF EXISTS {}").format(
+                            sql.Identifier(table.physical(into_schema_suffix))
+                        )
                     )
-                )
-        create_tables(conn, projection, into_schema_suffix)
+        for projection in chosen:
+            create_tables(conn, projection, into_schema_suffix)
         head = _head(conn, events_table)
-        position, events = 0, 0
+        replay = _Replay(chosen, into_schema_suffix)
+        position = 0
         while head:
-            with conn.transaction():
-                read, applied, position = _replay_page(
-                    conn, projection, events_table, types, position, batch_size, into_schema_suffix
-                )
-            events += applied
-            if not read:
+            rows = _log_page(conn, events_table, position, batch_size)
+            if not rows:
                 break
-            report(RebuildProgress(projection.name, "replay", events, position, head))
+            replay.feed(rows)
+            position = int(rows[-1][0])
+            if replay.pending >= flush_every:
+                replay.flush(conn)
+            report(RebuildProgress(label, "replay", replay.total, position, head))
+        replay.flush(conn, final=True)
         if not switch:
-            return RebuildProgress(projection.name, "replay", events, position, head)
+            return {
+                p.name: RebuildProgress(p.name, "replay", replay.applied[p.name], position, head)
+                for p in chosen
+            }
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(projection)])
+            for key in sorted({_lock_key(p) for p in chosen}):
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [key])
             while _head(conn, events_table):
-                read, applied, position = _replay_page(
-                    conn, projection, events_table, types, position, batch_size, into_schema_suffix
-                )
-                events += applied
-                if not read:
+                rows = _log_page(conn, events_table, position, batch_size)
+                if not rows:
                     break
-                report(RebuildProgress(projection.name, "catch_up", events, position, head))
-            for table in all_tables(projection):
-                _swap(conn, table, into_schema_suffix)
-    done = RebuildProgress(projection.name, "switched", events, position, head)
-    report(done)
+                kinds = {kind for p in chosen for kind in p.kinds}
+                events = [_event_of(row) for row in rows if KIND_BY_TYPE.get(row[3]) in kinds]
+                for projection in chosen:
+                    mine = [e for e in events if e.kind in projection.kinds]
+                    apply_batch(conn, projection, mine, suffix=into_schema_suffix, track=False)
+                    replay.applied[projection.name] += len(mine)
+                position = int(rows[-1][0])
+                report(RebuildProgress(label, "catch_up", replay.total, position, head))
+            for projection in chosen:
+                for table in all_tables(projection):
+                    _swap(conn, table, into_schema_suffix)
+    done = {
+        p.name: RebuildProgress(p.name, "switched", replay.applied[p.name], position, head)
+        for p in chosen
+    }
+    for finished in done.values():
+        report(finished)
     return done
+
+
+class _Replay:
+    """The in-memory side of a rebuild: states and merged rows per projection."""
+
+    def __init__(self, projections: Sequence[Projection], suffix: str) -> None:
+        self.projections = list(projections)
+        self.suffix = suffix
+        self.states: dict[str, dict[str, State]] = {p.name: {} for p in projections}
+        self.merged: dict[str, Merged] = {p.name: Merged() for p in projections}
+        self.applied: dict[str, int] = dict.fromkeys(self.states, 0)
+        self.pending = 0
+        self._fresh = True
+        # Which projections read each aggregate kind, looked up once per event.
+        self._readers: dict[str, list[Projection]] = {}
+        for projection in projections:
+            for kind in projection.kinds:
+                self._readers.setdefault(kind, []).append(projection)
+
+    @property
+    def total(self) -> int:
+        return sum(self.applied.values())
+
+    def feed(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        events: dict[str, list[Event]] = {p.name: [] for p in self.projections}
+        for row in rows:
+            readers = self._readers.get(KIND_BY_TYPE.get(row[3], "unknown"))
+            if readers:
+                event = _event_of(row)
+                for projection in readers:
+                    events[projection.name].append(event)
+        for projection in self.projections:
+            mine = events[projection.name]
+            self.merged[projection.name].add(
+                reduce_all(projection, self.states[projection.name], mine)
+            )
+            self.applied[projection.name] += len(mine)
+        self.pending += len(rows)
+
+    def flush(self, conn: Conn, *, final: bool = False) -> None:
+        # Not durable on its own: the switch-over's commit is, and a crash before it only
+        # leaves suffixed tables that the next rebuild drops.
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit = off")
+            for projection in self.projections:
+                merged = self.merged[projection.name]
+                merged.check()
+                write_merged(cur, projection, merged, self.suffix, copy=self._fresh)
+                if final:
+                    states = self.states[projection.name]
+                    _copy(
+                        cur,
+                        state_table(projection.name),
+                        self.suffix,
+                        [
+                            {"aggregate_id": a, "version": int(s.get("version", 0)), "state": s}
+                            for a, s in sorted(states.items())
+                        ],
+                    )
+        self.merged = {p.name: Merged() for p in self.projections}
+        self.pending = 0
+        self._fresh = False
 
 
 def _head(conn: Conn, events_table: str) -> int:
@@ -690,29 +801,19 @@ def _head(conn: Conn, events_table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _replay_page(
-    conn: Conn,
-    projection: Projection,
-    events_table: str,
-    types: list[str],
-    after: int,
-    limit: int,
-    suffix: str,
-) -> tuple[int, int, int]:
-    """(rows read, events applied, last position) of the next page after ``after``."""
-    rows = conn.execute(
+def _log_page(conn: Conn, events_table: str, after: int, limit: int) -> list[tuple[Any, ...]]:
+    return conn.execute(
         sql.SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
             " WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(sql.Identifier(events_table)),
         [after, limit],
     ).fetchall()
-    if not rows:
-        return 0, 0, after
-    wanted = set(types)
-    events = [Event.from_cloud_event(cloud_event_for(row)) for row in rows if row[3] in wanted]
-    apply_batch(conn, projection, events, suffix=suffix, track=False)
-    return len(rows), len(events), int(rows[-1][0])
+
+
+def _event_of(row: tuple[Any, ...]) -> Event:
+    """The event a projector would get for this row: the relay's CloudEvent, decoded."""
+    return Event.from_cloud_event(cloud_event_for(row))
 
 
 def _swap(conn: Conn, table: Table, suffix: str) -> None:

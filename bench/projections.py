@@ -25,8 +25,9 @@ quick run writes only where ``--output`` says.
       ``version`` column of each projection's state table equals the sum of the last
       versions of the aggregates it reads (polled every 50 ms, then confirmed with
       ``projection_lag``).
-2. Rebuild: ``rebuild(projection, switch=False)`` for each projection, after a baseline
-   that reads and decodes the log the same way (pages of 2000, ``cloud_event_for``).
+2. Rebuild: ``rebuild(projection, switch=False)`` for each projection, then
+   ``rebuild_many`` of all five in one pass, after a baseline that reads and decodes the
+   log the same way (pages of 2000, ``cloud_event_for``).
 3. End-to-end latency with the whole pipeline running (relay process, integrations worker,
    projections worker): ``order.placed`` messages published with kafka-python to
    ``oms.orders.v1`` at a steady rate; the publish time is ``time.time()`` just before
@@ -86,7 +87,13 @@ from psycopg.types.json import Jsonb
 
 from adapters.embedded import provision_topics
 from adapters.eventstore import create_service
-from adapters.readmodels import ReadModelStore, projection_lag, rebuild, topics_of
+from adapters.readmodels import (
+    ReadModelStore,
+    projection_lag,
+    rebuild,
+    rebuild_many,
+    topics_of,
+)
 from adapters.relay import KIND_BY_TYPE, cloud_event_for
 from adapters.relay import SCHEMA as RELAY_SCHEMA
 from adapters.topics import EVENT_TOPIC_BY_KIND, ORDER_EVENTS, ORDERS, RMA_EVENTS, topic_specs
@@ -725,7 +732,11 @@ def read_log_only(url: str, page: int = 2000) -> tuple[int, float]:
 
 
 def section_rebuild(
-    running: Stack, plan: Plan, projections: Sequence[Projection], log_events: int
+    running: Stack,
+    plan: Plan,
+    projections: Sequence[Projection],
+    log_events: int,
+    profile: bool = False,
 ) -> list[Series]:
     read = Series("2 rebuild", "baseline: read + decode the log only (pages of 2000)")
     vs_read = [(read, "read only")]
@@ -750,6 +761,12 @@ def section_rebuild(
         ratios=vs_read,
         target=REBUILD_TARGET,
     )
+    one_pass = Series(
+        "2 rebuild",
+        "rebuild all five in one pass, rebuild_many (log events)",
+        ratios=vs_read,
+        target=REBUILD_TARGET,
+    )
     for rep in range(plan.repeats):
         events, seconds = read_log_only(running.url)
         read.add(events, seconds)
@@ -770,17 +787,33 @@ def section_rebuild(
             total_events += done.events
         everything.add(log_events, total_s)
         applied.add(total_events, total_s)
+        meter = CpuMeter({})
+        meter.start()
+        elapsed = timer()
+        rebuild_many(projections, running.url, REBUILD_SUFFIX, switch=False)
+        seconds = elapsed()
+        one_pass.add(log_events, seconds, meter.stop())
         progress(
             f"  2 rebuild rep {rep + 1}: all five {log_events / total_s:,.0f} log "
             f"events/s, {total_events / total_s:,.0f} applied/s; read only "
-            f"{read.rates()[-1]:,.0f}/s; "
+            f"{read.rates()[-1]:,.0f}/s; one pass {one_pass.rates()[-1]:,.0f}/s; "
             + ", ".join(f"{n} {s.rates()[-1]:,.0f}/s" for n, s in per.items())
         )
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        rebuild_many(projections, running.url, REBUILD_SUFFIX, switch=False)
+        prof.disable()
+        text = io.StringIO()
+        stats = pstats.Stats(prof, stream=text).strip_dirs()
+        stats.sort_stats("tottime").print_stats(22)
+        stats.sort_stats("cumulative").print_stats(30)
+        progress(text.getvalue())
     with psycopg.connect(running.url, autocommit=True) as conn:
         for projection in projections:
             for table in all_tables(projection):
                 conn.execute(f'DROP TABLE IF EXISTS "{table.physical(REBUILD_SUFFIX)}"'.encode())
-    return [*per.values(), everything, applied, read]
+    return [*per.values(), everything, applied, one_pass, read]
 
 
 # ---------------------------------------------------------------------------- pipeline
@@ -1312,7 +1345,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="cProfile one in-process run (batches of the largest size)",
+        help="cProfile one in-process run (batches of the largest size) and one rebuild_many",
     )
     parser.add_argument("--output", type=Path, help="write the report here")
     parser.add_argument(
@@ -1340,7 +1373,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             series += section_in_process(running, plan, records, projections, args.profile)
         if "2" in sections:
             progress("2: rebuild")
-            series += section_rebuild(running, plan, projections, head)
+            series += section_rebuild(running, plan, projections, head, args.profile)
         runs: list[LatencyRun] = []
         notes: list[str] = []
         if running.kafka is None:
