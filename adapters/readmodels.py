@@ -36,6 +36,7 @@ from psycopg.types.json import Jsonb, set_json_loads
 from adapters.relay import KIND_BY_TYPE, cloud_event_for
 from adapters.topics import EVENT_TOPIC_BY_KIND
 from projections.core import (
+    Change,
     Event,
     KeyTuple,
     Merged,
@@ -165,10 +166,7 @@ class ReadModelStore:
                     # Shared: batches run side by side; a rebuild's switch-over takes it
                     # exclusive, so no batch commits into tables about to be replaced.
                     self._conn.execute(lock_sql, locks)
-                    changed: list[ChangedRow] = []
-                    for projection in chosen:
-                        changed += apply_batch(self._conn, projection, events, offsets=offsets)
-                    return changed
+                    return apply_batches(self._conn, chosen, events, offsets=offsets)
             except RETRYABLE as conflict:
                 if attempt == self.max_attempts:
                     raise
@@ -248,6 +246,39 @@ def create_tables(conn: Conn, projection: Projection, suffix: str = "") -> None:
 
 
 # ---------------------------------------------------------------- one batch
+Then = Callable[[list[str], list[tuple[Any, ...]]], None]
+
+
+class _Results:
+    """Statements whose rows are read only after all of them were sent.
+
+    Inside ``conn.pipeline()`` a batch's statements then cost one round trip, not one
+    each; outside it they run one by one and the callbacks simply run later.
+    """
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self._pending: list[tuple[psycopg.Cursor[Any], Then | None]] = []
+
+    def execute(self, query: Any, params: Any = None, then: Then | None = None) -> None:
+        cur = self.conn.cursor()
+        cur.execute(query, params)
+        self._pending.append((cur, then))
+
+    def finish(self) -> None:
+        pending, self._pending = self._pending, []
+        try:
+            for cur, then in pending:
+                if then is not None:
+                    # Only statements that return rows get a callback; fetching first is
+                    # what waits for a pipelined result (description comes with it).
+                    rows = cur.fetchall()
+                    then([c.name for c in cur.description or ()], rows)
+        finally:
+            for cur, _ in pending:
+                cur.close()
+
+
 def apply_batch(
     conn: Conn,
     projection: Projection,
@@ -258,58 +289,114 @@ def apply_batch(
     track: bool = True,
 ) -> list[ChangedRow]:
     """Apply ``events`` inside the caller's transaction (tables under ``suffix``)."""
-    # Other kinds' events would only leave states behind that the projection never reads
-    # (and that a rebuild, which replays only its kinds, would not recreate).
-    kinds = projection.kinds
-    events = [event for event in events if event.kind in kinds]
-    states_table = state_table(projection.name)
-    with conn.cursor() as cur:
-        ids = sorted({event.aggregate_id for event in events})
-        loaded: dict[str, State] = {}
-        if ids:
-            cur.execute(
-                sql.SQL(
-                    "SELECT aggregate_id, state FROM {} WHERE aggregate_id = ANY(%s)"
-                    " ORDER BY aggregate_id FOR UPDATE"
-                ).format(sql.Identifier(states_table.physical(suffix))),
-                [ids],
-            )
-            loaded = dict(cur.fetchall())
-        # The states were just decoded for this transaction alone: they can be folded in
-        # place, and a retry loads them again.
-        versions = {a: state.get("version") for a, state in loaded.items()}
-        states = loaded
-        changes = reduce_all(projection, states, events)
+    return apply_batches(conn, [projection], events, suffix=suffix, offsets=offsets, track=track)
 
+
+def apply_batches(
+    conn: Conn,
+    projections: Sequence[Projection],
+    events: Sequence[Event],
+    *,
+    suffix: str = "",
+    offsets: Offsets | None = None,
+    track: bool = True,
+) -> list[ChangedRow]:
+    """Apply ``events`` to each projection inside the caller's transaction, in two round
+    trips whatever their number (pipelined): load every state, reduce, write everything."""
+    batches = [_Batch(projection, events, suffix) for projection in projections]
+    results = _Results(conn)
+    with conn.pipeline():
+        for batch in batches:
+            batch.load(results)
+        results.finish()
+        for batch in batches:
+            batch.reduce()
+        for batch in batches:
+            batch.write(results, offsets if track else None, track)
+        results.finish()
+    return [row for batch in batches for row in batch.changed()]
+
+
+class _Batch:
+    """One projection's part of a batch, in the order the store runs it."""
+
+    def __init__(self, projection: Projection, events: Sequence[Event], suffix: str) -> None:
+        self.projection = projection
+        self.suffix = suffix
+        # Other kinds' events would only leave states behind that the projection never
+        # reads (and that a rebuild, which replays only its kinds, would not recreate).
+        kinds = projection.kinds
+        self.events = [event for event in events if event.kind in kinds]
+        self.states: dict[str, State] = {}
+        self.versions: dict[str, Any] = {}
+        self.changes: list[Change] = []
+        self.written: dict[tuple[str, Any], dict[str, Any]] = {}
+
+    def load(self, results: _Results) -> None:
+        ids = sorted({event.aggregate_id for event in self.events})
+        if not ids:
+            return
+
+        def loaded(_: list[str], rows: list[tuple[Any, ...]]) -> None:
+            # Decoded for this transaction alone: they can be folded in place, and a retry
+            # loads them again.
+            self.states = dict(rows)
+            self.versions = {a: state.get("version") for a, state in self.states.items()}
+
+        results.execute(
+            sql.SQL(
+                "SELECT aggregate_id, state FROM {} WHERE aggregate_id = ANY(%s)"
+                " ORDER BY aggregate_id FOR UPDATE"
+            ).format(sql.Identifier(state_table(self.projection.name).physical(self.suffix))),
+            [ids],
+            loaded,
+        )
+
+    def reduce(self) -> None:
+        self.changes = reduce_all(self.projection, self.states, self.events)
+
+    def write(self, results: _Results, offsets: Offsets | None, track: bool) -> None:
         # States first: their row locks and unique key are what serialize two workers that
         # hold the same aggregate, before any read-model row is touched.
-        _write_states(cur, states_table, suffix, versions, states)
-
-        merged = merge(changes)
-        written = write_merged(cur, projection, merged, suffix)
-
+        _write_states(
+            results,
+            state_table(self.projection.name),
+            self.suffix,
+            self.versions,
+            self.states,
+        )
+        self.written = write_merged(results, self.projection, merge(self.changes), self.suffix)
         if track:
-            _track(cur, projection, events, offsets)
+            _track(results, self.projection, self.events, offsets)
 
-    changed = []
-    topic = projection.outbound_topic
-    if topic is not None:
-        for (name, _), row in written.items():
-            key = projection.message_key(name, row)
+    def changed(self) -> list[ChangedRow]:
+        topic = self.projection.outbound_topic
+        if topic is None:
+            return []
+        published: list[tuple[str, str, dict[str, Any]]] = []
+        for (name, _), row in self.written.items():
+            key = self.projection.message_key(name, row)
             if key is not None:
-                changed.append(ChangedRow(topic, key, name, jsonable(row)))
-    return changed
+                published.append((key, name, row))
+        # ``jsonable`` for the whole batch in one C round trip: orjson writes dates and
+        # times as isoformat() does, and Decimals go through _json_default as str().
+        rows = orjson.loads(orjson.dumps([r for _, _, r in published], default=_json_default))
+        return [
+            ChangedRow(topic, key, name, row)
+            for (key, name, _), row in zip(published, rows, strict=True)
+        ]
 
 
 def write_merged(
-    cur: psycopg.Cursor[Any],
+    results: _Results,
     projection: Projection,
     merged: Merged,
     suffix: str = "",
     *,
     copy: bool = False,
 ) -> dict[tuple[str, Any], dict[str, Any]]:
-    """Write a merged batch; returns the rows of published tables as written, by key.
+    """Write a merged batch; returns the rows of published tables as written, by key
+    (filled in when ``results`` are finished).
 
     ``copy``: the tables are fresh and empty (a rebuild), so each row goes in once with
     COPY, its appends, upserts and increments combined, before the rebases run.
@@ -318,10 +405,15 @@ def write_merged(
     returning = projection.outbound_topic is not None
     written: dict[tuple[str, Any], dict[str, Any]] = {}
 
-    def keep(table: Table, rows: list[dict[str, Any]]) -> None:
-        shape = _shape(table)
-        for row in rows:
-            written[(table.name, shape.key_of(row))] = row
+    def keep(table: Table) -> Then:
+        key_of = _shape(table).key_of
+
+        def rows_of(names: list[str], rows: list[tuple[Any, ...]]) -> None:
+            for values in rows:
+                row = dict(zip(names, values, strict=True))
+                written[(table.name, key_of(row))] = row
+
+        return rows_of
 
     if copy:
         for name in sorted(tables):
@@ -332,39 +424,40 @@ def write_merged(
                 rows[k] = {**rows[k], **row} if k in rows else row
             appended = merged.appends.get(name, {})
             if rows or appended:
-                _copy(cur, tables[name], suffix, [*appended.values(), *rows.values()])
+                _copy(results.conn, tables[name], suffix, [*appended.values(), *rows.values()])
     else:
         # Tables in one fixed order too, so two batches never lock rows crosswise.
         for name, appended in sorted(merged.appends.items()):
             table = tables[name]
-            keep(table, _write(cur, table, suffix, "append", list(appended.values()), returning))
+            _write(
+                results, table, suffix, "append", list(appended.values()), keep(table), returning
+            )
         for name, upserted in sorted(merged.upserts.items()):
             table = tables[name]
-            keep(table, _write(cur, table, suffix, "upsert", list(upserted.values()), returning))
+            _write(
+                results, table, suffix, "upsert", list(upserted.values()), keep(table), returning
+            )
         for name, incremented in sorted(merged.increments.items()):
             table = tables[name]
             rows_ = _fill_deltas(table, list(incremented.values()))
-            keep(table, _write(cur, table, suffix, "increment", rows_, returning))
+            _write(results, table, suffix, "increment", rows_, keep(table), returning)
     for name, rebased in sorted(merged.rebases.items()):
         table = tables[name]
         statement = projection.rebase_sql[name].format_map(
             {
-                t.name: sql.Identifier(t.physical(suffix)).as_string(cur.connection)
+                t.name: sql.Identifier(t.physical(suffix)).as_string(results.conn)
                 for t in tables.values()
             }
         )
         ordered = sorted(rebased.items())
         params: dict[str, list[Any]] = {k: [dict(key)[k] for key, _ in ordered] for k in table.key}
         params["position"] = [position for _, position in ordered]
-        cur.execute(statement.encode(), params)
-        if cur.description is not None:
-            names = [c.name for c in cur.description]
-            keep(table, [dict(zip(names, r, strict=True)) for r in cur.fetchall()])
+        results.execute(statement.encode(), params, keep(table))
     return written
 
 
 def _write_states(
-    cur: psycopg.Cursor[Any],
+    results: _Results,
     table: Table,
     suffix: str,
     loaded: Mapping[str, Any],
@@ -375,18 +468,22 @@ def _write_states(
     created = sorted(a for a in states if a not in loaded)
     updated = sorted(a for a in states if a in loaded and states[a].get("version") != loaded[a])
     if created:
-        cur.execute(
+
+        def all_created(_: list[str], rows: list[tuple[Any, ...]]) -> None:
+            if len(rows) != len(created):
+                raise StateRace(f"{table.name}: another batch created a state of this batch first")
+
+        results.execute(
             sql.SQL(
                 "INSERT INTO {} (aggregate_id, version, state)"
                 " SELECT a, v, s FROM json_to_recordset(%s::json) AS x(a text, v bigint, s jsonb)"
                 " ON CONFLICT DO NOTHING RETURNING aggregate_id"
             ).format(name),
             [_states_json(created, states)],
+            all_created,
         )
-        if len(cur.fetchall()) != len(created):
-            raise StateRace(f"{table.name}: another batch created a state of this batch first")
     if updated:
-        cur.execute(
+        results.execute(
             sql.SQL(
                 "UPDATE {} AS s SET version = u.v, state = u.s"
                 " FROM json_to_recordset(%s::json) AS u(a text, v bigint, s jsonb)"
@@ -451,28 +548,28 @@ def _rows_json(rows: list[dict[str, Any]]) -> str:
 
 
 def _write(
-    cur: psycopg.Cursor[Any],
+    results: _Results,
     table: Table,
     suffix: str,
     mode: str,
     rows: list[dict[str, Any]],
+    then: Then,
     returning: bool = True,
-) -> list[dict[str, Any]]:
-    """One INSERT ... SELECT FROM json_to_recordset per set of columns; returns the rows
-    as written (with ``returning``)."""
+) -> None:
+    """One INSERT ... SELECT FROM json_to_recordset per set of columns; the rows as written
+    go to ``then`` (with ``returning``)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(sorted(row)), []).append(row)
-    result: list[dict[str, Any]] = []
     sort_key = _shape(table).sort_key
     for columns, group in groups.items():
         # One order for every writer: concurrent batches lock shared rows without deadlock.
         group.sort(key=sort_key)
-        cur.execute(_statement(table, suffix, mode, columns, returning), [_rows_json(group)])
-        if returning and cur.description is not None:
-            names = [c.name for c in cur.description]
-            result.extend(dict(zip(names, r, strict=True)) for r in cur.fetchall())
-    return result
+        results.execute(
+            _statement(table, suffix, mode, columns, returning),
+            [_rows_json(group)],
+            then if returning else None,
+        )
 
 
 @lru_cache(maxsize=512)
@@ -516,7 +613,7 @@ def _statement(
     )
 
 
-def _copy(cur: psycopg.Cursor[Any], table: Table, suffix: str, rows: list[dict[str, Any]]) -> None:
+def _copy(conn: Conn, table: Table, suffix: str, rows: list[dict[str, Any]]) -> None:
     """Rows into a fresh table with COPY, one COPY per set of columns."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
@@ -527,7 +624,7 @@ def _copy(cur: psycopg.Cursor[Any], table: Table, suffix: str, rows: list[dict[s
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             name, sql.SQL(", ").join(map(sql.Identifier, columns))
         )
-        with cur.copy(statement) as copy:
+        with conn.cursor() as cur, cur.copy(statement) as copy:
             for row in group:
                 copy.write_row(
                     [
@@ -538,7 +635,7 @@ def _copy(cur: psycopg.Cursor[Any], table: Table, suffix: str, rows: list[dict[s
 
 
 def _track(
-    cur: psycopg.Cursor[Any],
+    results: _Results,
     projection: Projection,
     events: Sequence[Event],
     offsets: Offsets | None,
@@ -552,7 +649,7 @@ def _track(
                 origin = (event.topic, event.partition)
                 applied[origin] = max(applied.get(origin, 0), event.position)
         pairs = sorted(offsets.items())
-        cur.execute(
+        results.execute(
             "INSERT INTO rm_offsets (projection, topic, partition, next_offset, position)"
             " SELECT %s, * FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[])"
             " ON CONFLICT (projection, topic, partition) DO UPDATE SET"
@@ -566,11 +663,11 @@ def _track(
                 [applied.get(origin, 0) for origin, _ in pairs],
             ],
         )
-        _record_low_watermark(cur, projection)
+        _record_low_watermark(results, projection)
     elif events:
         # Without Kafka offsets the caller feeds the log in order (a replay, a poller): the
         # highest position applied is then also the lowest not yet applied, minus one.
-        cur.execute(
+        results.execute(
             "INSERT INTO oms_consumer_positions (consumer, notification_id) VALUES (%s, %s)"
             " ON CONFLICT (consumer) DO UPDATE SET notification_id ="
             " GREATEST(oms_consumer_positions.notification_id, EXCLUDED.notification_id),"
@@ -579,7 +676,7 @@ def _track(
         )
 
 
-def _record_low_watermark(cur: Conn | psycopg.Cursor[Any], projection: Projection) -> None:
+def _record_low_watermark(cur: Conn | _Results, projection: Projection) -> None:
     """The lowest per-partition position: what the relay must republish from for us after
     the broker lost its data (the highest would skip a lagging partition's tail)."""
     cur.execute(
@@ -709,10 +806,11 @@ def rebuild_many(
                     break
                 kinds = {kind for p in chosen for kind in p.kinds}
                 events = [_event_of(row) for row in rows if KIND_BY_TYPE.get(row[3]) in kinds]
+                apply_batches(conn, chosen, events, suffix=into_schema_suffix, track=False)
                 for projection in chosen:
-                    mine = [e for e in events if e.kind in projection.kinds]
-                    apply_batch(conn, projection, mine, suffix=into_schema_suffix, track=False)
-                    replay.applied[projection.name] += len(mine)
+                    replay.applied[projection.name] += sum(
+                        1 for e in events if e.kind in projection.kinds
+                    )
                 position = int(rows[-1][0])
                 report(RebuildProgress(label, "catch_up", replay.total, position, head))
             for projection in chosen:
@@ -767,16 +865,18 @@ class _Replay:
     def flush(self, conn: Conn, *, final: bool = False) -> None:
         # Not durable on its own: the switch-over's commit is, and a crash before it only
         # leaves suffixed tables that the next rebuild drops.
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SET LOCAL synchronous_commit = off")
+        with conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = off")
+            results = _Results(conn)
             for projection in self.projections:
                 merged = self.merged[projection.name]
                 merged.check()
-                write_merged(cur, projection, merged, self.suffix, copy=self._fresh)
+                write_merged(results, projection, merged, self.suffix, copy=self._fresh)
+                results.finish()
                 if final:
                     states = self.states[projection.name]
                     _copy(
-                        cur,
+                        conn,
                         state_table(projection.name),
                         self.suffix,
                         [
