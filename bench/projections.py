@@ -11,21 +11,23 @@ quick run writes only where ``--output`` says.
 1. Projection events/s for one worker.
    a. In process: the worker's loop without Kafka. The relayed CloudEvents (bytes, as the
       relay would publish them, with a topic and partition each) are cut per topic into
-      batches of 500 or 2000, decoded, and applied with ``ReadModelStore.apply`` to every
-      projection that reads that topic, with their offsets: exactly what
+      batches of 500 or 2000, decoded, and applied with ``ReadModelStore.apply_many`` to
+      every projection that reads that topic, with their offsets, in one transaction per
+      batch: exactly what
       ``streams.projectors.Projector.apply`` does, less the publication of changed rows.
       In turns with two baselines on the same batches: ``InMemoryReadModel`` (decode,
       reduce and merge, no I/O: the Python ceiling), and raw PostgreSQL (one
       ``INSERT ... SELECT FROM unnest ... ON CONFLICT DO UPDATE`` per transaction, as many
-      rows and transactions as the store writes: the database ceiling).
+      rows and transactions (one per batch) as the store writes: the database ceiling).
    b. Through Kafka: broker restarted empty, read models dropped, one projections worker
       started and joined (not timed), then a relay process with a new name publishes the
       whole log. Timed from the relay's first recorded position to lag 0: the sum of the
       ``version`` column of each projection's state table equals the sum of the last
       versions of the aggregates it reads (polled every 50 ms, then confirmed with
       ``projection_lag``).
-2. Rebuild: ``rebuild(projection, switch=False)`` for each projection, after a baseline
-   that reads and decodes the log the same way (pages of 2000, ``cloud_event_for``).
+2. Rebuild: ``rebuild(projection, switch=False)`` for each projection, then
+   ``rebuild_many`` of all five in one pass, after a baseline that reads and decodes the
+   log the same way (pages of 2000, ``cloud_event_for``).
 3. End-to-end latency with the whole pipeline running (relay process, integrations worker,
    projections worker): ``order.placed`` messages published with kafka-python to
    ``oms.orders.v1`` at a steady rate; the publish time is ``time.time()`` just before
@@ -85,7 +87,13 @@ from psycopg.types.json import Jsonb
 
 from adapters.embedded import provision_topics
 from adapters.eventstore import create_service
-from adapters.readmodels import ReadModelStore, projection_lag, rebuild, topics_of
+from adapters.readmodels import (
+    ReadModelStore,
+    projection_lag,
+    rebuild,
+    rebuild_many,
+    topics_of,
+)
 from adapters.relay import KIND_BY_TYPE, cloud_event_for
 from adapters.relay import SCHEMA as RELAY_SCHEMA
 from adapters.topics import EVENT_TOPIC_BY_KIND, ORDER_EVENTS, ORDERS, RMA_EVENTS, topic_specs
@@ -117,7 +125,7 @@ from domain.values import (
     RefundMethod,
 )
 from projections import Event, Projection, default_projections
-from projections.core import ORDER, InMemoryReadModel, all_tables
+from projections.core import ORDER, InMemoryReadModel, State, all_tables, merge, reduce_all
 from projections.schema import state_table
 from streams.worker import WorkerProcess
 from tests.integration.messages import order_placed
@@ -587,11 +595,28 @@ def run_memory(
     elapsed = timer()
     for batch in batches:
         events, _ = decode(batch)
+        written = 0
         for projection in readers[batch[0].topic]:
             mine = [e for e in events if e.kind in projection.kinds]
             merged = models[projection.name].apply(mine)
-            rows.append(len(merged) + len({e.aggregate_id for e in mine}))
+            written += len(merged) + len({e.aggregate_id for e in mine})
+        rows.append(written)  # one transaction per batch, as Projector.apply commits it
     return elapsed(), rows
+
+
+def run_reduce_only(projections: Sequence[Projection], batches: Sequence[list[Record]]) -> float:
+    """The store's own Python per batch with no I/O: decode, ``reduce_all`` into states
+    held in memory, ``merge``. InMemoryReadModel (above) also applies the merged rows to
+    dict tables, whose stock rebase rescans every movement: not the store's work."""
+    states: dict[str, dict[str, State]] = {p.name: {} for p in projections}
+    readers = readers_of(projections)
+    elapsed = timer()
+    for batch in batches:
+        events, _ = decode(batch)
+        for projection in readers[batch[0].topic]:
+            mine = [e for e in events if e.kind in projection.kinds]
+            merge(reduce_all(projection, states[projection.name], mine))
+    return elapsed()
 
 
 def run_store(
@@ -612,8 +637,7 @@ def run_store(
             profile.enable()
         for batch in batches:
             events, offsets = decode(batch)
-            for projection in readers[batch[0].topic]:
-                store.apply(projection, events, offsets)
+            store.apply_many(readers[batch[0].topic], events, offsets)
         if profile is not None:
             profile.disable()
         seconds = elapsed()
@@ -668,27 +692,33 @@ def section_in_process(
             f"raw PostgreSQL: same rows and transactions, "
             f"one unnest upsert each, batches of {size}",
         )
+        python = Series(
+            "1a in process",
+            f"decode + reduce_all + merge, the store's Python without I/O, batches of {size}",
+        )
         store = Series(
             "1a in process",
-            f"ReadModelStore.apply, all five, batches of {size}",
-            ratios=[(raw, "raw PostgreSQL"), (memory, "no I/O")],
+            f"ReadModelStore.apply_many, all five in one transaction, batches of {size}",
+            ratios=[(raw, "raw PostgreSQL"), (memory, "no I/O"), (python, "store's Python")],
             target=WORKER_TARGET,
         )
         for rep in range(plan.repeats):
             seconds, rows = run_memory(projections, batches)
             memory.add(len(records), seconds)
+            python.add(len(records), run_reduce_only(projections, batches))
             postgres = {k: v for k, v in running.processes().items() if k == "postgres"}
             seconds, cpu = run_store(running.url, projections, batches, postgres)
             store.add(len(records), seconds, cpu)
             raw.add(len(records), run_raw(running.url, rows))
             progress(
                 f"  1a batch {size} rep {rep + 1}: store {store.rates()[-1]:,.0f}/s, "
-                f"in memory {memory.rates()[-1]:,.0f}/s, raw {raw.rates()[-1]:,.0f}/s "
+                f"in memory {memory.rates()[-1]:,.0f}/s, reduce only {python.rates()[-1]:,.0f}/s, "
+                f"raw {raw.rates()[-1]:,.0f}/s "
                 f"({len(rows)} transactions, {sum(rows):,} rows)"
             )
         memory.note = f"{len(batches)} batches"
         raw.note = f"{sum(rows):,} rows in {len(rows)} transactions"
-        out += [store, memory, raw]
+        out += [store, memory, python, raw]
     if profile:
         batches = worker_batches(records, max(plan.batch_sizes))
         prof = cProfile.Profile()
@@ -723,7 +753,11 @@ def read_log_only(url: str, page: int = 2000) -> tuple[int, float]:
 
 
 def section_rebuild(
-    running: Stack, plan: Plan, projections: Sequence[Projection], log_events: int
+    running: Stack,
+    plan: Plan,
+    projections: Sequence[Projection],
+    log_events: int,
+    profile: bool = False,
 ) -> list[Series]:
     read = Series("2 rebuild", "baseline: read + decode the log only (pages of 2000)")
     vs_read = [(read, "read only")]
@@ -748,6 +782,12 @@ def section_rebuild(
         ratios=vs_read,
         target=REBUILD_TARGET,
     )
+    one_pass = Series(
+        "2 rebuild",
+        "rebuild all five in one pass, rebuild_many (log events)",
+        ratios=vs_read,
+        target=REBUILD_TARGET,
+    )
     for rep in range(plan.repeats):
         events, seconds = read_log_only(running.url)
         read.add(events, seconds)
@@ -768,17 +808,33 @@ def section_rebuild(
             total_events += done.events
         everything.add(log_events, total_s)
         applied.add(total_events, total_s)
+        meter = CpuMeter({})
+        meter.start()
+        elapsed = timer()
+        rebuild_many(projections, running.url, REBUILD_SUFFIX, switch=False)
+        seconds = elapsed()
+        one_pass.add(log_events, seconds, meter.stop())
         progress(
             f"  2 rebuild rep {rep + 1}: all five {log_events / total_s:,.0f} log "
             f"events/s, {total_events / total_s:,.0f} applied/s; read only "
-            f"{read.rates()[-1]:,.0f}/s; "
+            f"{read.rates()[-1]:,.0f}/s; one pass {one_pass.rates()[-1]:,.0f}/s; "
             + ", ".join(f"{n} {s.rates()[-1]:,.0f}/s" for n, s in per.items())
         )
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        rebuild_many(projections, running.url, REBUILD_SUFFIX, switch=False)
+        prof.disable()
+        text = io.StringIO()
+        stats = pstats.Stats(prof, stream=text).strip_dirs()
+        stats.sort_stats("tottime").print_stats(22)
+        stats.sort_stats("cumulative").print_stats(30)
+        progress(text.getvalue())
     with psycopg.connect(running.url, autocommit=True) as conn:
         for projection in projections:
             for table in all_tables(projection):
                 conn.execute(f'DROP TABLE IF EXISTS "{table.physical(REBUILD_SUFFIX)}"'.encode())
-    return [*per.values(), everything, applied, read]
+    return [*per.values(), everything, applied, one_pass, read]
 
 
 # ---------------------------------------------------------------------------- pipeline
@@ -1310,7 +1366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="cProfile one in-process run (batches of the largest size)",
+        help="cProfile one in-process run (batches of the largest size) and one rebuild_many",
     )
     parser.add_argument("--output", type=Path, help="write the report here")
     parser.add_argument(
@@ -1338,7 +1394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             series += section_in_process(running, plan, records, projections, args.profile)
         if "2" in sections:
             progress("2: rebuild")
-            series += section_rebuild(running, plan, projections, head)
+            series += section_rebuild(running, plan, projections, head, args.profile)
         runs: list[LatencyRun] = []
         notes: list[str] = []
         if running.kafka is None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import orjson
 
@@ -171,6 +171,8 @@ Change = Increment | Upsert | Append | Rebase
 
 
 def key_of(key: Mapping[str, Any]) -> KeyTuple:
+    if len(key) == 1:
+        return tuple(key.items())  # nothing to sort: most keys are one id
     return tuple(sorted(key.items()))
 
 
@@ -192,41 +194,72 @@ class Merged:
         ]
         return sum(len(g) for g in groups)
 
+    def add(self, changes: Iterable[Change]) -> None:
+        """Fold more changes in; a rebuild folds a whole replay into one ``Merged``."""
+        # Dispatch on the exact class: a ``match`` over class patterns costs an isinstance
+        # chain per change, and a batch has tens of thousands of them.
+        appends, upserts, increments = self.appends, self.upserts, self.increments
+        for change in changes:
+            kind = type(change)
+            if kind is Increment:
+                inc = cast(Increment, change)
+                table = increments.get(inc.table)
+                if table is None:
+                    table = increments[inc.table] = {}
+                k = key_of(inc.key)
+                row = table.get(k)
+                if row is None:
+                    row = table[k] = dict(inc.key)
+                for column, delta in inc.deltas.items():
+                    row[column] = row.get(column, 0) + delta
+            elif kind is Append:
+                app = cast(Append, change)
+                rows = appends.get(app.table)
+                if rows is None:
+                    rows = appends[app.table] = {}
+                if app.id not in rows:
+                    rows[app.id] = {"id": app.id, **app.values}
+            elif kind is Upsert:
+                up = cast(Upsert, change)
+                table = upserts.get(up.table)
+                if table is None:
+                    table = upserts[up.table] = {}
+                k = key_of(up.key)
+                row = table.get(k)
+                if row is None:
+                    row = table[k] = dict(up.key)
+                row.update(up.values)
+            elif kind is Rebase:
+                rebase = cast(Rebase, change)
+                positions = self.rebases.setdefault(rebase.table, {})
+                k = key_of(rebase.key)
+                positions[k] = min(positions.get(k, rebase.position), rebase.position)
+            else:
+                raise TypeError(f"not a change: {change!r}")
+
+    def check(self) -> None:
+        """A column moved both ways in one batch would depend on the order of the two writes."""
+        for table, upserted in self.upserts.items():
+            incremented = self.increments.get(table)
+            if not incremented:
+                continue
+            for k, values in upserted.items():
+                inc = incremented.get(k)
+                if inc is not None:
+                    both = (set(values) & set(inc)) - {name for name, _ in k}
+                    if both:
+                        raise ValueError(
+                            f"{table}: columns {sorted(both)} both set and incremented"
+                        )
+
 
 def merge(changes: Iterable[Change]) -> Merged:
     """Fold a batch's changes so each row is written once: increments of one key summed,
     upserts of one key combined (the later value wins), appends deduplicated by id,
     rebases reduced to the earliest position."""
     merged = Merged()
-    for change in changes:
-        match change:
-            case Increment():
-                row = merged.increments.setdefault(change.table, {}).setdefault(
-                    key_of(change.key), dict(change.key)
-                )
-                for column, delta in change.deltas.items():
-                    row[column] = row.get(column, 0) + delta
-            case Upsert():
-                row = merged.upserts.setdefault(change.table, {}).setdefault(
-                    key_of(change.key), dict(change.key)
-                )
-                row.update(change.values)
-            case Append():
-                merged.appends.setdefault(change.table, {}).setdefault(
-                    change.id, {"id": change.id, **change.values}
-                )
-            case Rebase():
-                positions = merged.rebases.setdefault(change.table, {})
-                k = key_of(change.key)
-                positions[k] = min(positions.get(k, change.position), change.position)
-    # A column moved both ways in one batch would depend on the order of the two writes.
-    for table, upserted in merged.upserts.items():
-        for k, values in upserted.items():
-            inc = merged.increments.get(table, {}).get(k)
-            if inc is not None:
-                both = (set(values) & set(inc)) - {name for name, _ in k}
-                if both:
-                    raise ValueError(f"{table}: columns {sorted(both)} both set and incremented")
+    merged.add(changes)
+    merged.check()
     return merged
 
 
@@ -315,19 +348,59 @@ class Reducer:
         # stays storable as jsonb.
         new: State = orjson.loads(orjson.dumps(state)) if state else {}
         changes: list[Change] = []
+        self.fold(new, event, changes)
+        return new, changes
+
+    def fold(self, state: State, event: Event, out: list[Change]) -> None:
+        """``reduce`` without the version check and the copy: ``state`` changes in place.
+
+        For callers that own their states and fold many events into them (``reduce_all``):
+        a batch copies nothing per event. ``reduce`` stays the pure definition.
+        """
         handler = self._handlers.get(event.type)
         if handler is not None:
-            handler(self, new, event, changes)
-        new["version"] = event.version
-        return new, changes
+            handler(self, state, event, out)
+        state["version"] = event.version
 
     def message_key(self, table: str, row: Mapping[str, Any]) -> str | None:
         return None
 
 
+def reduce_all(
+    projection: Projection, states: dict[str, State], events: Iterable[Event]
+) -> list[Change]:
+    """Fold ``events`` into ``states`` (which the caller owns and gives up: they change in
+    place) and return the changes: the same states and changes as ``reduce`` event by
+    event, without copying a state per event. Projections without ``fold`` take ``reduce``.
+    """
+    changes: list[Change] = []
+    fold: Callable[[State, Event, list[Change]], None] | None = getattr(projection, "fold", None)
+    if fold is None:
+        reduce = projection.reduce
+        for event in events:
+            new, produced = reduce(states.get(event.aggregate_id), event)
+            if new is not None:
+                states[event.aggregate_id] = new
+            changes.extend(produced)
+        return changes
+    for event in events:
+        state = states.get(event.aggregate_id)
+        if state is None:
+            state = states[event.aggregate_id] = {}
+        elif event.version <= int(state.get("version", 0)):
+            continue  # redelivered or republished: applied already
+        fold(state, event, changes)
+    return changes
+
+
 def summary_of(data: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
     """A few telling fields of an event for a timeline row (amounts stay wire Money)."""
-    return {name: data[name] for name in fields if data.get(name) is not None}
+    summary = {}
+    for name in fields:
+        value = data.get(name)
+        if value is not None:
+            summary[name] = value
+    return summary
 
 
 # ---------------------------------------------------------------- in memory

@@ -94,17 +94,15 @@ class RmaStatus(Reducer):
         # Blind parcels have no RMA number until they are matched.
         return str(row["rma_number"] or row["return_id"]) if table == STATUS else None
 
-    def reduce(self, state: State | None, event: Event) -> tuple[State | None, list[Change]]:
-        new, changes = super().reduce(state, event)
-        if new is None or new is state:
-            return new, changes  # a duplicate: nothing to write
+    def fold(self, state: State, event: Event, out: list[Change]) -> None:
+        super().fold(state, event, out)
         status = NEXT_STATUS.get(event.type)
         if status is not None:
-            new["status"] = status.value
-        new.setdefault("status", ReturnStatus.REQUESTED.value)
-        changes.append(Upsert(STATUS, {"return_id": event.aggregate_id}, self._row(new, event)))
+            state["status"] = status.value
+        state.setdefault("status", ReturnStatus.REQUESTED.value)
+        out.append(Upsert(STATUS, {"return_id": event.aggregate_id}, self._row(state, event)))
         cause = event.data.get("cause") or {}
-        changes.append(
+        out.append(
             Append(
                 TIMELINE,
                 event.id,
@@ -112,7 +110,7 @@ class RmaStatus(Reducer):
                     "return_id": event.aggregate_id,
                     "version": event.version,
                     "event_type": event.type,
-                    "status": new["status"],
+                    "status": state["status"],
                     "actor": cause.get("actor"),
                     "source": cause.get("source"),
                     "position": event.position,
@@ -121,7 +119,6 @@ class RmaStatus(Reducer):
                 },
             )
         )
-        return new, changes
 
     @staticmethod
     def _row(state: State, event: Event) -> dict[str, Any]:

@@ -8,6 +8,7 @@ breaks these tests rather than production.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,14 +21,18 @@ from adapters.relay import cloud_event_for
 from domain.events import Cause, DomainEvent, OrderLine, Payment, ReturnLine, ReturnRequested
 from domain.serialization import event_to_json
 from domain.values import Money
+from projections import default_projections
 from projections.core import (
     Append,
     Event,
     Increment,
     InMemoryReadModel,
+    Projection,
     Rebase,
+    State,
     Upsert,
     merge,
+    reduce_all,
     split_pro_rata,
 )
 from projections.ledger import RefundLedger
@@ -280,3 +285,45 @@ def test_the_in_memory_model_applies_a_batch_once_however_often_it_is_given() ->
     twice.apply(story.events)
     twice.apply(story.events[:1])
     assert twice.tables == once.tables and twice.states == once.states
+
+
+def assert_folds_like_reduce(projection: Projection, events: Sequence[Event]) -> None:
+    """``reduce_all`` (what the store and a rebuild run) against ``reduce`` event by event
+    (the pure definition): same states, same changes, and the events left untouched
+    (several projections read the same events of a batch one after another)."""
+    before = [orjson.dumps(event.data) for event in events]
+    states: dict[str, State] = {}
+    expected: list[Any] = []
+    for event in [*events, *events[:3]]:  # the tail again: a redelivery
+        new, produced = projection.reduce(states.get(event.aggregate_id), event)
+        if new is not None:
+            states[event.aggregate_id] = new
+        expected += produced
+    folded: dict[str, State] = {}
+    got = reduce_all(projection, folded, events)
+    got += reduce_all(projection, folded, events[:3])
+    assert orjson.dumps(folded, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+        states, option=orjson.OPT_SORT_KEYS
+    )
+    assert got == expected
+    assert [orjson.dumps(event.data) for event in events] == before
+
+
+def test_folding_in_place_equals_reducing_event_by_event_for_every_projection() -> None:
+    from domain.events import RefundRequested, RefundSettled
+
+    story = Story()
+    rma = uid("rma-fold")
+    return_requested(story, rma, uid("order-fold"), (return_line(1, "SKU-1", 2),))
+    story.add(
+        RefundRequested,
+        rma,
+        refund_id="RF-1",
+        amount=eur("10.00"),
+        restocking_fee=eur("1.00"),
+        shipping_refund=eur("0.00"),
+        allocations=({"payment_id": "P", "method": "card", "amount": wire("10.00")},),
+    )
+    story.add(RefundSettled, rma, refund_id="RF-1", provider_reference="psp", amount=eur("10.00"))
+    for projection in default_projections():
+        assert_folds_like_reduce(projection, story.events)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from domain.events import RefundFailed, RefundRequested, RefundSettled, StoreCreditIssued
 from projections.core import Event, InMemoryReadModel, key_of
 from projections.ledger import RefundLedger
-from tests.unit.test_projections_events import Story, eur, uid, wire
+from tests.unit.test_projections_events import Story, assert_folds_like_reduce, eur, uid, wire
 
 RMA = uid("ledger-rma")
 
@@ -237,3 +237,11 @@ def test_applying_a_batch_again_or_in_other_batches_changes_nothing(
     batched.apply(events)  # republished by the relay
     assert batched.tables == once.tables
     assert batched.states == once.states
+
+
+@settings(max_examples=60, deadline=None)
+@given(scripts)
+def test_folding_a_batch_in_place_equals_reducing_it_event_by_event(
+    script: list[tuple[int, tuple[Any, ...]]],
+) -> None:
+    assert_folds_like_reduce(RefundLedger(), story_of(script).events)

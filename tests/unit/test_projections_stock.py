@@ -27,6 +27,7 @@ from projections.core import Event, InMemoryReadModel, key_of
 from projections.stock import StockLevels
 from tests.unit.test_projections_events import (
     Story,
+    assert_folds_like_reduce,
     decision,
     eur,
     line,
@@ -270,3 +271,9 @@ def test_levels_do_not_depend_on_how_partitions_interleave_or_are_batched(
     model.apply(shuffled[: batch + 1])  # a redelivery
     assert model.tables["rm_stock_levels"] == reference.tables["rm_stock_levels"]
     assert model.tables["rm_stock_movements"] == reference.tables["rm_stock_movements"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000))
+def test_folding_a_batch_in_place_equals_reducing_it_event_by_event(seed: int) -> None:
+    assert_folds_like_reduce(StockLevels(), interleavings(count_story().events, seed))
