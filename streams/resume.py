@@ -30,7 +30,7 @@ Partition = tuple[str, int]
 
 
 async def check_points(
-    bootstrap: str, points: Mapping[Partition, ResumePoint], *, timeout_s: float = 3.0
+    bootstrap: str, points: Mapping[Partition, ResumePoint], *, timeout_s: float = 10.0
 ) -> dict[Partition, str | None]:
     """Per partition, ``None`` if its stored point still refers to the broker's log, or why
     not. Reads the record at ``next_offset - 1`` of each with a short-lived consumer."""
@@ -76,6 +76,8 @@ async def check_points(
         await consumer.stop()
     for pair in wanted:
         # Tansu answers a fetch past the end of its log with nothing rather than an error.
+        # The wait is generous: on a loaded machine a refusal for a slow fetch would pass
+        # over good offsets (harmless, but a needless re-read).
         verdicts.setdefault(pair, f"no record came back within {timeout_s:.0f} s")
     return verdicts
 
