@@ -150,11 +150,15 @@ class ReadModelStore:
         projections: Sequence[Projection],
         events: Sequence[Event],
         offsets: Offsets | None = None,
+        before_commit: Callable[[list[ChangedRow]], None] | None = None,
     ) -> list[ChangedRow]:
         """``apply`` for several projections at once, all of them in ONE transaction.
 
         Each projection keeps its own states, rows and offsets (it stays independent and
         rebuildable alone); only the commit is shared, which is what a batch costs most.
+        ``before_commit`` gets the changed rows while the transaction is still open: if it
+        raises, nothing commits. A batch re-applied after a commit changes no row, so what
+        must go out with the rows (their topics) has to go out before the commit.
         """
         # One fixed order: two workers lock rows of several projections, never crosswise.
         chosen = sorted(projections, key=lambda p: p.name)
@@ -168,7 +172,10 @@ class ReadModelStore:
                     # Shared: batches run side by side; a rebuild's switch-over takes it
                     # exclusive, so no batch commits into tables about to be replaced.
                     self._conn.execute(lock_sql, locks)
-                    return apply_batches(self._conn, chosen, events, offsets=offsets)
+                    changed = apply_batches(self._conn, chosen, events, offsets=offsets)
+                    if before_commit is not None and changed:
+                        before_commit(changed)
+                    return changed
             except RETRYABLE as conflict:
                 if attempt == self.max_attempts:
                     raise

@@ -82,11 +82,25 @@ class Projector:
     ) -> None:
         # Every projection's rows, states and offsets in one commit: per batch, the commit
         # (and its WAL flush) costs more than any one projection's writes.
-        changed: list[ChangedRow] = self.store.apply_many(readers, events, offsets)
-        if self.producer is not None and changed:
-            for row in changed:
-                self.producer.send(row.topic, key=row.key.encode(), value=orjson.dumps(row.row))
-            self.producer.flush(30)
+        self.store.apply_many(
+            readers, events, offsets, before_commit=self.publish if self.producer else None
+        )
+
+    def publish(self, changed: Sequence[ChangedRow]) -> None:
+        """Changed rows onto their topics, acknowledged, before the batch commits.
+
+        After the commit a redelivered batch changes nothing and so publishes nothing: a
+        row not on its topic by then would be missing for good. Published first, a row
+        is at worst published again (same key, same row) when the commit then fails.
+        """
+        assert self.producer is not None
+        sent = [
+            self.producer.send(row.topic, key=row.key.encode(), value=orjson.dumps(row.row))
+            for row in changed
+        ]
+        self.producer.flush(30)
+        for future in sent:
+            future.get(timeout=0)  # raises the send's error: the transaction rolls back
 
 
 def create_projections_app(

@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from adapters.readmodels import (
+    ChangedRow,
     ReadModelStore,
     consumer_name,
     differences,
@@ -672,3 +673,29 @@ def test_a_rebuild_under_live_traffic_equals_the_live_tables(
         drop(store.connection, projection, "_check")
         # The swapped-in tables keep taking batches (redeliveries change nothing).
         assert store.apply(projection, deliveries[-1].events, deliveries[-1].offsets) == []
+
+
+def test_a_batch_whose_rows_cannot_be_published_commits_nothing_and_applies_later(
+    scenario: Scenario, store: ReadModelStore, database_url: str
+) -> None:
+    """Rows go to their topics before the commit: once committed, a redelivered batch
+    changes nothing and would publish nothing, so a failed publication must undo it."""
+    projections = default_projections()
+    events = stored_events(database_url)
+    offsets = {("any-topic", 0): len(events)}
+
+    def broker_down(changed: list[ChangedRow]) -> None:
+        assert changed  # the rows exist, the transaction is still open
+        raise ConnectionError("broker unreachable")
+
+    with pytest.raises(ConnectionError):
+        store.apply_many(projections, events, offsets, before_commit=broker_down)
+    assert rows(store, "SELECT * FROM rm_offsets") == []
+    assert rows(store, "SELECT * FROM rm_stock_levels") == []
+
+    published: list[ChangedRow] = []
+    store.apply_many(projections, events, offsets, before_commit=published.extend)
+    assert published and rows(store, "SELECT * FROM rm_stock_levels")
+    again: list[ChangedRow] = []
+    store.apply_many(projections, events, offsets, before_commit=again.extend)
+    assert again == []  # the redelivery changes nothing, so publishes nothing
