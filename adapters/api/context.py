@@ -3,6 +3,7 @@ rules shared by commands (actor, idempotency, ``If-Match``) and lists (paging)."
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -21,7 +22,7 @@ from adapters.api.metrics import Metrics
 from adapters.api.problems import Problem
 from adapters.api.settings import ApiSettings
 from adapters.readmodels import jsonable
-from domain.application import Ctx, Outcome, ReturnsService
+from domain.application import Ctx, Expected, Outcome, ReturnsService
 from domain.errors import NotFound
 from domain.events import Cause
 from domain.returns import Return
@@ -94,21 +95,31 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def check_if_match(api: Api, request: Request, rma: Return) -> None:
+_ETAG = re.compile(r'(?:W/)?"(\d{1,18})"')
+
+
+def expected_version(api: Api, request: Request, rma: Return) -> Expected | None:
+    """What ``If-Match`` asks of the RMA, for the command's unit of work to check.
+
+    The comparison is not made here: a read before the command would let two requests
+    holding the same ETag both pass. The service checks it against the RMA as loaded in
+    the command's own transaction (412 ``version_mismatch`` when stale).
+    """
     header = request.headers.get("if-match")
     if header is None:
         if api.settings.require_if_match:
             raise Problem(428, "if_match_required", "send the RMA's ETag in If-Match")
-        return
-    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    if "*" not in tags and etag(rma.version) not in tags:
-        raise Problem(
-            412,
-            "version_mismatch",
-            "the RMA changed since you read it",
-            current_version=rma.version,
-            headers={"ETag": etag(rma.version)},
-        )
+        return None
+    versions: set[int] = set()
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*":
+            return None  # any current version will do
+        matched = _ETAG.fullmatch(tag)
+        if matched:
+            versions.add(int(matched.group(1)))
+    # No tag of ours in the header: nothing can match, and the unit answers 412.
+    return Expected(rma.id, frozenset(versions))
 
 
 def run_command(
@@ -123,9 +134,8 @@ def run_command(
     """Run a command as the key's principal, once per ``Idempotency-Key``.
 
     A key already used returns the first outcome before ``If-Match`` is looked at: the
-    retry of a command that went through must not fail on the version it advanced.
-    The version check and the command are two steps: a write landing between them is
-    not seen (the domain exposes no expected-version parameter yet).
+    retry of a command that went through must not fail on the version it advanced. The
+    service keeps that order too when the key's first use commits while this one runs.
     """
     key = request.headers.get("idempotency-key")
     scoped = None
@@ -137,14 +147,14 @@ def run_command(
         prior = api.service.lookups.command_result(scoped)
         if prior is not None:
             return Outcome.model_validate_json(prior)
-    if rma is not None:
-        check_if_match(api, request, rma)
+    expected = expected_version(api, request, rma) if rma is not None else None
     correlation = request.headers.get("x-correlation-id") or str(uuid.uuid4())
     ctx = Ctx(
         Cause(
             actor=principal.name, source=f"api/{principal.role}", correlation_id=correlation[:200]
         ),
         idempotency_key=scoped,
+        expected=expected,
     )
     with api.metrics.timed(name):
         return command(ctx)

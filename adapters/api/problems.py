@@ -18,6 +18,7 @@ from domain.errors import (
     DomainError,
     InvalidTransition,
     NotFound,
+    VersionMismatch,
 )
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ def problem_response(problem: Problem) -> JSONResponse:
 
 
 def status_of(error: DomainError) -> int:
+    if isinstance(error, VersionMismatch):
+        return 412
     if isinstance(error, NotFound):
         return 404
     if isinstance(error, InvalidTransition | AlreadyExists | ConcurrencyConflict):
@@ -72,6 +75,17 @@ def install(app: FastAPI) -> None:
 
     async def on_domain(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
+        if isinstance(exc, VersionMismatch):
+            # The current ETag, so the client can re-read and decide again.
+            return problem_response(
+                Problem(
+                    412,
+                    exc.code,
+                    "the RMA changed since you read it",
+                    current_version=exc.current_version,
+                    headers={"ETag": f'"{exc.current_version}"'},
+                )
+            )
         return problem_response(Problem(status_of(exc), exc.code, exc.message))
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
