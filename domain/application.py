@@ -915,6 +915,19 @@ class ReturnsService(Application[UUID]):
             raise NotFound(f"refund {refund_id} is unknown")
         return self._return(uow, return_id)
 
+    def change_resolution(
+        self, ctx: Ctx, *, return_id: UUID, refund_method: RefundMethod, reason: str = ""
+    ) -> Outcome:
+        """Refund, store credit or exchange instead of what was chosen, until the first
+        payment or exchange; inspection then settles the new way."""
+
+        def command(uow: UnitOfWork, at: datetime) -> Outcome:
+            rma = self._return(uow, return_id)
+            rma.change_resolution(refund_method, reason, at, ctx.cause)
+            return outcome_of(rma)
+
+        return self.run(ctx, command)
+
     def offer_keep_item(self, ctx: Ctx, *, return_id: UUID, valid_days: int = 7) -> Outcome:
         def command(uow: UnitOfWork, at: datetime) -> Outcome:
             rma = self._return(uow, return_id)

@@ -35,6 +35,13 @@ class InvalidTransition(DomainError):
     code = "invalid_transition"
 
 
+class ResolutionLocked(InvalidTransition):
+    """The way the customer is settled can no longer change: they were paid (refund or store
+    credit), an exchange was ordered, or the return is over."""
+
+    code = "resolution_locked"
+
+
 class PolicyViolation(DomainError):
     """The return policy refuses the request; ``code`` is the policy's reason."""
 

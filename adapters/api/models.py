@@ -54,6 +54,12 @@ class RefundRetry(Body):
     as_store_credit: bool = False
 
 
+class ResolutionChange(Body):
+    refund_method: RefundMethod
+    """How the customer is to be settled from now on."""
+    reason: str = Field(default="", max_length=500)
+
+
 class Label(Body):
     carrier: str = Field(default="sandbox-carrier", min_length=1, max_length=100)
 

@@ -24,6 +24,7 @@ from adapters.api.models import (
     Label,
     Reason,
     RefundRetry,
+    ResolutionChange,
     ReturnRequest,
 )
 from adapters.api.problems import Problem
@@ -229,6 +230,25 @@ def retry_refund(
         "retry_refund",
         lambda s, ctx, rid: s.retry_refund(
             ctx, return_id=rid, as_store_credit=body.as_store_credit
+        ),
+    )
+
+
+@router.post("/{ref}/resolution", response_model=CommandResult)
+def change_resolution(
+    principal: Owner, ref: str, body: ResolutionChange, request: Request, response: Response
+) -> CommandResult:
+    """Settle the customer another way (refund to the original payment, store credit or an
+    exchange) until the first payment or exchange; after that, or on an ended RMA, 409
+    ``resolution_locked``."""
+    return _rma_command(
+        principal,
+        ref,
+        request,
+        response,
+        "change_resolution",
+        lambda s, ctx, rid: s.change_resolution(
+            ctx, return_id=rid, refund_method=body.refund_method, reason=body.reason
         ),
     )
 

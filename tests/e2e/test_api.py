@@ -121,6 +121,47 @@ def test_a_portal_rma_goes_from_request_to_refund(
     assert timeline[0]["source"] == "api/portal"
 
 
+def test_the_portal_changes_its_rma_to_store_credit_and_gets_store_credit_after_inspection(
+    client: TestClient, service: ReturnsService
+) -> None:
+    order = delivered_order(service)
+    created = client.post("/v1/returns", json=request_body(order), headers=portal(service, order))
+    assert created.status_code == 201, created.text
+    rma = created.json()
+    url = f"/v1/returns/{rma['return_id']}/resolution"
+    body = {"refund_method": "store_credit", "reason": "rather shop again"}
+    stranger = auth("k-portal", **{"X-Customer-Email": "someone@else.example"})
+    assert client.post(url, json=body, headers=stranger).status_code == 403
+    stale = client.post(url, json=body, headers=portal(service, order) | {"If-Match": '"1"'})
+    assert stale.status_code == 412 and stale.headers["ETag"] == created.headers["ETag"]
+
+    headers = portal(service, order) | {
+        "If-Match": created.headers["ETag"],
+        "Idempotency-Key": f"resolution-{order}",
+    }
+    changed = client.post(url, json=body, headers=headers)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["status"] == "authorized"
+    assert changed.headers["ETag"] != created.headers["ETag"]
+    assert client.post(url, json=body, headers=headers).json() == changed.json()
+
+    credited = receive_and_inspect(service, rma["rma_number"])
+    assert credited.refund_id is None and credited.amount == eur("50.00")
+    seen = client.get(f"/v1/returns/{rma['return_id']}", headers=portal(service, order)).json()
+    assert seen["refund_method"] == "store_credit" and seen["refunds"] == {}
+    # The item's 50.00 plus the policy's 10 % bonus for choosing store credit.
+    assert seen["store_credit"] == {"amount": "55.00", "currency": "EUR"}
+    assert seen["status"] == "closed"
+    events = client.get(f"/v1/returns/{rma['return_id']}/timeline", headers=auth("k-cs")).json()
+    changes = [e for e in events["events"] if e["type"] == "rma.resolution_changed"]
+    assert [c["actor"] for c in changes] == ["portal-web"]
+
+    locked = client.post(
+        url, json={"refund_method": "exchange"}, headers=auth("k-cs")
+    )  # paid already: too late to ask for an exchange
+    assert locked.status_code == 409 and locked.json()["code"] == "resolution_locked"
+
+
 def test_the_portal_sees_only_orders_it_proves_it_owns(
     client: TestClient, service: ReturnsService
 ) -> None:
