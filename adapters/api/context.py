@@ -8,14 +8,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 from uuid import UUID
 
 import psycopg
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+from pydantic import AwareDatetime, BeforeValidator
 
 from adapters.api.auth import KeyRing, Principal, Role
 from adapters.api.metrics import Metrics
@@ -23,7 +25,7 @@ from adapters.api.problems import Problem
 from adapters.api.settings import ApiSettings
 from adapters.readmodels import jsonable
 from domain.application import Ctx, Expected, Outcome, ReturnsService
-from domain.errors import NotFound
+from domain.errors import InvalidValue, NotFound
 from domain.events import Cause
 from domain.returns import Return
 
@@ -74,11 +76,15 @@ def check_order_owner(api: Api, principal: Principal, request: Request, order_nu
 
 
 def load_return(api: Api, ref: str) -> Return:
-    """By return id (UUID) or RMA number."""
+    """By return id (UUID) or RMA number; a ref that is neither is not found either."""
     try:
         return api.service.get_return(UUID(ref))
     except ValueError:
+        pass
+    try:
         return api.service.get_return_by_rma(ref)
+    except InvalidValue as malformed:
+        raise NotFound(f"no return {ref!r}") from malformed
 
 
 def check_return_access(api: Api, principal: Principal, request: Request, rma: Return) -> None:
@@ -91,6 +97,36 @@ def check_return_access(api: Api, principal: Principal, request: Request, rma: R
 
 
 # ---------------------------------------------------------------- commands
+def _header(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+# The headers the command rules read from the request, documented with ``openapi_extra``
+# (they are read in ``run_command``, not declared as route parameters).
+IDEMPOTENCY_KEY = _header(
+    "Idempotency-Key",
+    "Run the command once per key (scoped by key and path); a repeat returns the first result.",
+    maxLength=200,
+)
+CORRELATION_ID = _header("X-Correlation-Id", "Recorded with the events as their correlation id.")
+IF_MATCH = _header(
+    "If-Match",
+    "The RMA's `ETag`: the command applies only to that version (412 otherwise); `*`: any.",
+)
+CUSTOMER_EMAIL = _header(
+    "X-Customer-Email", "Portal keys: the order's e-mail, proving the customer owns it."
+)
+COMMAND = {"parameters": [IDEMPOTENCY_KEY, CORRELATION_ID]}
+RMA_COMMAND = {"parameters": [IDEMPOTENCY_KEY, CORRELATION_ID, IF_MATCH, CUSTOMER_EMAIL]}
+PORTAL_READ = {"parameters": [CUSTOMER_EMAIL]}
+
+
 def etag(version: int) -> str:
     return f'"{version}"'
 
@@ -166,6 +202,21 @@ def set_etag(api: Api, response: Response, return_id: UUID) -> None:
 
 
 # ---------------------------------------------------------------- lists
+MAX_OFFSET = 10**9  # within PostgreSQL's bigint, far beyond any real list
+
+# The bounds are documented here and enforced by ``page_of``, so a bad page keeps its
+# own problem code (``invalid_page``) rather than the generic ``invalid_request``.
+Limit = Annotated[
+    int | None,
+    Query(
+        description="Items per page; above the deployment's maximum (default 200) it is "
+        "capped, and the response's `limit` says what was used.",
+        json_schema_extra={"minimum": 1},
+    ),
+]
+Offset = Annotated[int, Query(json_schema_extra={"minimum": 0, "maximum": MAX_OFFSET})]
+
+
 @dataclass(frozen=True)
 class Page:
     limit: int
@@ -176,11 +227,32 @@ def page_of(request: Request, limit: int | None, offset: int) -> Page:
     settings: ApiSettings = api_of(request).settings
     if limit is None:
         limit = settings.default_page_size
-    if limit < 1 or limit > settings.max_page_size or offset < 0:
-        raise Problem(
-            422, "invalid_page", f"limit must be 1..{settings.max_page_size}, offset >= 0"
-        )
-    return Page(limit, offset)
+    if limit < 1 or offset < 0 or offset > MAX_OFFSET:
+        raise Problem(422, "invalid_page", f"limit must be >= 1, offset 0..{MAX_OFFSET}")
+    return Page(min(limit, settings.max_page_size), offset)
+
+
+# ---------------------------------------------------------------- query values
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _rfc3339(value: object) -> object:
+    # Pydantic alone would also take "0.5" (a Unix time) or a time with no offset; the
+    # document promises RFC 3339 date-times, so only those pass.
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("expected an RFC 3339 date-time such as 2026-11-21T10:00:00Z")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    if isinstance(value, str) and not _DATE.fullmatch(value):
+        raise ValueError("expected a date such as 2026-11-21")
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+Day = Annotated[date, BeforeValidator(_iso_date)]
 
 
 def paged(request: Request, page: Page, items: list[Any]) -> dict[str, Any]:

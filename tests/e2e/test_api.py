@@ -421,6 +421,61 @@ def test_invalid_requests_are_422_problems(client: TestClient) -> None:
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
 
 
+def test_a_ref_that_is_neither_a_return_id_nor_an_rma_number_is_not_found(
+    client: TestClient,
+) -> None:
+    answer = client.get("/v1/returns/0", headers=auth("k-cs"))
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+    command = client.post("/v1/returns/0/cancel", json={"reason": "x"}, headers=auth("k-cs"))
+    assert command.status_code == 404
+
+
+def test_a_page_above_the_maximum_is_capped_and_below_one_refused(client: TestClient) -> None:
+    capped = client.get("/v1/blind-returns?limit=100000", headers=auth("k-cs"))
+    assert capped.status_code == 200 and capped.json()["limit"] == ApiSettings().max_page_size
+    for query in ("limit=0", "offset=-1", "offset=1000000001"):
+        refused = client.get(f"/v1/blind-returns?{query}", headers=auth("k-cs"))
+        assert refused.status_code == 422 and refused.json()["code"] == "invalid_page", query
+
+
+def test_moments_and_days_are_rfc_3339_only(client: TestClient) -> None:
+    an = auth("k-an")
+    for at in ("0.5", "1700000000", "2026-01-01T00:00:00", "2026-01-01"):
+        refused = client.get("/v1/stock/SKU/WH-1", params={"at": at}, headers=an)
+        assert refused.status_code == 422 and refused.json()["code"] == "invalid_request", at
+    at = client.get("/v1/stock/SKU/WH-1", params={"at": "2026-01-01T00:00:00+01:00"}, headers=an)
+    assert at.status_code == 200 and at.json()["available"] == 0
+    assert client.get("/v1/ledger/balances?since=0", headers=an).status_code == 422
+    assert client.get("/v1/ledger/balances?since=2026-01-01", headers=an).status_code == 200
+
+
+def test_a_body_that_cannot_be_read_is_a_400_problem(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/returns",
+        content=b"\xff\xfe{",
+        headers=auth("k-cs", **{"Content-Type": "application/json"}),
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["code"] == "bad_request"
+
+
+def test_every_problem_status_an_operation_answers_is_documented_as_problem_json(
+    client: TestClient,
+) -> None:
+    document = client.get("/openapi.json").json()
+    assert "Problem" in document["components"]["schemas"]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert set(response["content"]) == {"application/problem+json"}, (
+                        method,
+                        path,
+                        status,
+                    )
+
+
 def test_the_read_side_serves_the_rebuilt_read_models(
     client: TestClient, service: ReturnsService, database_url: str
 ) -> None:
