@@ -48,6 +48,9 @@ class Api:
         self, query: str | sql.Composable, params: dict[str, Any] | list[Any]
     ) -> list[dict[str, Any]]:
         """Rows of a read model; a table not created yet (its projector never ran) is empty."""
+        values = params.values() if isinstance(params, dict) else params
+        if any(isinstance(v, str) and "\x00" in v for v in values):
+            return []  # PostgreSQL text cannot hold NUL: no stored row matches such a value
         with self.read() as conn, conn.cursor(row_factory=dict_row) as cur:
             try:
                 cur.execute(query, params)  # type: ignore[arg-type]

@@ -67,11 +67,14 @@ def stock_of(
         if not rows:
             raise NotFound(f"no stock known for {sku} at {location_id}")
         return rows[0]
-    with api.read() as conn:
-        try:
-            levels = stock_at(conn, sku, location_id, at)
-        except psycopg.errors.UndefinedTable:
-            levels = stock_at_empty()
+    if "\x00" in sku + location_id:
+        levels = stock_at_empty()  # no stored SKU or location holds a NUL (PostgreSQL text)
+    else:
+        with api.read() as conn:
+            try:
+                levels = stock_at(conn, sku, location_id, at)
+            except psycopg.errors.UndefinedTable:
+                levels = stock_at_empty()
     return {"sku": sku, "location_id": location_id, "at": at.isoformat(), **levels}
 
 

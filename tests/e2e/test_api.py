@@ -449,6 +449,26 @@ def test_moments_and_days_are_rfc_3339_only(client: TestClient) -> None:
     assert client.get("/v1/ledger/balances?since=2026-01-01", headers=an).status_code == 200
 
 
+def test_a_nul_character_finds_nothing_and_is_refused_in_free_text(
+    client: TestClient, service: ReturnsService
+) -> None:
+    an, cs = auth("k-an"), auth("k-cs")
+    assert client.get("/v1/stock", params={"sku": "A\x00"}, headers=an).json()["items"] == []
+    moment = {"at": "2026-01-01T00:00:00Z"}
+    levels = client.get("/v1/stock/A%00/WH-1", params=moment, headers=an)
+    assert levels.status_code == 200 and levels.json()["available"] == 0
+    assert client.get("/v1/customers/C%00", headers=an).status_code == 404
+    assert client.get("/v1/serials/SN%00", headers=cs).status_code == 404
+    found = client.get("/v1/order-search", params={"email": "\x00"}, headers=cs)
+    assert found.status_code == 200 and found.json()["items"] == []
+    order = delivered_order(service)
+    created = client.post("/v1/returns", json=request_body(order), headers=cs)
+    cancel = f"/v1/returns/{created.json()['return_id']}/cancel"
+    refused = client.post(cancel, json={"reason": "bad\u0000byte"}, headers=cs)
+    assert refused.status_code == 422 and refused.json()["code"] == "invalid_request"
+    assert client.post(cancel, json={"reason": "no NUL"}, headers=cs).status_code == 200
+
+
 def test_a_body_that_cannot_be_read_is_a_400_problem(client: TestClient) -> None:
     answer = client.post(
         "/v1/returns",
