@@ -207,17 +207,31 @@ def set_etag(api: Api, response: Response, return_id: UUID) -> None:
 # ---------------------------------------------------------------- lists
 MAX_OFFSET = 10**9  # within PostgreSQL's bigint, far beyond any real list
 
+
 # The bounds are documented here and enforced by ``page_of``, so a bad page keeps its
 # own problem code (``invalid_page``) rather than the generic ``invalid_request``.
+def _integer(value: object) -> object:
+    # Pydantic alone would also take "1.0" from a query string; the document says integer.
+    if isinstance(value, str) and not _INTEGER.fullmatch(value):
+        raise ValueError("expected an integer such as 50")
+    return value
+
+
+_INTEGER = re.compile(r"[+-]?\d{1,19}")
 Limit = Annotated[
     int | None,
+    BeforeValidator(_integer),
     Query(
         description="Items per page; above the deployment's maximum (default 200) it is "
         "capped, and the response's `limit` says what was used.",
         json_schema_extra={"minimum": 1},
     ),
 ]
-Offset = Annotated[int, Query(json_schema_extra={"minimum": 0, "maximum": MAX_OFFSET})]
+Offset = Annotated[
+    int,
+    BeforeValidator(_integer),
+    Query(json_schema_extra={"minimum": 0, "maximum": MAX_OFFSET}),
+]
 
 
 @dataclass(frozen=True)

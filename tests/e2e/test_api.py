@@ -436,6 +436,9 @@ def test_a_page_above_the_maximum_is_capped_and_below_one_refused(client: TestCl
     for query in ("limit=0", "offset=-1", "offset=1000000001"):
         refused = client.get(f"/v1/blind-returns?{query}", headers=auth("k-cs"))
         assert refused.status_code == 422 and refused.json()["code"] == "invalid_page", query
+    for query in ("limit=1.0", "offset=1e3"):
+        refused = client.get(f"/v1/blind-returns?{query}", headers=auth("k-cs"))
+        assert refused.status_code == 422 and refused.json()["code"] == "invalid_request", query
 
 
 def test_moments_and_days_are_rfc_3339_only(client: TestClient) -> None:

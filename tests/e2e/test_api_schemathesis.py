@@ -5,8 +5,8 @@ sent over HTTP to the real app under uvicorn, wired to the real service and read
 the embedded PostgreSQL, and checked with schemathesis' default checks: no 5xx, every status
 code, content type, header and body as documented.
 
-Run alone: ``.venv/bin/pytest tests/e2e/test_api_schemathesis.py -q`` (about a minute here);
-``SCHEMATHESIS_EXAMPLES`` raises the examples per operation for a longer hunt.
+Run alone: ``.venv/bin/pytest tests/e2e/test_api_schemathesis.py -q`` (about 1.5 minutes
+here, 10 examples per operation); ``SCHEMATHESIS_EXAMPLES`` raises them for a longer hunt.
 """
 
 from __future__ import annotations
