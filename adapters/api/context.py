@@ -205,7 +205,7 @@ def set_etag(api: Api, response: Response, return_id: UUID) -> None:
 
 
 # ---------------------------------------------------------------- lists
-MAX_OFFSET = 10**9  # within PostgreSQL's bigint, far beyond any real list
+MAX_OFFSET = 10**9  # within PostgreSQL's bigint, far beyond any real list (and limit)
 
 
 # The bounds are documented here and enforced by ``page_of``, so a bad page keeps its
@@ -217,14 +217,14 @@ def _integer(value: object) -> object:
     return value
 
 
-_INTEGER = re.compile(r"[+-]?\d{1,19}")
+_INTEGER = re.compile(r"[+-]?\d+")
 Limit = Annotated[
     int | None,
     BeforeValidator(_integer),
     Query(
         description="Items per page; above the deployment's maximum (default 200) it is "
         "capped, and the response's `limit` says what was used.",
-        json_schema_extra={"minimum": 1},
+        json_schema_extra={"minimum": 1, "maximum": MAX_OFFSET},
     ),
 ]
 Offset = Annotated[
@@ -244,8 +244,8 @@ def page_of(request: Request, limit: int | None, offset: int) -> Page:
     settings: ApiSettings = api_of(request).settings
     if limit is None:
         limit = settings.default_page_size
-    if limit < 1 or offset < 0 or offset > MAX_OFFSET:
-        raise Problem(422, "invalid_page", f"limit must be >= 1, offset 0..{MAX_OFFSET}")
+    if not 1 <= limit <= MAX_OFFSET or not 0 <= offset <= MAX_OFFSET:
+        raise Problem(422, "invalid_page", f"limit must be 1..{MAX_OFFSET}, offset 0..{MAX_OFFSET}")
     return Page(min(limit, settings.max_page_size), offset)
 
 

@@ -433,7 +433,7 @@ def test_a_ref_that_is_neither_a_return_id_nor_an_rma_number_is_not_found(
 def test_a_page_above_the_maximum_is_capped_and_below_one_refused(client: TestClient) -> None:
     capped = client.get("/v1/blind-returns?limit=100000", headers=auth("k-cs"))
     assert capped.status_code == 200 and capped.json()["limit"] == ApiSettings().max_page_size
-    for query in ("limit=0", "offset=-1", "offset=1000000001"):
+    for query in ("limit=0", "limit=1000000001", "offset=-1", "offset=1000000001"):
         refused = client.get(f"/v1/blind-returns?{query}", headers=auth("k-cs"))
         assert refused.status_code == 422 and refused.json()["code"] == "invalid_page", query
     for query in ("limit=1.0", "offset=1e3"):
