@@ -231,6 +231,10 @@ class OmsRecorder(PostgresProcessRecorder):
 
     # ------------------------------------------------------------ the Lookups port
     def _select(self, statement: str, params: Sequence[Any]) -> list[DictRow]:
+        if any(isinstance(p, str) and "\x00" in p for p in params):
+            # PostgreSQL text cannot hold NUL, so no stored key has one: nothing matches
+            # (psycopg would refuse to send it, and a lookup is no place to fail).
+            return []
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(SQL(statement).format(), params, prepare=True)
             return list(curs.fetchall())

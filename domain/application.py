@@ -30,6 +30,7 @@ from domain.errors import (
     InvalidCommand,
     InvalidTransition,
     NotFound,
+    VersionMismatch,
 )
 from domain.events import (
     BlindReturnMatched,
@@ -93,12 +94,35 @@ AGGREGATE_CLASSES: dict[str, type[AnyAggregate]] = {
 
 
 @dataclass(frozen=True)
+class Expected:
+    """The command may change ``aggregate_id`` only while it is at one of ``versions``.
+
+    Checked inside the command's unit of work against the aggregate as loaded there, and
+    again on every rerun after a conflict: two callers holding the same version cannot
+    both pass, because the loser's rerun sees the winner's events.
+    """
+
+    aggregate_id: UUID
+    versions: frozenset[int]
+
+    def check(self, aggregate: AnyAggregate | None) -> None:
+        current = aggregate.version if aggregate is not None else 0
+        if current not in self.versions:
+            expected = ", ".join(str(v) for v in sorted(self.versions)) or "none"
+            raise VersionMismatch(
+                f"{self.aggregate_id} is at version {current}, not {expected}", current
+            )
+
+
+@dataclass(frozen=True)
 class Ctx:
-    """Who asks, when, and under which idempotency key (an inbound message id or HTTP key)."""
+    """Who asks, when, under which idempotency key (an inbound message id or HTTP key), and
+    the version the caller expects the aggregate to be at (an HTTP ``If-Match``)."""
 
     cause: Cause
     at: datetime | None = None
     idempotency_key: str | None = None
+    expected: Expected | None = None
 
 
 class Outcome(BaseModel):
@@ -217,6 +241,9 @@ class ReturnsService(Application[UUID]):
                 return Outcome.model_validate_json(prior)
         try:
             with uow.isolated() as read:
+                if ctx.expected is not None:
+                    # Loaded into the unit here, so the command sees the very same aggregate.
+                    ctx.expected.check(uow.get(Aggregate, ctx.expected.aggregate_id))
                 outcome = command(uow, ctx.at or self.clock())
         except DomainError as refused:
             # Aggregates are read one query at a time, so a refusal may rest on a mix of
@@ -284,7 +311,9 @@ class ReturnsService(Application[UUID]):
         events = cast(list[DomainEvent], list(self.events.get(aggregate_id)))
         if not events:
             return None
-        return cls.replay(aggregate_id, events)
+        # The stored kind decides the class: a caller asking for the base class (a version
+        # check) or for the wrong kind gets the real aggregate, which ``get`` then type-checks.
+        return AGGREGATE_CLASSES[events[0].aggregate_kind].replay(aggregate_id, events)
 
     # ================================================================ helpers for commands
     def _order(self, uow: UnitOfWork, order_number: str) -> Order:
@@ -902,6 +931,19 @@ class ReturnsService(Application[UUID]):
                     return aggregate
             raise NotFound(f"refund {refund_id} is unknown")
         return self._return(uow, return_id)
+
+    def change_resolution(
+        self, ctx: Ctx, *, return_id: UUID, refund_method: RefundMethod, reason: str = ""
+    ) -> Outcome:
+        """Refund, store credit or exchange instead of what was chosen, until the first
+        payment or exchange; inspection then settles the new way."""
+
+        def command(uow: UnitOfWork, at: datetime) -> Outcome:
+            rma = self._return(uow, return_id)
+            rma.change_resolution(refund_method, reason, at, ctx.cause)
+            return outcome_of(rma)
+
+        return self.run(ctx, command)
 
     def offer_keep_item(self, ctx: Ctx, *, return_id: UUID, valid_days: int = 7) -> Outcome:
         def command(uow: UnitOfWork, at: datetime) -> Outcome:

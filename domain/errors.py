@@ -35,6 +35,13 @@ class InvalidTransition(DomainError):
     code = "invalid_transition"
 
 
+class ResolutionLocked(InvalidTransition):
+    """The way the customer is settled can no longer change: they were paid (refund or store
+    credit), an exchange was ordered, or the return is over."""
+
+    code = "resolution_locked"
+
+
 class PolicyViolation(DomainError):
     """The return policy refuses the request; ``code`` is the policy's reason."""
 
@@ -57,3 +64,14 @@ class ConcurrencyConflict(DomainError):
     """Someone else changed the aggregate first; retrying on fresh state may succeed."""
 
     code = "concurrency_conflict"
+
+
+class VersionMismatch(DomainError):
+    """The caller acted on a version of the aggregate that is no longer current (an HTTP
+    ``If-Match``); ``current_version`` lets it re-read and decide again."""
+
+    code = "version_mismatch"
+
+    def __init__(self, message: str, current_version: int) -> None:
+        super().__init__(message)
+        self.current_version = current_version

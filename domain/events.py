@@ -345,6 +345,15 @@ class ExchangeOrdered(ReturnEvent, type_name="rma.exchange_ordered"):
     lines: tuple[OrderLine, ...]
 
 
+class ReturnResolutionChanged(ReturnEvent, type_name="rma.resolution_changed"):
+    """The customer (or customer service for them) chose another way to be settled, before
+    anything was paid or an exchange ordered."""
+
+    from_refund_method: RefundMethod
+    to_refund_method: RefundMethod
+    reason: str = ""
+
+
 class KeepItemOffered(ReturnEvent, type_name="rma.keep_item_offered"):
     refund_amount: Money
     expires_at: datetime

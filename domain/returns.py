@@ -19,6 +19,7 @@ from domain.errors import (
     InvalidTransition,
     PolicyViolation,
     RefundLimitExceeded,
+    ResolutionLocked,
 )
 from domain.events import (
     BlindReturnDetected,
@@ -51,6 +52,7 @@ from domain.events import (
     ReturnParcelReceived,
     ReturnRejected,
     ReturnRequested,
+    ReturnResolutionChanged,
     ReturnUnexpectedParcelReceived,
     StoreCreditIssued,
     SupplierCreditReceived,
@@ -672,6 +674,40 @@ class Return(Aggregate[ReturnEvent]):
         )
         self._close_if_done("exchanged", at, cause)
 
+    def change_resolution(
+        self, refund_method: RefundMethod, reason: str, at: datetime, cause: Cause
+    ) -> bool:
+        """Settle the customer another way (refund, store credit, exchange) than first chosen.
+
+        Only until the first payment or exchange: after that the money or goods have moved
+        and a change would need undoing them. Returns whether anything changed (asking for
+        the method already chosen records nothing).
+        """
+        s = self.state
+        if s.status in ENDED or s.status is ReturnStatus.EXCEPTION:
+            raise ResolutionLocked(
+                f"return {s.rma_number or self.id} is {s.status.value}: "
+                "its resolution can no longer change"
+            )
+        if s.refunds or s.store_credit_paid is not None or s.keep_item_accepted:
+            raise ResolutionLocked(
+                f"return {s.rma_number or self.id} has paid the customer already "
+                f"({s.refund_method.value})"
+            )
+        if s.replacement_order_id is not None:
+            raise ResolutionLocked(f"return {s.rma_number or self.id} has ordered an exchange")
+        if refund_method is s.refund_method:
+            return False
+        self._trigger(
+            ReturnResolutionChanged,
+            cause,
+            at,
+            from_refund_method=s.refund_method,
+            to_refund_method=refund_method,
+            reason=reason,
+        )
+        return True
+
     def offer_keep_item(
         self, book: PolicyBook, expires_at: datetime, at: datetime, cause: Cause
     ) -> Money:
@@ -1048,6 +1084,8 @@ class Return(Aggregate[ReturnEvent]):
                 s.status = ReturnStatus.PARTIALLY_REFUNDED
             case ExchangeOrdered():
                 s.replacement_order_id = event.replacement_order_id
+            case ReturnResolutionChanged():
+                s.refund_method = event.to_refund_method
             case KeepItemOffered():
                 s.status = ReturnStatus.KEEP_ITEM_OFFERED
                 s.keep_item_offer = event.refund_amount

@@ -54,6 +54,7 @@ SUMMARY_FIELDS = (
     "replacement_order_number",
     "repair_center",
     "vendor_rma",
+    "to_refund_method",
 )
 
 # Events that move the customer's leg, and where to (a settled refund depends on the
@@ -259,6 +260,10 @@ class RmaStatus(Reducer):
     @on("rma.exchange_ordered")
     def _exchange(self, state: State, event: Event, out: list[Change]) -> None:
         state["replacement_order_number"] = event.data["replacement_order_number"]
+
+    @on("rma.resolution_changed")
+    def _resolution(self, state: State, event: Event, out: list[Change]) -> None:
+        state["refund_method"] = event.data["to_refund_method"]
 
     @on("rma.closed")
     def _closed(self, state: State, event: Event, out: list[Change]) -> None:

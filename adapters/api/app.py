@@ -84,6 +84,7 @@ def create_api(
     pool.open(wait=False)  # connects in the background: /ready tells when it can serve
     app.state.api = Api(service, read_store_url, pool, settings, keys, metrics)
     problems.install(app)
+    problems.document_problems(app)
     app.middleware("http")(metrics.middleware)
     for router in ROUTERS:
         app.include_router(router)

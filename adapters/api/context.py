@@ -3,26 +3,29 @@ rules shared by commands (actor, idempotency, ``If-Match``) and lists (paging)."
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 from uuid import UUID
 
 import psycopg
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+from pydantic import AwareDatetime, BeforeValidator
 
 from adapters.api.auth import KeyRing, Principal, Role
 from adapters.api.metrics import Metrics
 from adapters.api.problems import Problem
 from adapters.api.settings import ApiSettings
 from adapters.readmodels import jsonable
-from domain.application import Ctx, Outcome, ReturnsService
-from domain.errors import NotFound
+from domain.application import Ctx, Expected, Outcome, ReturnsService
+from domain.errors import InvalidValue, NotFound
 from domain.events import Cause
 from domain.returns import Return
 
@@ -45,6 +48,9 @@ class Api:
         self, query: str | sql.Composable, params: dict[str, Any] | list[Any]
     ) -> list[dict[str, Any]]:
         """Rows of a read model; a table not created yet (its projector never ran) is empty."""
+        values = params.values() if isinstance(params, dict) else params
+        if any(isinstance(v, str) and "\x00" in v for v in values):
+            return []  # PostgreSQL text cannot hold NUL: no stored row matches such a value
         with self.read() as conn, conn.cursor(row_factory=dict_row) as cur:
             try:
                 cur.execute(query, params)  # type: ignore[arg-type]
@@ -73,11 +79,15 @@ def check_order_owner(api: Api, principal: Principal, request: Request, order_nu
 
 
 def load_return(api: Api, ref: str) -> Return:
-    """By return id (UUID) or RMA number."""
+    """By return id (UUID) or RMA number; a ref that is neither is not found either."""
     try:
         return api.service.get_return(UUID(ref))
     except ValueError:
+        pass
+    try:
         return api.service.get_return_by_rma(ref)
+    except InvalidValue as malformed:
+        raise NotFound(f"no return {ref!r}") from malformed
 
 
 def check_return_access(api: Api, principal: Principal, request: Request, rma: Return) -> None:
@@ -90,25 +100,65 @@ def check_return_access(api: Api, principal: Principal, request: Request, rma: R
 
 
 # ---------------------------------------------------------------- commands
+def _header(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+# The headers the command rules read from the request, documented with ``openapi_extra``
+# (they are read in ``run_command``, not declared as route parameters).
+IDEMPOTENCY_KEY = _header(
+    "Idempotency-Key",
+    "Run the command once per key (scoped by key and path); a repeat returns the first result.",
+    maxLength=200,
+)
+CORRELATION_ID = _header("X-Correlation-Id", "Recorded with the events as their correlation id.")
+IF_MATCH = _header(
+    "If-Match",
+    "The RMA's `ETag`: the command applies only to that version (412 otherwise); `*`: any.",
+)
+CUSTOMER_EMAIL = _header(
+    "X-Customer-Email", "Portal keys: the order's e-mail, proving the customer owns it."
+)
+COMMAND = {"parameters": [IDEMPOTENCY_KEY, CORRELATION_ID]}
+RMA_COMMAND = {"parameters": [IDEMPOTENCY_KEY, CORRELATION_ID, IF_MATCH, CUSTOMER_EMAIL]}
+PORTAL_READ = {"parameters": [CUSTOMER_EMAIL]}
+
+
 def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def check_if_match(api: Api, request: Request, rma: Return) -> None:
+_ETAG = re.compile(r'(?:W/)?"(\d{1,18})"')
+
+
+def expected_version(api: Api, request: Request, rma: Return) -> Expected | None:
+    """What ``If-Match`` asks of the RMA, for the command's unit of work to check.
+
+    The comparison is not made here: a read before the command would let two requests
+    holding the same ETag both pass. The service checks it against the RMA as loaded in
+    the command's own transaction (412 ``version_mismatch`` when stale).
+    """
     header = request.headers.get("if-match")
     if header is None:
         if api.settings.require_if_match:
             raise Problem(428, "if_match_required", "send the RMA's ETag in If-Match")
-        return
-    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    if "*" not in tags and etag(rma.version) not in tags:
-        raise Problem(
-            412,
-            "version_mismatch",
-            "the RMA changed since you read it",
-            current_version=rma.version,
-            headers={"ETag": etag(rma.version)},
-        )
+        return None
+    versions: set[int] = set()
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*":
+            return None  # any current version will do
+        matched = _ETAG.fullmatch(tag)
+        if matched:
+            versions.add(int(matched.group(1)))
+    # No tag of ours in the header: nothing can match, and the unit answers 412.
+    return Expected(rma.id, frozenset(versions))
 
 
 def run_command(
@@ -123,9 +173,8 @@ def run_command(
     """Run a command as the key's principal, once per ``Idempotency-Key``.
 
     A key already used returns the first outcome before ``If-Match`` is looked at: the
-    retry of a command that went through must not fail on the version it advanced.
-    The version check and the command are two steps: a write landing between them is
-    not seen (the domain exposes no expected-version parameter yet).
+    retry of a command that went through must not fail on the version it advanced. The
+    service keeps that order too when the key's first use commits while this one runs.
     """
     key = request.headers.get("idempotency-key")
     scoped = None
@@ -137,14 +186,14 @@ def run_command(
         prior = api.service.lookups.command_result(scoped)
         if prior is not None:
             return Outcome.model_validate_json(prior)
-    if rma is not None:
-        check_if_match(api, request, rma)
+    expected = expected_version(api, request, rma) if rma is not None else None
     correlation = request.headers.get("x-correlation-id") or str(uuid.uuid4())
     ctx = Ctx(
         Cause(
             actor=principal.name, source=f"api/{principal.role}", correlation_id=correlation[:200]
         ),
         idempotency_key=scoped,
+        expected=expected,
     )
     with api.metrics.timed(name):
         return command(ctx)
@@ -156,6 +205,35 @@ def set_etag(api: Api, response: Response, return_id: UUID) -> None:
 
 
 # ---------------------------------------------------------------- lists
+MAX_OFFSET = 10**9  # within PostgreSQL's bigint, far beyond any real list (and limit)
+
+
+# The bounds are documented here and enforced by ``page_of``, so a bad page keeps its
+# own problem code (``invalid_page``) rather than the generic ``invalid_request``.
+def _integer(value: object) -> object:
+    # Pydantic alone would also take "1.0" from a query string; the document says integer.
+    if isinstance(value, str) and not _INTEGER.fullmatch(value):
+        raise ValueError("expected an integer such as 50")
+    return value
+
+
+_INTEGER = re.compile(r"[+-]?\d+")
+Limit = Annotated[
+    int | None,
+    BeforeValidator(_integer),
+    Query(
+        description="Items per page; above the deployment's maximum (default 200) it is "
+        "capped, and the response's `limit` says what was used.",
+        json_schema_extra={"minimum": 1, "maximum": MAX_OFFSET},
+    ),
+]
+Offset = Annotated[
+    int,
+    BeforeValidator(_integer),
+    Query(json_schema_extra={"minimum": 0, "maximum": MAX_OFFSET}),
+]
+
+
 @dataclass(frozen=True)
 class Page:
     limit: int
@@ -166,11 +244,32 @@ def page_of(request: Request, limit: int | None, offset: int) -> Page:
     settings: ApiSettings = api_of(request).settings
     if limit is None:
         limit = settings.default_page_size
-    if limit < 1 or limit > settings.max_page_size or offset < 0:
-        raise Problem(
-            422, "invalid_page", f"limit must be 1..{settings.max_page_size}, offset >= 0"
-        )
-    return Page(limit, offset)
+    if not 1 <= limit <= MAX_OFFSET or not 0 <= offset <= MAX_OFFSET:
+        raise Problem(422, "invalid_page", f"limit must be 1..{MAX_OFFSET}, offset 0..{MAX_OFFSET}")
+    return Page(min(limit, settings.max_page_size), offset)
+
+
+# ---------------------------------------------------------------- query values
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _rfc3339(value: object) -> object:
+    # Pydantic alone would also take "0.5" (a Unix time) or a time with no offset; the
+    # document promises RFC 3339 date-times, so only those pass.
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("expected an RFC 3339 date-time such as 2026-11-21T10:00:00Z")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    if isinstance(value, str) and not _DATE.fullmatch(value):
+        raise ValueError("expected a date such as 2026-11-21")
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+Day = Annotated[date, BeforeValidator(_iso_date)]
 
 
 def paged(request: Request, page: Page, items: list[Any]) -> dict[str, Any]:

@@ -18,6 +18,10 @@ from domain.values import (
     ReturnMethod,
 )
 
+# PostgreSQL text and jsonb cannot hold NUL: a NUL in free text would be stored in the
+# event (bytes) and then stop every projection that copies it into a row.
+NO_NUL = r"^[^\x00]*$"
+
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -27,23 +31,23 @@ class LineIn(Body):
     line_no: int = Field(ge=1)
     quantity: int = Field(ge=1, le=10_000)
     reason: ReasonCode
-    serial: str | None = Field(default=None, max_length=64)
-    comment: str = Field(default="", max_length=2000)
+    serial: str | None = Field(default=None, max_length=64, pattern=NO_NUL)
+    comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
 
     def requested(self) -> RequestedLine:
         return RequestedLine(self.line_no, self.quantity, self.reason, self.serial, self.comment)
 
 
 class ReturnRequest(Body):
-    order_number: str = Field(min_length=1, max_length=100)
+    order_number: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     lines: list[LineIn] = Field(min_length=1, max_length=200)
     method: ReturnMethod = ReturnMethod.CARRIER_DROP_OFF
     refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT
-    comment: str = Field(default="", max_length=2000)
+    comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
 
 
 class Reason(Body):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=NO_NUL)
 
 
 class KeepItemOffer(Body):
@@ -54,12 +58,18 @@ class RefundRetry(Body):
     as_store_credit: bool = False
 
 
+class ResolutionChange(Body):
+    refund_method: RefundMethod
+    """How the customer is to be settled from now on."""
+    reason: str = Field(default="", max_length=500, pattern=NO_NUL)
+
+
 class Label(Body):
-    carrier: str = Field(default="sandbox-carrier", min_length=1, max_length=100)
+    carrier: str = Field(default="sandbox-carrier", min_length=1, max_length=100, pattern=NO_NUL)
 
 
 class BlindMatch(Body):
-    order_number: str = Field(min_length=1, max_length=100)
+    order_number: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     lines: list[LineIn] = Field(min_length=1, max_length=200)
     matched_by: str = Field(default="order_id", pattern="^(serial|order_id|customer)$")
 
@@ -75,9 +85,9 @@ class CounterLineIn(LineIn):
 
 
 class InStoreReturn(Body):
-    store_return_id: str = Field(min_length=1, max_length=100)
-    staff_id: str = Field(min_length=1, max_length=100)
-    order_number: str = Field(min_length=1, max_length=100)
+    store_return_id: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    staff_id: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    order_number: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     lines: list[CounterLineIn] = Field(min_length=1, max_length=200)
     refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT
 

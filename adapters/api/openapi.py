@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from adapters.api.app import DESCRIPTION, ROUTERS
+from adapters.api.problems import document_problems
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
@@ -19,6 +20,7 @@ def openapi_document() -> dict[str, Any]:
     app = FastAPI(title="Returns OMS API", version="1.0.0", description=DESCRIPTION)
     for router in ROUTERS:
         app.include_router(router)
+    document_problems(app)
     return app.openapi()
 
 

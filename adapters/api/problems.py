@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import (
@@ -18,6 +19,7 @@ from domain.errors import (
     DomainError,
     InvalidTransition,
     NotFound,
+    VersionMismatch,
 )
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,65 @@ def problem_response(problem: Problem) -> JSONResponse:
     return JSONResponse(body, problem.status, headers=problem.headers, media_type=MEDIA_TYPE)
 
 
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem. ``code`` is the stable, machine-readable part; members beyond
+    these may be added (``errors`` of a request that does not match its schema,
+    ``current_version`` of a stale ``If-Match``, ``return_id`` of a policy refusal)."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, Any]] | None = None
+    current_version: int | None = None
+    return_id: str | None = None
+
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+WHEN = {
+    400: "The body could not be read (not UTF-8, for one) (`bad_request`).",
+    401: "No valid API key (`unauthenticated`).",
+    403: "The key's role, store or proof of ownership does not allow this (`forbidden`, "
+    "`not_owner`).",
+    404: "Not found (`not_found`).",
+    409: "Not possible in the current state (`invalid_transition`, `resolution_locked`, ...).",
+    412: "`If-Match` names a version that is no longer current (`version_mismatch`); the "
+    "body's `current_version` and the `ETag` header give the current one.",
+    422: "The request does not match its schema (`invalid_request`), or the domain or "
+    "the policy refuses it (`code` says why).",
+    428: "`If-Match` is required by this deployment and missing (`if_match_required`).",
+    503: "Not ready (`not_ready`).",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route or router: these statuses answer problem+json."""
+    return {
+        status: {"description": WHEN[status], "content": {MEDIA_TYPE: {"schema": PROBLEM_REF}}}
+        for status in statuses
+    }
+
+
+def document_problems(app: FastAPI) -> None:
+    """Add the ``Problem`` schema the routes' responses refer to, to the app's document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas["Problem"] = ProblemDetails.model_json_schema()
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def status_of(error: DomainError) -> int:
+    if isinstance(error, VersionMismatch):
+        return 412
     if isinstance(error, NotFound):
         return 404
     if isinstance(error, InvalidTransition | AlreadyExists | ConcurrencyConflict):
@@ -72,6 +132,17 @@ def install(app: FastAPI) -> None:
 
     async def on_domain(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
+        if isinstance(exc, VersionMismatch):
+            # The current ETag, so the client can re-read and decide again.
+            return problem_response(
+                Problem(
+                    412,
+                    exc.code,
+                    "the RMA changed since you read it",
+                    current_version=exc.current_version,
+                    headers={"ETag": f'"{exc.current_version}"'},
+                )
+            )
         return problem_response(Problem(status_of(exc), exc.code, exc.message))
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:

@@ -5,22 +5,35 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from adapters.api.auth import Allow, Principal, Role
-from adapters.api.context import api_of, page_of, paged, run_command, set_etag
+from adapters.api.context import (
+    COMMAND,
+    IF_MATCH,
+    Limit,
+    Offset,
+    api_of,
+    page_of,
+    paged,
+    run_command,
+    set_etag,
+)
 from adapters.api.models import BlindMatch, CommandResult, PageOut
+from adapters.api.problems import problem_responses
 from adapters.api.views import return_view
 
-router = APIRouter(prefix="/v1/blind-returns", tags=["blind returns"])
+router = APIRouter(
+    prefix="/v1/blind-returns", tags=["blind returns"], responses=problem_responses(401, 403, 422)
+)
 
 
 @router.get("", response_model=PageOut)
 def list_blind_returns(
     principal: Annotated[Principal, Depends(Allow(Role.CUSTOMER_SERVICE, Role.WAREHOUSE))],
     request: Request,
-    limit: Annotated[int | None, Query()] = None,
-    offset: int = 0,
+    limit: Limit = None,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     page = page_of(request, limit, offset)
     found = api_of(request).service.open_blind_returns(page.limit + 1, page.offset)
@@ -39,7 +52,12 @@ def list_blind_returns(
     return paged(request, page, items)
 
 
-@router.post("/{return_id}/match", response_model=CommandResult)
+@router.post(
+    "/{return_id}/match",
+    response_model=CommandResult,
+    responses=problem_responses(400, 404, 409, 412, 428),
+    openapi_extra={"parameters": [*COMMAND["parameters"], IF_MATCH]},
+)
 def match_blind_return(
     principal: Annotated[Principal, Depends(Allow(Role.CUSTOMER_SERVICE))],
     return_id: UUID,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.api.context import api_of
-from adapters.api.problems import Problem
+from adapters.api.problems import Problem, problem_responses
 
 router = APIRouter(tags=["operations"])
 
@@ -21,7 +21,7 @@ def health() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", responses=problem_responses(503))
 def ready(request: Request) -> dict[str, Any]:
     """PostgreSQL answers (readiness): 503 otherwise."""
     api = api_of(request)

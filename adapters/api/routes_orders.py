@@ -5,20 +5,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 
 from adapters.api.auth import Allow, Principal, Role
-from adapters.api.context import api_of, check_order_owner, page_of, paged
+from adapters.api.context import (
+    PORTAL_READ,
+    Limit,
+    Offset,
+    api_of,
+    check_order_owner,
+    page_of,
+    paged,
+)
 from adapters.api.models import PageOut
-from adapters.api.problems import Problem
+from adapters.api.problems import Problem, problem_responses
 from adapters.api.views import order_number_of
 from domain.errors import NotFound
 
-router = APIRouter(prefix="/v1", tags=["orders"])
+router = APIRouter(prefix="/v1", tags=["orders"], responses=problem_responses(401, 403, 422))
 CS = Role.CUSTOMER_SERVICE
 
 
-@router.get("/orders/{order_number}")
+@router.get("/orders/{order_number}", responses=problem_responses(404), openapi_extra=PORTAL_READ)
 def get_order(
     principal: Annotated[Principal, Depends(Allow(CS, Role.PORTAL, Role.STORE))],
     order_number: str,
@@ -30,7 +38,7 @@ def get_order(
     return api.service.order_view(order_number)
 
 
-@router.get("/serials/{serial}")
+@router.get("/serials/{serial}", responses=problem_responses(404))
 def serial_lookup(
     principal: Annotated[Principal, Depends(Allow(CS, Role.STORE, Role.WAREHOUSE))],
     serial: str,
@@ -51,8 +59,8 @@ def find_orders(
     customer_id: str | None = None,
     email: str | None = None,
     serial: str | None = None,
-    limit: Annotated[int | None, Query()] = None,
-    offset: int = 0,
+    limit: Limit = None,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Find the original order of a return by exactly one of the criteria."""
     given = [c for c in (order_number, customer_id, email, serial) if c]

@@ -4,27 +4,26 @@ lag. Served from the projections' tables, so it trails the event store by the la
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from psycopg import sql
 
 from adapters.api.auth import Allow, Principal, Role
-from adapters.api.context import Api, api_of, page_of, paged
+from adapters.api.context import Api, Day, Limit, Moment, Offset, api_of, page_of, paged
 from adapters.api.models import PageOut
+from adapters.api.problems import problem_responses
 from adapters.readmodels import projection_lag, return_rates, stock_at
 from adapters.relay import lag as relay_lag
 from domain.errors import NotFound
 from projections import default_projections
 
-router = APIRouter(prefix="/v1", tags=["read side"])
+router = APIRouter(prefix="/v1", tags=["read side"], responses=problem_responses(401, 403, 422))
 CS, AN, WH = Role.CUSTOMER_SERVICE, Role.ANALYTICS, Role.WAREHOUSE
 Stock = Annotated[Principal, Depends(Allow(CS, AN, WH))]
 People = Annotated[Principal, Depends(Allow(CS, AN))]
 Analysts = Annotated[Principal, Depends(Allow(AN))]
-Limit = Annotated[int | None, Query()]
 
 
 def _list(
@@ -45,7 +44,7 @@ def stock_levels(
     sku: str | None = None,
     location_id: str | None = None,
     limit: Limit = None,
-    offset: int = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Current stock per SKU and location, with returns expected and in quarantine."""
     query = sql.SQL(
@@ -55,9 +54,9 @@ def stock_levels(
     return _list(request, query, {"sku": sku, "loc": location_id}, limit, offset)
 
 
-@router.get("/stock/{sku}/{location_id}")
+@router.get("/stock/{sku}/{location_id}", responses=problem_responses(404))
 def stock_of(
-    principal: Stock, sku: str, location_id: str, request: Request, at: datetime | None = None
+    principal: Stock, sku: str, location_id: str, request: Request, at: Moment | None = None
 ) -> dict[str, Any]:
     """One SKU at one location: now, or as it stood at ``at`` (RFC 3339)."""
     api = api_of(request)
@@ -68,11 +67,14 @@ def stock_of(
         if not rows:
             raise NotFound(f"no stock known for {sku} at {location_id}")
         return rows[0]
-    with api.read() as conn:
-        try:
-            levels = stock_at(conn, sku, location_id, at)
-        except psycopg.errors.UndefinedTable:
-            levels = stock_at_empty()
+    if "\x00" in sku + location_id:
+        levels = stock_at_empty()  # no stored SKU or location holds a NUL (PostgreSQL text)
+    else:
+        with api.read() as conn:
+            try:
+                levels = stock_at(conn, sku, location_id, at)
+            except psycopg.errors.UndefinedTable:
+                levels = stock_at_empty()
     return {"sku": sku, "location_id": location_id, "at": at.isoformat(), **levels}
 
 
@@ -90,9 +92,9 @@ def stock_at_empty() -> dict[str, int]:
     )
 
 
-@router.get("/customers/{customer_id}")
+@router.get("/customers/{customer_id}", responses=problem_responses(404))
 def customer_history(
-    principal: People, customer_id: str, request: Request, limit: Limit = None, offset: int = 0
+    principal: People, customer_id: str, request: Request, limit: Limit = None, offset: Offset = 0
 ) -> dict[str, Any]:
     """Counts, money and flags of a customer, with a page of their timeline."""
     api = api_of(request)
@@ -120,11 +122,11 @@ def ledger_balances(
     principal: Analysts,
     request: Request,
     account: str | None = None,
-    since: date | None = None,
-    until: date | None = None,
+    since: Day | None = None,
+    until: Day | None = None,
     by_day: bool = False,
     limit: Limit = None,
-    offset: int = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Refund-ledger balances per account and currency (per day with ``by_day``)."""
     day = sql.SQL(", day") if by_day else sql.SQL("")
@@ -145,7 +147,7 @@ def refunds(
     return_id: str | None = None,
     status: str | None = None,
     limit: Limit = None,
-    offset: int = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Refunds and store credit with what is settled, failed and outstanding."""
     query = sql.SQL(
@@ -162,7 +164,7 @@ def return_reasons(
     by: Literal["reason", "sku", "supplier", "category", "channel"] = "reason",
     reason: str | None = None,
     limit: Limit = None,
-    offset: int = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Returns, items and refusals counted by reason, SKU, supplier, category or channel."""
     query = sql.SQL(
@@ -175,7 +177,7 @@ def return_reasons(
 
 @router.get("/analytics/return-rates", response_model=PageOut)
 def rates(
-    principal: People, request: Request, limit: Limit = None, offset: int = 0
+    principal: People, request: Request, limit: Limit = None, offset: Offset = 0
 ) -> dict[str, Any]:
     """Items sold and returned, and the return rate, per SKU, supplier, category, channel."""
     page = page_of(request, limit, offset)

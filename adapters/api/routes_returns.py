@@ -10,6 +10,10 @@ from fastapi.responses import HTMLResponse
 from adapters.api import documents
 from adapters.api.auth import Allow, Principal, Role
 from adapters.api.context import (
+    COMMAND,
+    CUSTOMER_EMAIL,
+    PORTAL_READ,
+    RMA_COMMAND,
     api_of,
     check_order_owner,
     check_return_access,
@@ -24,21 +28,32 @@ from adapters.api.models import (
     Label,
     Reason,
     RefundRetry,
+    ResolutionChange,
     ReturnRequest,
 )
-from adapters.api.problems import Problem
+from adapters.api.problems import Problem, problem_responses
 from adapters.api.views import events_of, return_view
 from domain.application import Ctx, Outcome
 from domain.values import ReturnChannel
 
-router = APIRouter(prefix="/v1/returns", tags=["returns"])
+router = APIRouter(
+    prefix="/v1/returns", tags=["returns"], responses=problem_responses(401, 403, 404, 422)
+)
+# Commands on an existing RMA: a state that forbids them, a stale or missing If-Match.
+RMA_ERRORS = problem_responses(400, 409, 412, 428)
 CS = Role.CUSTOMER_SERVICE
 Reader = Annotated[Principal, Depends(Allow(CS, Role.PORTAL, Role.STORE, Role.WAREHOUSE))]
 Owner = Annotated[Principal, Depends(Allow(CS, Role.PORTAL))]
 Agent = Annotated[Principal, Depends(Allow(CS))]
 
 
-@router.post("", status_code=201, response_model=CommandResult)
+@router.post(
+    "",
+    status_code=201,
+    response_model=CommandResult,
+    responses=problem_responses(400, 409),
+    openapi_extra={"parameters": [*COMMAND["parameters"], CUSTOMER_EMAIL]},
+)
 def request_return(
     principal: Owner, body: ReturnRequest, request: Request, response: Response
 ) -> CommandResult:
@@ -75,7 +90,7 @@ def request_return(
     return CommandResult.of(outcome)
 
 
-@router.get("/{ref}")
+@router.get("/{ref}", openapi_extra=PORTAL_READ)
 def get_return(principal: Reader, ref: str, request: Request, response: Response) -> dict[str, Any]:
     """An RMA by return id or RMA number; ``ETag`` is its version, for ``If-Match``."""
     api = api_of(request)
@@ -85,7 +100,7 @@ def get_return(principal: Reader, ref: str, request: Request, response: Response
     return return_view(rma)
 
 
-@router.get("/{ref}/timeline")
+@router.get("/{ref}/timeline", openapi_extra=PORTAL_READ)
 def get_timeline(
     principal: Reader, ref: str, request: Request, response: Response
 ) -> dict[str, Any]:
@@ -114,7 +129,12 @@ def get_timeline(
     }
 
 
-@router.get("/{ref}/note", response_class=HTMLResponse)
+@router.get(
+    "/{ref}/note",
+    response_class=HTMLResponse,
+    responses=problem_responses(409),
+    openapi_extra=PORTAL_READ,
+)
 def return_note(principal: Owner, ref: str, request: Request) -> HTMLResponse:
     """The printable return note to put in the parcel."""
     api = api_of(request)
@@ -146,7 +166,12 @@ def _rma_command(
     return CommandResult.of(outcome)
 
 
-@router.post("/{ref}/cancel", response_model=CommandResult)
+@router.post(
+    "/{ref}/cancel",
+    response_model=CommandResult,
+    responses=RMA_ERRORS,
+    openapi_extra=RMA_COMMAND,
+)
 def cancel(
     principal: Owner, ref: str, body: Reason, request: Request, response: Response
 ) -> CommandResult:
@@ -160,7 +185,12 @@ def cancel(
     )
 
 
-@router.post("/{ref}/approve", response_model=CommandResult)
+@router.post(
+    "/{ref}/approve",
+    response_model=CommandResult,
+    responses=RMA_ERRORS,
+    openapi_extra=RMA_COMMAND,
+)
 def approve(principal: Agent, ref: str, request: Request, response: Response) -> CommandResult:
     """Authorize an RMA held for review."""
     return _rma_command(
@@ -173,7 +203,12 @@ def approve(principal: Agent, ref: str, request: Request, response: Response) ->
     )
 
 
-@router.post("/{ref}/refuse", response_model=CommandResult)
+@router.post(
+    "/{ref}/refuse",
+    response_model=CommandResult,
+    responses=RMA_ERRORS,
+    openapi_extra=RMA_COMMAND,
+)
 def refuse(
     principal: Agent, ref: str, body: Reason, request: Request, response: Response
 ) -> CommandResult:
@@ -188,7 +223,12 @@ def refuse(
     )
 
 
-@router.post("/{ref}/keep-item/offer", response_model=CommandResult)
+@router.post(
+    "/{ref}/keep-item/offer",
+    response_model=CommandResult,
+    responses=RMA_ERRORS,
+    openapi_extra=RMA_COMMAND,
+)
 def offer_keep_item(
     principal: Agent, ref: str, body: KeepItemOffer, request: Request, response: Response
 ) -> CommandResult:
@@ -202,7 +242,12 @@ def offer_keep_item(
     )
 
 
-@router.post("/{ref}/keep-item/accept", response_model=CommandResult)
+@router.post(
+    "/{ref}/keep-item/accept",
+    response_model=CommandResult,
+    responses=RMA_ERRORS,
+    openapi_extra=RMA_COMMAND,
+)
 def accept_keep_item(
     principal: Owner, ref: str, request: Request, response: Response
 ) -> CommandResult:
@@ -216,7 +261,12 @@ def accept_keep_item(
     )
 
 
-@router.post("/{ref}/refund-retry", response_model=CommandResult)
+@router.post(
+    "/{ref}/refund-retry",
+    response_model=CommandResult,
+    responses=RMA_ERRORS,
+    openapi_extra=RMA_COMMAND,
+)
 def retry_refund(
     principal: Agent, ref: str, body: RefundRetry, request: Request, response: Response
 ) -> CommandResult:
@@ -233,7 +283,36 @@ def retry_refund(
     )
 
 
-@router.post("/{ref}/label", response_model=CommandResult)
+@router.post(
+    "/{ref}/resolution",
+    response_model=CommandResult,
+    responses=RMA_ERRORS,
+    openapi_extra=RMA_COMMAND,
+)
+def change_resolution(
+    principal: Owner, ref: str, body: ResolutionChange, request: Request, response: Response
+) -> CommandResult:
+    """Settle the customer another way (refund to the original payment, store credit or an
+    exchange) until the first payment or exchange; after that, or on an ended RMA, 409
+    ``resolution_locked``."""
+    return _rma_command(
+        principal,
+        ref,
+        request,
+        response,
+        "change_resolution",
+        lambda s, ctx, rid: s.change_resolution(
+            ctx, return_id=rid, refund_method=body.refund_method, reason=body.reason
+        ),
+    )
+
+
+@router.post(
+    "/{ref}/label",
+    response_model=CommandResult,
+    responses=RMA_ERRORS,
+    openapi_extra=RMA_COMMAND,
+)
 def issue_label(
     principal: Owner, ref: str, body: Label, request: Request, response: Response
 ) -> CommandResult:

@@ -9,14 +9,23 @@ from fastapi.responses import HTMLResponse
 
 from adapters.api import documents
 from adapters.api.auth import Allow, Principal, Role
-from adapters.api.context import api_of, etag, run_command
+from adapters.api.context import COMMAND, api_of, etag, run_command
 from adapters.api.models import CommandResult, InStoreReturn
+from adapters.api.problems import problem_responses
 from domain.returns import store_return_id_for
 
-router = APIRouter(prefix="/v1/stores/{store_id}", tags=["stores"])
+router = APIRouter(
+    prefix="/v1/stores/{store_id}", tags=["stores"], responses=problem_responses(401, 403, 422)
+)
 
 
-@router.post("/returns", status_code=201, response_model=CommandResult)
+@router.post(
+    "/returns",
+    status_code=201,
+    response_model=CommandResult,
+    responses=problem_responses(400, 404, 409),
+    openapi_extra=COMMAND,
+)
 def record_in_store_return(
     principal: Annotated[Principal, Depends(Allow(Role.STORE))],
     store_id: str,
@@ -48,7 +57,11 @@ def record_in_store_return(
     return CommandResult.of(outcome)
 
 
-@router.get("/returns/{store_return_id}/receipt", response_class=HTMLResponse)
+@router.get(
+    "/returns/{store_return_id}/receipt",
+    response_class=HTMLResponse,
+    responses=problem_responses(404),
+)
 def store_receipt(
     principal: Annotated[Principal, Depends(Allow(Role.STORE, Role.CUSTOMER_SERVICE))],
     store_id: str,

@@ -121,6 +121,47 @@ def test_a_portal_rma_goes_from_request_to_refund(
     assert timeline[0]["source"] == "api/portal"
 
 
+def test_the_portal_changes_its_rma_to_store_credit_and_gets_store_credit_after_inspection(
+    client: TestClient, service: ReturnsService
+) -> None:
+    order = delivered_order(service)
+    created = client.post("/v1/returns", json=request_body(order), headers=portal(service, order))
+    assert created.status_code == 201, created.text
+    rma = created.json()
+    url = f"/v1/returns/{rma['return_id']}/resolution"
+    body = {"refund_method": "store_credit", "reason": "rather shop again"}
+    stranger = auth("k-portal", **{"X-Customer-Email": "someone@else.example"})
+    assert client.post(url, json=body, headers=stranger).status_code == 403
+    stale = client.post(url, json=body, headers=portal(service, order) | {"If-Match": '"1"'})
+    assert stale.status_code == 412 and stale.headers["ETag"] == created.headers["ETag"]
+
+    headers = portal(service, order) | {
+        "If-Match": created.headers["ETag"],
+        "Idempotency-Key": f"resolution-{order}",
+    }
+    changed = client.post(url, json=body, headers=headers)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["status"] == "authorized"
+    assert changed.headers["ETag"] != created.headers["ETag"]
+    assert client.post(url, json=body, headers=headers).json() == changed.json()
+
+    credited = receive_and_inspect(service, rma["rma_number"])
+    assert credited.refund_id is None and credited.amount == eur("50.00")
+    seen = client.get(f"/v1/returns/{rma['return_id']}", headers=portal(service, order)).json()
+    assert seen["refund_method"] == "store_credit" and seen["refunds"] == {}
+    # The item's 50.00 plus the policy's 10 % bonus for choosing store credit.
+    assert seen["store_credit"] == {"amount": "55.00", "currency": "EUR"}
+    assert seen["status"] == "closed"
+    events = client.get(f"/v1/returns/{rma['return_id']}/timeline", headers=auth("k-cs")).json()
+    changes = [e for e in events["events"] if e["type"] == "rma.resolution_changed"]
+    assert [c["actor"] for c in changes] == ["portal-web"]
+
+    locked = client.post(
+        url, json={"refund_method": "exchange"}, headers=auth("k-cs")
+    )  # paid already: too late to ask for an exchange
+    assert locked.status_code == 409 and locked.json()["code"] == "resolution_locked"
+
+
 def test_the_portal_sees_only_orders_it_proves_it_owns(
     client: TestClient, service: ReturnsService
 ) -> None:
@@ -378,6 +419,84 @@ def test_invalid_requests_are_422_problems(client: TestClient) -> None:
     assert client.get("/v1/blind-returns?limit=0", headers=auth("k-cs")).status_code == 422
     missing = client.get("/v1/returns/RMA-0000-0000", headers=auth("k-cs"))
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+
+def test_a_ref_that_is_neither_a_return_id_nor_an_rma_number_is_not_found(
+    client: TestClient,
+) -> None:
+    answer = client.get("/v1/returns/0", headers=auth("k-cs"))
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+    command = client.post("/v1/returns/0/cancel", json={"reason": "x"}, headers=auth("k-cs"))
+    assert command.status_code == 404
+
+
+def test_a_page_above_the_maximum_is_capped_and_below_one_refused(client: TestClient) -> None:
+    capped = client.get("/v1/blind-returns?limit=100000", headers=auth("k-cs"))
+    assert capped.status_code == 200 and capped.json()["limit"] == ApiSettings().max_page_size
+    for query in ("limit=0", "limit=1000000001", "offset=-1", "offset=1000000001"):
+        refused = client.get(f"/v1/blind-returns?{query}", headers=auth("k-cs"))
+        assert refused.status_code == 422 and refused.json()["code"] == "invalid_page", query
+    for query in ("limit=1.0", "offset=1e3"):
+        refused = client.get(f"/v1/blind-returns?{query}", headers=auth("k-cs"))
+        assert refused.status_code == 422 and refused.json()["code"] == "invalid_request", query
+
+
+def test_moments_and_days_are_rfc_3339_only(client: TestClient) -> None:
+    an = auth("k-an")
+    for at in ("0.5", "1700000000", "2026-01-01T00:00:00", "2026-01-01"):
+        refused = client.get("/v1/stock/SKU/WH-1", params={"at": at}, headers=an)
+        assert refused.status_code == 422 and refused.json()["code"] == "invalid_request", at
+    at = client.get("/v1/stock/SKU/WH-1", params={"at": "2026-01-01T00:00:00+01:00"}, headers=an)
+    assert at.status_code == 200 and at.json()["available"] == 0
+    assert client.get("/v1/ledger/balances?since=0", headers=an).status_code == 422
+    assert client.get("/v1/ledger/balances?since=2026-01-01", headers=an).status_code == 200
+
+
+def test_a_nul_character_finds_nothing_and_is_refused_in_free_text(
+    client: TestClient, service: ReturnsService
+) -> None:
+    an, cs = auth("k-an"), auth("k-cs")
+    assert client.get("/v1/stock", params={"sku": "A\x00"}, headers=an).json()["items"] == []
+    moment = {"at": "2026-01-01T00:00:00Z"}
+    levels = client.get("/v1/stock/A%00/WH-1", params=moment, headers=an)
+    assert levels.status_code == 200 and levels.json()["available"] == 0
+    assert client.get("/v1/customers/C%00", headers=an).status_code == 404
+    assert client.get("/v1/serials/SN%00", headers=cs).status_code == 404
+    found = client.get("/v1/order-search", params={"email": "\x00"}, headers=cs)
+    assert found.status_code == 200 and found.json()["items"] == []
+    order = delivered_order(service)
+    created = client.post("/v1/returns", json=request_body(order), headers=cs)
+    cancel = f"/v1/returns/{created.json()['return_id']}/cancel"
+    refused = client.post(cancel, json={"reason": "bad\u0000byte"}, headers=cs)
+    assert refused.status_code == 422 and refused.json()["code"] == "invalid_request"
+    assert client.post(cancel, json={"reason": "no NUL"}, headers=cs).status_code == 200
+
+
+def test_a_body_that_cannot_be_read_is_a_400_problem(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/returns",
+        content=b"\xff\xfe{",
+        headers=auth("k-cs", **{"Content-Type": "application/json"}),
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["code"] == "bad_request"
+
+
+def test_every_problem_status_an_operation_answers_is_documented_as_problem_json(
+    client: TestClient,
+) -> None:
+    document = client.get("/openapi.json").json()
+    assert "Problem" in document["components"]["schemas"]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert set(response["content"]) == {"application/problem+json"}, (
+                        method,
+                        path,
+                        status,
+                    )
 
 
 def test_the_read_side_serves_the_rebuilt_read_models(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import threading
 import uuid
 from collections.abc import Callable
@@ -13,8 +15,14 @@ import pytest
 from eventsourcing.persistence import Tracking
 
 from adapters.eventstore import create_service
-from domain.application import Ctx, Outcome, ReturnsService
-from domain.errors import DomainError, InvalidTransition, NotFound, QuantityExceeded
+from domain.application import Ctx, Expected, Outcome, ReturnsService
+from domain.errors import (
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    QuantityExceeded,
+    VersionMismatch,
+)
 from domain.events import InspectedItem, ReceivedItem
 from domain.returns import RequestedLine, ReturnStatus
 from domain.values import Condition, Disposition, ReasonCode
@@ -156,6 +164,68 @@ def test_many_threads_retrying_one_failed_refund_refund_it_once(
     view = service.order_view(number)
     assert view["refunded_total"] == {"amount": "80.00", "currency": "EUR"}
     assert view["payments"][0]["refunded"] == view["payments"][0]["amount"]
+
+
+def expecting(version: int, return_id: uuid.UUID, key: str | None = None) -> Ctx:
+    return dataclasses.replace(ctx(key), expected=Expected(return_id, frozenset({version})))
+
+
+def test_a_command_expecting_a_stale_version_changes_nothing(
+    service: ReturnsService, database_url: str
+) -> None:
+    rma = authorized_return(service, delivered_order(service))
+    assert rma.rma_number
+    with pytest.raises(VersionMismatch) as refused:
+        service.issue_label(expecting(1, rma.aggregate_id), rma_number=rma.rma_number)
+    assert refused.value.current_version == 2
+    assert count_events(database_url, rma.aggregate_id) == 2
+    labelled = service.issue_label(expecting(2, rma.aggregate_id), rma_number=rma.rma_number)
+    assert labelled.status == "authorized"
+    assert count_events(database_url, rma.aggregate_id) == 3
+
+
+def test_a_replayed_key_returns_its_first_outcome_before_the_version_is_checked(
+    service: ReturnsService,
+) -> None:
+    rma = authorized_return(service, delivered_order(service))
+    key = f"label-{uuid.uuid4()}"
+    assert rma.rma_number
+    first = service.issue_label(expecting(2, rma.aggregate_id, key), rma_number=rma.rma_number)
+    # The same request again: version 2 is stale now, yet the key's first answer comes back.
+    again = service.issue_label(expecting(2, rma.aggregate_id, key), rma_number=rma.rma_number)
+    assert again == first
+    assert service.get_return(rma.aggregate_id).version == 3
+
+
+def race(threads: int, command: Callable[[], Outcome]) -> list[Outcome | DomainError]:
+    """Run ``command`` in ``threads`` threads released together; refusals are returned."""
+    barrier = threading.Barrier(threads)
+
+    def attempt() -> Outcome | DomainError:
+        barrier.wait(timeout=10)
+        try:
+            return command()
+        except DomainError as refused:
+            return refused
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda _: attempt(), range(threads)))
+
+
+def test_two_writers_expecting_the_same_version_cannot_both_change_it(
+    service: ReturnsService, database_url: str
+) -> None:
+    rma = authorized_return(service, delivered_order(service))
+    assert rma.rma_number
+    number = rma.rma_number
+    rounds = 10
+    for _ in range(rounds):
+        stamp = expecting(service.get_return(rma.aggregate_id).version, rma.aggregate_id)
+        results = race(2, functools.partial(service.issue_label, stamp, rma_number=number))
+        assert sum(isinstance(r, Outcome) for r in results) == 1, results
+        assert sum(isinstance(r, VersionMismatch) for r in results) == 1, results
+    # Without the check both would relabel: one label per round, none more.
+    assert count_events(database_url, rma.aggregate_id) == 2 + rounds
 
 
 def test_rma_numbers_stay_unique_when_generated_numbers_collide(database_url: str) -> None:

@@ -25,6 +25,7 @@ from domain.events import (
     ReturnLabelIssued,
     ReturnParcelReceived,
     ReturnRequested,
+    ReturnResolutionChanged,
     ReturnUnexpectedParcelReceived,
     StoreCreditIssued,
 )
@@ -245,3 +246,22 @@ def test_a_duplicate_writes_nothing() -> None:
     model = InMemoryReadModel(RmaStatus())
     model.apply(story.events)
     assert len(model.apply(story.events)) == 0
+
+
+def test_a_changed_resolution_is_the_refund_method_shown() -> None:
+    story = Story()
+    requested(story)
+    authorized(story)
+    story.add(
+        ReturnResolutionChanged,
+        RMA,
+        from_refund_method="original_payment",
+        to_refund_method="store_credit",
+        reason="customer called",
+    )
+    model = mirrors_the_aggregate(story, RMA)
+    row = status_row(model, RMA)
+    assert (row["refund_method"], row["status"]) == ("store_credit", "authorized")
+    assert row["last_event"] == "rma.resolution_changed"
+    last = max(model.rows("rm_rma_timeline"), key=lambda r: r["version"])
+    assert last["summary"] == {"to_refund_method": "store_credit", "reason": "customer called"}
