@@ -20,6 +20,7 @@ from adapters.relay import Relay
 from adapters.topics import topic_specs
 from domain.application import ReturnsService
 from streams.worker import WorkerProcess
+from tests.integration.helpers import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 2
@@ -38,6 +39,10 @@ class System:
 def system(
     database_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
+    # A database of its own: the relay starts from an empty event store, not the history
+    # the unit and integration tiers left in the shared one, so no test here waits behind
+    # thousands of earlier events (and refunds for the sandbox) to be relayed and handled.
+    database_url = fresh_database(database_url, "e2e_system")
     provision_topics(kafka_bootstrap, topic_specs(PARTITIONS))
     service = create_service(database_url, pool_size=6)
     relay = Relay(

@@ -30,7 +30,12 @@ from domain.values import ReasonCode
 from projections import default_projections
 from streams.worker import WorkerProcess
 from tests.e2e.test_integrations import eventually
-from tests.integration.helpers import ctx, delivered_order, place_orders_in_batches
+from tests.integration.helpers import (
+    ctx,
+    delivered_order,
+    fresh_database,
+    place_orders_in_batches,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -79,16 +84,9 @@ class Stack:
         )
 
 
-def fresh_database(database_url: str) -> str:
-    name = f"resume_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return database_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture
 def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    url = fresh_database(database_url)
+    url = fresh_database(database_url, "resume")
     broker = EmbeddedKafka(tmp_path / "tansu").start()
     provision_topics(broker.bootstrap, topic_specs(PARTITIONS))
     service = create_service(url, pool_size=2)

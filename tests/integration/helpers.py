@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 import uuid
 
+import psycopg
+from psycopg import sql
+
 from domain.application import Ctx, Outcome, ReturnsService
 from domain.events import Cause, FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
 from domain.values import Channel, Condition, Disposition, Money, PaymentMethod
@@ -127,3 +130,11 @@ def receive_and_inspect(service: ReturnsService, rma_number: str, quantity: int 
             )
         ],
     )
+
+
+def fresh_database(database_url: str, prefix: str) -> str:
+    """A new, empty database on the same server: a stack of its own without a second server."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return database_url.rsplit("/", 1)[0] + f"/{name}"
