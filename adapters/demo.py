@@ -34,9 +34,11 @@ from uuid import UUID
 import psycopg
 from kafka import KafkaProducer
 
+from adapters.api import ApiSettings, create_api
+from adapters.api.serving import served
 from adapters.contracts import envelope_bytes
 from adapters.deadletters import count_by_code
-from adapters.demo_api import PRINCIPALS, ApiError, Caller, ServedApi, demo_keys
+from adapters.demo_api import PRINCIPALS, ApiError, Caller, demo_keys
 from adapters.embedded import provision_topics
 from adapters.readmodels import (
     ReadModelStore,
@@ -1001,9 +1003,8 @@ def play(
 ) -> int:
     """Serve the API on ``service``, play the day, summarise, check a rebuild."""
     keys, plain = demo_keys()
-    served = ServedApi(service, database_url, keys)
-    try:
-        report = Report(api_url=served.start(), first_position=event_store_head(database_url))
+    with served(create_api(service, database_url, ApiSettings(), keys)) as api_url:
+        report = Report(api_url=api_url, first_position=event_store_head(database_url))
         print(f"API:        {report.api_url} (keys for {', '.join(PRINCIPALS.values())})")
         people = People(
             *(Caller(report.api_url, plain[role], role, report.calls) for role in PRINCIPALS)
@@ -1023,8 +1024,6 @@ def play(
                 print(line)
         finally:
             people.close()
-    finally:
-        served.stop()
     problems = rebuild_check(database_url)
     if problems:
         print("REBUILD DIFFERS from the live read models:")

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import re
 import secrets
-import socket
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 
-from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
-from domain.application import ReturnsService
+from adapters.api import KeyRing, Principal, Role
 
 PRINCIPALS = {
     Role.PORTAL: "demo-portal",
@@ -49,47 +44,6 @@ class Answer:
         """The problem's machine-readable code (problem+json answers only)."""
         code = self.body.get("code")
         return str(code) if code is not None else None
-
-
-class ServedApi:
-    """The API under uvicorn on a free local port, in a background thread.
-
-    The socket is bound here and handed to uvicorn, so no other process can take the port
-    between choosing and listening.
-    """
-
-    def __init__(self, service: ReturnsService, database_url: str, keys: KeyRing) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        host, port = self.sock.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        api = create_api(service, database_url, ApiSettings(), keys)
-        self.server = uvicorn.Server(uvicorn.Config(api, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True, name="api"
-        )
-
-    def start(self, timeout: float = 30) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the API server stopped while starting (see its log)")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the API did not start within {timeout:.0f} s")
-            time.sleep(0.05)
-        with httpx.Client(base_url=self.url, timeout=5) as probe:
-            while probe.get("/ready").status_code != 200:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the API was not ready within {timeout:.0f} s")
-                time.sleep(0.1)
-        return self.url
-
-    def stop(self, timeout: float = 15) -> None:
-        self.server.should_exit = True
-        if self.thread.is_alive():
-            self.thread.join(timeout)
-        self.sock.close()
 
 
 def demo_keys() -> tuple[KeyRing, dict[Role, str]]:
@@ -170,4 +124,4 @@ class Caller:
         )
 
 
-__all__ = ["Answer", "ApiError", "Caller", "ServedApi", "demo_keys", "route_of"]
+__all__ = ["Answer", "ApiError", "Caller", "demo_keys", "route_of"]

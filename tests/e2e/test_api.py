@@ -50,15 +50,6 @@ def auth(key: str, **headers: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def service(database_url: str) -> Iterator[ReturnsService]:
-    app = create_service(database_url, pool_size=6)
-    try:
-        yield app
-    finally:
-        app.close()
-
-
-@pytest.fixture(scope="module")
 def client(service: ReturnsService, database_url: str) -> Iterator[TestClient]:
     api = create_api(service, database_url, ApiSettings(), KeyRing.with_keys(KEYS))
     with TestClient(api, raise_server_exceptions=False) as test_client:

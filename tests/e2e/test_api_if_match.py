@@ -11,24 +11,14 @@ import httpx
 import pytest
 
 from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
-from adapters.eventstore import create_service
+from adapters.api.serving import served
 from domain.application import ReturnsService
-from tests.e2e.serving import served
 from tests.integration.helpers import delivered_order
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 KEYS = {"k-cs": Principal("agent-ann", Role.CUSTOMER_SERVICE)}
 HEADERS = {"Authorization": "Bearer k-cs"}
-
-
-@pytest.fixture(scope="module")
-def service(database_url: str) -> Iterator[ReturnsService]:
-    app = create_service(database_url, pool_size=6)
-    try:
-        yield app
-    finally:
-        app.close()
 
 
 @pytest.fixture(scope="module")

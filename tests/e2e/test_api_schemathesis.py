@@ -22,11 +22,10 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
 from adapters.api.openapi import DOCUMENT
-from adapters.eventstore import create_service
+from adapters.api.serving import served
 from domain.application import ReturnsService
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
-from tests.e2e.serving import served
 from tests.integration.helpers import ctx, delivered_order, receive_and_inspect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -45,15 +44,6 @@ SETTINGS = settings(
 schema = schemathesis.openapi.from_path(DOCUMENT)
 # What the portal reaches with an RMA or an order of its own.
 portal_schema = schema.include(path_regex=r"^/v1/(returns/\{ref\}|orders/\{order_number\})")
-
-
-@pytest.fixture(scope="module")
-def service(database_url: str) -> Iterator[ReturnsService]:
-    app = create_service(database_url, pool_size=4)
-    try:
-        yield app
-    finally:
-        app.close()
 
 
 @pytest.fixture(scope="module")
