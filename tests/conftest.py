@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from adapters.embedded import EmbeddedKafka, EmbeddedPostgres
+from adapters.eventstore import create_service
+from domain.application import ReturnsService
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +41,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def service(database_url: str) -> Iterator[ReturnsService]:
+    """The service alone on the shared database (no relay, no workers)."""
+    app = create_service(database_url, pool_size=12)
+    try:
+        yield app
+    finally:
+        app.close()

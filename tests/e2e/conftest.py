@@ -79,13 +79,3 @@ def system(
         relay_thread.join(20)
         relay.close()
         service.close()
-
-
-@pytest.fixture(scope="module")
-def service(database_url: str) -> Iterator[ReturnsService]:
-    """The service alone on the shared database, for the API's tests (no relay, no workers)."""
-    app = create_service(database_url, pool_size=6)
-    try:
-        yield app
-    finally:
-        app.close()
