@@ -74,9 +74,9 @@ def _freeze_heap_once_ready(app: faust.App) -> None:
 
     Measured at 250 events/s on the loaded 2-core machine: a full collection every 3-7 s
     per worker, 100-440 ms each while holding the GIL, so the consumer and the batch's
-    database round trips all stood still (2.9 s of 48 in the integrations worker), and
+    database round trips all stood still (4.2 s of 35 in the integrations worker), and
     p95/p99 grew by as much. Frozen (about 110,000 objects) and with young collections
-    30x rarer, the collector took 0.8 s of a comparable run, its longest pause 106 ms.
+    50x rarer, the collector took 0.8 s of a comparable run, its longest pause 106 ms.
     Cyclic garbage left by startup is collected first, so nothing of it stays frozen.
     """
     frozen = False
@@ -88,7 +88,7 @@ def _freeze_heap_once_ready(app: faust.App) -> None:
             gc.collect()
             gc.freeze()
             # Most of what a batch allocates dies by reference count: at the default 700,
-            # about 1,100 young collections took 0.9 s of a 40 s run; at 20,000, 20 took 0.6 s.
+            # about 1,100 young collections took 0.9 s of a 35 s run; at 20,000, 20 took 0.6 s.
             gc.set_threshold(20_000, 10, 10)
 
     app.on_rebalance_complete.connect(_freeze)
