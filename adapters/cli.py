@@ -239,9 +239,8 @@ def run_lag(settings: Settings) -> int:
 
 
 def run_projections(settings: Settings) -> int:
-    from kafka import KafkaProducer
-
     from adapters.embedded import provision_topics
+    from adapters.publishers import ConfluentPublisher
     from adapters.readmodels import ReadModelStore
     from adapters.stack import kafka, postgres
     from adapters.topics import topic_specs
@@ -254,8 +253,8 @@ def run_projections(settings: Settings) -> int:
         wired = settings.model_copy(update={"database_url": url, "kafka_bootstrap": bootstrap})
         projections = default_projections()
         store = ReadModelStore(url, projections)
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
-        app = create_projections_app(wired, Projector(store, projections, producer))
+        projector = Projector(store, projections, lambda: ConfluentPublisher(bootstrap))
+        app = create_projections_app(wired, projector)
         run_worker(app, loglevel=settings.log_level)
     return 0
 

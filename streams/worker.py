@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -45,6 +46,7 @@ def run_worker(
     its group and resumed its streams, with the ``topic:partition`` names it now owns.
     Raises the app's crash reason if it crashed.
     """
+    _freeze_heap_once_ready(app)
     if on_ready is not None:
         callback = on_ready
 
@@ -65,6 +67,31 @@ def run_worker(
     except SystemExit as exit_:
         if exit_.code not in (None, 0):
             raise
+
+
+def _freeze_heap_once_ready(app: faust.App) -> None:
+    """After the first rebalance, take what startup allocated out of the collector's sight.
+
+    Measured at 250 events/s on the loaded 2-core machine: a full collection every 3-7 s
+    per worker, 100-440 ms each while holding the GIL, so the consumer and the batch's
+    database round trips all stood still (4.2 s of 35 in the integrations worker), and
+    p95/p99 grew by as much. Frozen (about 110,000 objects) and with young collections
+    50x rarer, the collector took 0.8 s of a comparable run, its longest pause 106 ms.
+    Cyclic garbage left by startup is collected first, so nothing of it stays frozen.
+    """
+    frozen = False
+
+    async def _freeze(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        nonlocal frozen
+        if not frozen:
+            frozen = True
+            gc.collect()
+            gc.freeze()
+            # Most of what a batch allocates dies by reference count: at the default 700,
+            # about 1,100 young collections took 0.9 s of a 35 s run; at 20,000, 20 took 0.6 s.
+            gc.set_threshold(20_000, 10, 10)
+
+    app.on_rebalance_complete.connect(_freeze)
 
 
 def _load_app(spec: str) -> faust.App:

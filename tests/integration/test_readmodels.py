@@ -8,7 +8,7 @@ import random
 import threading
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -699,3 +699,62 @@ def test_a_batch_whose_rows_cannot_be_published_commits_nothing_and_applies_late
     again: list[ChangedRow] = []
     store.apply_many(projections, events, offsets, before_commit=again.extend)
     assert again == []  # the redelivery changes nothing, so publishes nothing
+
+
+def test_the_projector_publishes_rows_through_kafka_and_remakes_its_producer_after_a_failure(
+    scenario: Scenario, store: ReadModelStore, database_url: str, kafka_bootstrap: str
+) -> None:
+    """The projections worker's publisher: a failed publication rolls the batch back and the
+    retry goes through a new producer (a broken idempotent one would stay broken)."""
+    from kafka import KafkaConsumer
+
+    from adapters.publishers import ConfluentPublisher, PublishError, Record
+    from streams.projectors import Projector
+
+    class Unacknowledged(ConfluentPublisher):
+        def publish(self, records: Sequence[Record]) -> None:
+            raise PublishError("1 records not acknowledged within 30 s")
+
+    made: list[ConfluentPublisher] = []
+
+    def new_publisher() -> ConfluentPublisher:
+        made.append(
+            Unacknowledged(kafka_bootstrap) if not made else ConfluentPublisher(kafka_bootstrap)
+        )
+        return made[-1]
+
+    projections = default_projections()
+    projector = Projector(store, projections, new_publisher)
+    events = stored_events(database_url)
+    offsets = {("any-topic", 0): len(events)}
+    with pytest.raises(PublishError):
+        projector.apply(projections, events, offsets)
+    assert rows(store, "SELECT * FROM rm_offsets") == []
+    assert len(made) == 2
+
+    published: list[ChangedRow] = []
+    original = projector.publish
+
+    def recording(changed: Sequence[ChangedRow]) -> None:
+        published.extend(changed)
+        original(changed)
+
+    projector.publish = recording  # type: ignore[method-assign]
+    projector.apply(projections, events, offsets)
+    assert published and rows(store, "SELECT * FROM rm_offsets")
+    expected = {(row.topic, row.key.encode()) for row in published}
+    consumer = KafkaConsumer(
+        *sorted({topic for topic, _ in expected}),
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=20_000,  # ends the iteration if a row never arrives
+    )
+    seen: set[tuple[str, bytes]] = set()
+    try:
+        for message in consumer:
+            seen.add((message.topic, message.key))
+            if expected <= seen:
+                break
+    finally:
+        consumer.close()
+    assert expected <= seen
