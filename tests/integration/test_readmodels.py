@@ -12,12 +12,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from kafka import KafkaConsumer
 from psycopg import sql
 
+from adapters.embedded import EmbeddedKafka
 from adapters.readmodels import (
     ChangedRow,
     ReadModelStore,
@@ -702,12 +705,20 @@ def test_a_batch_whose_rows_cannot_be_published_commits_nothing_and_applies_late
 
 
 def test_the_projector_publishes_rows_through_kafka_and_remakes_its_producer_after_a_failure(
-    scenario: Scenario, store: ReadModelStore, database_url: str, kafka_bootstrap: str
+    scenario: Scenario, store: ReadModelStore, database_url: str, tmp_path: Path
 ) -> None:
     """The projections worker's publisher: a failed publication rolls the batch back and the
     retry goes through a new producer (a broken idempotent one would stay broken)."""
-    from kafka import KafkaConsumer
+    # A broker of its own: publishing would auto-create the row topics on the session's
+    # broker with the broker's default partition count, before the e2e tier provisions them.
+    broker = EmbeddedKafka(tmp_path / "tansu").start()
+    try:
+        publish_and_remake(store, database_url, broker.bootstrap)
+    finally:
+        broker.stop()
 
+
+def publish_and_remake(store: ReadModelStore, database_url: str, kafka_bootstrap: str) -> None:
     from adapters.publishers import ConfluentPublisher, PublishError, Record
     from streams.projectors import Projector
 
