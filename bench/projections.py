@@ -1435,8 +1435,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"- scenario: {plan.orders:,} orders -> {mix}",
                     f"- {PARTITIONS} partitions per topic; 1b repeated "
                     f"{plan.kafka_repeats} times; fetch wait "
-                    f"{FETCH_WAIT_MS} ms, batch window "
-                    "50 ms (streams.app defaults)",
+                    f"{FETCH_WAIT_MS} ms; a batch goes when the fetch is drained, at most "
+                    "50 ms after its first record (streams.app defaults)",
                 ],
             ),
             "",
