@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -41,6 +42,18 @@ router = APIRouter(
 )
 # Commands on an existing RMA: a state that forbids them, a stale or missing If-Match.
 RMA_ERRORS = problem_responses(400, 409, 412, 428)
+
+
+Route = Callable[..., CommandResult]
+
+
+def rma_command(path: str) -> Callable[[Route], Route]:
+    """The route of a command on one RMA: its result, problems and headers (If-Match...)."""
+    return router.post(
+        path, response_model=CommandResult, responses=RMA_ERRORS, openapi_extra=RMA_COMMAND
+    )
+
+
 CS = Role.CUSTOMER_SERVICE
 Reader = Annotated[Principal, Depends(Allow(CS, Role.PORTAL, Role.STORE, Role.WAREHOUSE))]
 Owner = Annotated[Principal, Depends(Allow(CS, Role.PORTAL))]
@@ -166,12 +179,7 @@ def _rma_command(
     return CommandResult.of(outcome)
 
 
-@router.post(
-    "/{ref}/cancel",
-    response_model=CommandResult,
-    responses=RMA_ERRORS,
-    openapi_extra=RMA_COMMAND,
-)
+@rma_command("/{ref}/cancel")
 def cancel(
     principal: Owner, ref: str, body: Reason, request: Request, response: Response
 ) -> CommandResult:
@@ -185,12 +193,7 @@ def cancel(
     )
 
 
-@router.post(
-    "/{ref}/approve",
-    response_model=CommandResult,
-    responses=RMA_ERRORS,
-    openapi_extra=RMA_COMMAND,
-)
+@rma_command("/{ref}/approve")
 def approve(principal: Agent, ref: str, request: Request, response: Response) -> CommandResult:
     """Authorize an RMA held for review."""
     return _rma_command(
@@ -203,12 +206,7 @@ def approve(principal: Agent, ref: str, request: Request, response: Response) ->
     )
 
 
-@router.post(
-    "/{ref}/refuse",
-    response_model=CommandResult,
-    responses=RMA_ERRORS,
-    openapi_extra=RMA_COMMAND,
-)
+@rma_command("/{ref}/refuse")
 def refuse(
     principal: Agent, ref: str, body: Reason, request: Request, response: Response
 ) -> CommandResult:
@@ -223,12 +221,7 @@ def refuse(
     )
 
 
-@router.post(
-    "/{ref}/keep-item/offer",
-    response_model=CommandResult,
-    responses=RMA_ERRORS,
-    openapi_extra=RMA_COMMAND,
-)
+@rma_command("/{ref}/keep-item/offer")
 def offer_keep_item(
     principal: Agent, ref: str, body: KeepItemOffer, request: Request, response: Response
 ) -> CommandResult:
@@ -242,12 +235,7 @@ def offer_keep_item(
     )
 
 
-@router.post(
-    "/{ref}/keep-item/accept",
-    response_model=CommandResult,
-    responses=RMA_ERRORS,
-    openapi_extra=RMA_COMMAND,
-)
+@rma_command("/{ref}/keep-item/accept")
 def accept_keep_item(
     principal: Owner, ref: str, request: Request, response: Response
 ) -> CommandResult:
@@ -261,12 +249,7 @@ def accept_keep_item(
     )
 
 
-@router.post(
-    "/{ref}/refund-retry",
-    response_model=CommandResult,
-    responses=RMA_ERRORS,
-    openapi_extra=RMA_COMMAND,
-)
+@rma_command("/{ref}/refund-retry")
 def retry_refund(
     principal: Agent, ref: str, body: RefundRetry, request: Request, response: Response
 ) -> CommandResult:
@@ -283,12 +266,7 @@ def retry_refund(
     )
 
 
-@router.post(
-    "/{ref}/resolution",
-    response_model=CommandResult,
-    responses=RMA_ERRORS,
-    openapi_extra=RMA_COMMAND,
-)
+@rma_command("/{ref}/resolution")
 def change_resolution(
     principal: Owner, ref: str, body: ResolutionChange, request: Request, response: Response
 ) -> CommandResult:
@@ -307,12 +285,7 @@ def change_resolution(
     )
 
 
-@router.post(
-    "/{ref}/label",
-    response_model=CommandResult,
-    responses=RMA_ERRORS,
-    openapi_extra=RMA_COMMAND,
-)
+@rma_command("/{ref}/label")
 def issue_label(
     principal: Owner, ref: str, body: Label, request: Request, response: Response
 ) -> CommandResult:
