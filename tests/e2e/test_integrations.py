@@ -31,7 +31,9 @@ def publish(bootstrap: str, topic: str, values: list[bytes], key: bytes | None =
         producer.close()
 
 
-def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 150, what: str = "") -> Any:
+    # Generous by default: on a loaded 2-core machine a message crosses the relay, Kafka and
+    # two workers, and each stage waits for CPU; a condition met early returns at once.
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -175,11 +177,13 @@ def test_the_same_receipt_published_five_times_has_one_effect(system: System) ->
     )
     assert rma.rma_number
     receipt = m.parcel_received(f"REC5-{order_id}", rma.rma_number, event_id=f"wms-{order_id}")
-    publish(system.bootstrap, WMS_RECEIPTS, [receipt] * 5)
-    eventually(
-        lambda: system.service.get_return(rma.aggregate_id).state.receipts, what="the receipt"
-    )
-    time.sleep(1.0)  # let the other four copies arrive; they must change nothing
+    key = f"REC5-{order_id}".encode()
+    publish(system.bootstrap, WMS_RECEIPTS, [receipt] * 5, key=key)
+    # One key, one partition: once a later message on it is applied, all five copies were.
+    sentinel = f"REC5-{order_id}-S"
+    publish(system.bootstrap, WMS_RECEIPTS, [m.stock_counted(sentinel, 1)], key=key)
+    eventually(lambda: _stock_counted(system, sentinel), what="the message behind the copies")
+    assert system.service.get_return(rma.aggregate_id).state.receipts
     assert system.service.get_return(rma.aggregate_id).version == 3
     assert (
         eventually(
@@ -244,12 +248,20 @@ def _exists(system: System, order_id: str) -> bool:
         return False
 
 
+def _stock_counted(system: System, sku: str) -> bool:
+    from domain.inventory import inventory_id_for
+
+    return bool(list(system.service.events.get(inventory_id_for(sku, "WH-1"))))
+
+
 def test_a_dead_letter_replayed_after_the_fix_is_processed_once(system: System) -> None:
     from adapters.deadletters import list_dead_letters, replay_dead_letter
 
     order_id = f"LATE-{uuid.uuid4().hex[:8]}"
     # Shipped before the platform published the order: refused, dead-lettered.
-    publish(system.bootstrap, ORDERS, [m.order_fulfilled(order_id, quantity=2)])
+    publish(
+        system.bootstrap, ORDERS, [m.order_fulfilled(order_id, quantity=2)], key=order_id.encode()
+    )
     letter = eventually(
         lambda: next(
             (
@@ -270,7 +282,11 @@ def test_a_dead_letter_replayed_after_the_fix_is_processed_once(system: System) 
         lambda: system.service.order_view(order_id)["lines"][0]["fulfilled"] == 2,
         what="the replayed fulfilment",
     )
-    time.sleep(1.0)
+    # Replays keep the original key, so they share a partition with this later message:
+    # once it is applied, both replays were.
+    sentinel = f"{order_id}-S"
+    publish(system.bootstrap, ORDERS, [m.order_placed(sentinel)], key=order_id.encode())
+    eventually(lambda: _exists(system, sentinel), what="the message behind the replays")
     assert system.service.order_view(order_id)["lines"][0]["fulfilled"] == 2
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from decimal import Decimal
 
@@ -43,6 +42,11 @@ def caught_up(system: System) -> bool:
 def row(system: System, query: str, *params: object) -> tuple[object, ...] | None:
     with psycopg.connect(system.database_url) as conn:
         return conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+
+
+def projected_customers(system: System, pattern: str) -> int:
+    found = row(system, "SELECT count(*) FROM rm_customers WHERE customer_id LIKE %s", pattern)
+    return int(str(found[0])) if found else 0
 
 
 def test_a_returned_and_restocked_item_moves_stock_and_the_ledger_balances(
@@ -111,8 +115,12 @@ def test_a_killed_projections_worker_restarted_loses_and_doubles_nothing(
             producer.send(ORDERS, key=order_id.encode(), value=value)
     producer.flush(30)
     producer.close()
-    time.sleep(0.5)
-    system.projections.kill()  # mid-stream: batches were being applied
+    # Killed mid-stream: once the first of these rows is projected, batches are being applied.
+    eventually(
+        lambda: projected_customers(system, f"cust-KILL-{run}-%") > 0,
+        what="the first projected rows",
+    )
+    system.projections.kill()
     system.projections.start().wait_ready(timeout=90)
 
     def fulfilled() -> int:
@@ -169,8 +177,11 @@ def test_two_workers_share_the_partitions_and_one_killed_leaves_the_totals_right
             producer.send(ORDERS, key=order_id.encode(), value=m.order_placed(order_id, quantity=1))
         producer.flush(30)
         producer.close()
-        time.sleep(1.0)
-        second.kill()  # the survivor takes its partitions over
+        eventually(
+            lambda: projected_customers(system, f"cust-TWO-{run}-%") > 0,
+            what="the first projected rows",
+        )
+        second.kill()  # mid-stream; the survivor takes its partitions over
         eventually(
             lambda: (
                 (

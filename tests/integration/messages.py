@@ -156,3 +156,11 @@ def store_return(order_id: str, store_return_id: str, method: str = "original_pa
         },
         source="pos/STORE-3",
     )
+
+
+def stock_counted(sku: str, quantity: int, location_id: str = "WH-1") -> bytes:
+    return cloud_event(
+        "stock.counted",
+        {"sku": sku, "location_id": location_id, "quantity": quantity},
+        source=f"wms/{location_id}",
+    )
