@@ -6,9 +6,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.settings import Settings
+
+if TYPE_CHECKING:
+    from adapters.deadletters import DeadLetterFilter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from datetime import datetime
+
     from adapters.deadletters import parse_moment, parse_positions
 
-    def moment(text: str) -> Any:
+    def moment(text: str) -> datetime:
         try:
             return parse_moment(text)
         except ValueError as error:
@@ -474,7 +479,7 @@ def run_dlq(settings: Settings, args: argparse.Namespace) -> int:
         return _dlq_replay(bootstrap, args, selection)
 
 
-def _dlq_list(bootstrap: str, args: argparse.Namespace, selection: Any) -> int:
+def _dlq_list(bootstrap: str, args: argparse.Namespace, selection: DeadLetterFilter) -> int:
     import json
 
     from adapters.deadletters import count, describe, list_page
@@ -527,7 +532,7 @@ def _dlq_list(bootstrap: str, args: argparse.Namespace, selection: Any) -> int:
     return 0
 
 
-def _dlq_replay(bootstrap: str, args: argparse.Namespace, selection: Any) -> int:
+def _dlq_replay(bootstrap: str, args: argparse.Namespace, selection: DeadLetterFilter) -> int:
     import json
 
     from adapters.deadletters import (
@@ -540,8 +545,13 @@ def _dlq_replay(bootstrap: str, args: argparse.Namespace, selection: Any) -> int
     )
 
     if args.offset is not None:
-        original = replay_dead_letter(bootstrap, args.topic, args.partition or 0, args.offset)
-        print(f"replayed {args.topic}.dlq[{args.partition or 0}]@{args.offset} to {original}")
+        partition = args.partition or 0
+        try:
+            original = replay_dead_letter(bootstrap, args.topic, partition, args.offset)
+        except (LookupError, ValueError) as error:
+            print(error, file=sys.stderr)
+            return 1
+        print(f"replayed {args.topic}.dlq[{partition}]@{args.offset} to {original}")
         return 0
     if selection.is_empty() and not args.all:
         print(
@@ -614,8 +624,9 @@ def _dlq_replay(bootstrap: str, args: argparse.Namespace, selection: Any) -> int
                     "sent": result.sent,
                     "by_topic": dict(result.by_topic),
                     "skipped": [as_json(p) for p in skipped],
-                    "failed": [{**as_json(p), "error": e} for p, e in result.failed],
+                    "failed": [{**as_json(p), "error": why} for p, why in result.failed],
                     "missing": [as_json(p) for p in result.missing],
+                    "error": result.error,
                 }
             )
         )
@@ -624,8 +635,10 @@ def _dlq_replay(bootstrap: str, args: argparse.Namespace, selection: Any) -> int
         f"replayed {result.sent} of {len(todo)} ({sent_to or 'none sent'}); skipped {len(skipped)}",
         file=out,
     )
-    for planned, error in result.failed:
-        print(f"FAILED {line(planned)}: {error}", file=out)
+    for planned, why in result.failed:
+        print(f"FAILED {line(planned)}: {why}", file=out)
+    if result.error:
+        print(f"STOPPED: {result.error}", file=out)
     if result.missing:
         gone = format_positions({p.partition: p.offset for p in result.missing})
         print(f"MISSING (no longer on the DLQ): {len(result.missing)}, e.g. {gone}", file=out)

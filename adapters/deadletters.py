@@ -571,14 +571,18 @@ def plan_replay(
 @dataclass
 class ReplayResult:
     sent: int = 0
+    """Acknowledged by the broker (acks=all)."""
     by_topic: Counter[str] = field(default_factory=Counter)
     failed: list[tuple[Planned, str]] = field(default_factory=list)
+    """Handed to the producer and not acknowledged: maybe sent, maybe not."""
     missing: list[Planned] = field(default_factory=list)
     """Planned dead letters no longer on the DLQ when it was read again (retention)."""
+    error: str | None = None
+    """What stopped the replay before the end of the plan."""
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.missing
+        return not self.failed and not self.missing and self.error is None
 
 
 def replay(
@@ -592,8 +596,9 @@ def replay(
 
     One producer (acks=all, one request in flight per broker so a key keeps its order
     across retries), batches of ``batch_size`` awaited before the next; the first batch with
-    a failure ends the replay, and the result says what was sent. Each original keeps its
-    CloudEvents id, so sending it again changes nothing twice.
+    a failure, or a broker error, ends the replay, and the result says what was sent. Each
+    original keeps its CloudEvents id, so sending it again changes nothing twice: running
+    the same replay again after a failure is the way to finish it.
     """
     todo = plan.replayable
     result = ReplayResult()
@@ -613,7 +618,10 @@ def replay(
     pending: list[tuple[Planned, Any]] = []
 
     def settle() -> bool:
-        producer.flush(timeout=60)
+        try:
+            producer.flush(timeout=60)
+        except KafkaError as error:
+            log.warning("replay: flush failed: %r", error)  # the futures below say which
         for planned, future in pending:
             try:
                 future.get(timeout=0)
@@ -635,13 +643,12 @@ def replay(
             if len(pending) >= batch_size and not settle():
                 return result
         settle()
+    except (KafkaError, TimeoutError) as error:
+        result.error = f"{type(error).__name__}: {error}"
+        settle()  # what was handed to the producer before the error: sent, or failed
     finally:
-        try:
-            # What was handed to the producer is sent or has failed before we report.
-            producer.flush(timeout=60)
-        finally:
-            producer.close()
-            consumer.close()
+        producer.close(timeout=10)
+        consumer.close()
     return result
 
 
