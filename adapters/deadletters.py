@@ -513,6 +513,9 @@ class Planned:
     @classmethod
     def of(cls, letter: RefusedMessage) -> Planned:
         skip = letter.why_not_replayable()
+        if skip is None and letter.original_topic != letter.topic:
+            # A header that disagrees with the DLQ it sits in is not trusted with a send.
+            skip = f"its x-original-topic {letter.original_topic!r} is not {letter.topic!r}"
         document = letter.envelope() if skip is None or not letter.truncated else None
         return cls(
             partition=letter.partition,
@@ -643,7 +646,9 @@ def replay(
             if len(pending) >= batch_size and not settle():
                 return result
         settle()
-    except (KafkaError, TimeoutError) as error:
+    except (Exception, KeyboardInterrupt) as error:
+        # Whatever stops it (the broker, a refused send, Ctrl-C), the operator must learn
+        # what was sent; sending the same plan again is safe.
         result.error = f"{type(error).__name__}: {error}"
         settle()  # what was handed to the producer before the error: sent, or failed
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -304,3 +304,40 @@ def test_the_single_replay_by_position_still_works(
     assert code == 0 and f"to {topic}" in out
     # The single replay waits for the broker's ack: the original is there when it returns.
     assert [(r.key, r.value) for r in read_all(kafka_bootstrap, topic)] == [(b"S-1", value)]
+
+
+def test_a_replay_that_fails_mid_way_says_what_was_sent(
+    kafka_bootstrap: str, topic: str, cli: Any
+) -> None:
+    letters = [
+        Letter(0, f"F-{i}".encode(), fulfilled(f"F-{i}"), "not_found", NOW - HOUR) for i in range(5)
+    ]
+    put(kafka_bootstrap, topic, letters)
+    plan = plan_replay(kafka_bootstrap, topic, DeadLetterFilter(codes=frozenset({"not_found"})))
+    assert [p.key for p in plan.selected] == [letter.key for letter in letters]
+    # The third one's topic is refused by the client (as a deleted or misnamed topic would
+    # be by the broker): the first batch of two is sent, then the replay stops.
+    broken = replace(plan.selected[2], original_topic="no such topic!")
+    plan = replace(plan, selected=[*plan.selected[:2], broken, *plan.selected[3:]])
+    result = replay(kafka_bootstrap, plan, batch_size=2)
+    assert not result.ok
+    assert result.sent == 2
+    assert result.error is not None and "no such topic!" in result.error
+    assert sorted(r.key for r in read_all(kafka_bootstrap, topic)) == [b"F-0", b"F-1"]
+
+
+def test_a_dead_letter_whose_header_names_another_topic_is_not_replayed(
+    kafka_bootstrap: str, topic: str, cli: Any
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer.send(
+        dlq(topic),
+        key=b"W-1",
+        value=fulfilled("W-1"),
+        partition=0,
+        headers=[("x-dlq-error-code", b"not_found"), ("x-original-topic", b"oms.orders.v1")],
+    ).get(10)
+    producer.close()
+    code, out = cli("dlq", "replay", topic, "--all")
+    assert code == 0
+    assert "is not" in out and "replayed 0 of 0" in out
