@@ -62,6 +62,11 @@ def add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
+    def positive(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+        return int(text)
+
     def positions(text: str) -> dict[int, int]:
         try:
             return parse_positions(text)
@@ -101,7 +106,7 @@ def add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         )
         action.add_argument("--json", action="store_true", help="JSON for machines")
     listing.add_argument("--partition", type=int, help="only this DLQ partition")
-    listing.add_argument("--limit", type=int, default=50, help="page size (default 50)")
+    listing.add_argument("--limit", type=positive, default=50, help="page size (default 50)")
     listing.add_argument(
         "--order",
         choices=["newest", "oldest"],
@@ -117,7 +122,7 @@ def add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="only this DLQ partition; with --offset, the one dead letter's (default 0)",
     )
     replay.add_argument("--offset", type=int, help="replay the one dead letter at this offset")
-    replay.add_argument("--limit", type=int, help="replay at most the N oldest matching")
+    replay.add_argument("--limit", type=positive, help="replay at most the N oldest matching")
     replay.add_argument("--all", action="store_true", help="replay every one (no filter)")
     replay.add_argument(
         "--dry-run", action="store_true", help="list what would be replayed and skipped"
@@ -494,9 +499,6 @@ def _dlq_list(bootstrap: str, args: argparse.Namespace, selection: DeadLetterFil
             for code, n in sorted(by_code.items(), key=lambda item: (-item[1], item[0])):
                 print(f"  {n:>8}  {code}")
         return 0
-    if args.limit < 1:
-        print("--limit must be at least 1", file=sys.stderr)
-        return 2
     page = list_page(
         bootstrap, args.topic, selection, limit=args.limit, newest_first=args.order == "newest"
     )
@@ -522,9 +524,9 @@ def _dlq_list(bootstrap: str, args: argparse.Namespace, selection: DeadLetterFil
     for row in rows:
         flag = " [truncated]" if row["truncated"] else ""
         print(
-            f"{row['time'] or '-':<24} {row['partition']}:{row['offset']:<7} "
+            f"{row['time'] or '-':<24} {str(row['partition']) + ':' + str(row['offset']):<9} "
             f"{row['code']:<18.18} {row['key'] or '-':<20.20} {row['type'] or '-':<18.18} "
-            f"{row['id'] or '-':<36.36} {row['reason'][:100]}{flag}"
+            f"{row['id'] or '-':<36.36} {' '.join(row['reason'].split())[:100]}{flag}"
         )
     order = "newest" if page.newest_first else "oldest"
     print(f"{len(rows)} shown, {order} first", end="")
@@ -565,10 +567,11 @@ def _dlq_replay(bootstrap: str, args: argparse.Namespace, selection: DeadLetterF
     def line(planned: Planned) -> str:
         from datetime import UTC, datetime
 
-        when = datetime.fromtimestamp(planned.timestamp_ms / 1000, UTC).isoformat()
+        when = datetime.fromtimestamp(planned.timestamp_ms / 1000, UTC)
+        when_text = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         key = planned.key.decode(errors="replace") if planned.key is not None else "-"
         return (
-            f"{planned.partition}:{planned.offset} {when} {planned.code} key={key} "
+            f"{planned.partition}:{planned.offset} {when_text} {planned.code} key={key} "
             f"type={planned.event_type or '-'} id={planned.event_id or '-'}"
         )
 

@@ -315,7 +315,9 @@ def _scan(
         consumer.seek(tp, offset)
     progressed = time.monotonic()
     while active:
-        batch = consumer.poll(timeout_ms=500)
+        # Short: an empty poll only ends partitions already at their end, where records
+        # not yet fetched arrived after the read began.
+        batch = consumer.poll(timeout_ms=200)
         done: set[TopicPartition] = set()
         for tp, records in batch.items():
             if tp not in active:
@@ -464,7 +466,7 @@ def describe(letter: RefusedMessage, *, with_value: bool = True) -> dict[str, An
     described: dict[str, Any] = {
         "partition": letter.partition,
         "offset": letter.offset,
-        "time": letter.when.isoformat().replace("+00:00", "Z") if letter.when else None,
+        "time": _rfc3339(letter.when) if letter.when else None,
         "code": letter.code,
         "reason": letter.reason,
         "key": letter.key.decode(errors="replace") if letter.key is not None else None,
@@ -480,6 +482,10 @@ def describe(letter: RefusedMessage, *, with_value: bool = True) -> dict[str, An
     if with_value:
         described["value"] = letter.value.decode(errors="replace")
     return described
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _text(document: dict[str, Any] | None, name: str) -> str | None:

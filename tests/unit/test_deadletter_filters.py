@@ -192,3 +192,40 @@ def test_pages_after_a_cursor_are_disjoint_complete_and_continue_one_merge(
     assert flat == whole
     assert len({(m.partition, m.offset) for m in flat}) == len(stamps)
     assert all(len(page) == size for page in pages[:-1])
+
+
+def test_the_command_line_parses_repeated_codes_moments_and_cursors() -> None:
+    from adapters.cli import build_parser
+
+    argv = "dlq list oms.orders.v1 --code not_found --code invalid_data"
+    argv += " --since 2026-12-01T00:00:00Z --until 2026-12-02 --after 0:3,1:9"
+    argv += " --order oldest --limit 10 --json"
+    args = build_parser().parse_args(argv.split())
+    assert args.code == ["not_found", "invalid_data"]
+    assert args.since == datetime(2026, 12, 1, tzinfo=UTC)
+    assert args.until == datetime(2026, 12, 2, tzinfo=UTC)
+    assert args.after == {0: 3, 1: 9}
+    assert (args.order, args.limit, args.json) == ("oldest", 10, True)
+    single = build_parser().parse_args(["dlq", "replay", "oms.orders.v1", "--offset", "7"])
+    assert (single.partition, single.offset, single.dry_run) == (None, 7, False)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--since", "yesterday"],
+        ["--until", "2026-12-01T10:00:00"],
+        ["--after", "0-3"],
+        ["--limit", "0"],
+        ["--order", "random"],
+    ],
+)
+def test_the_command_line_refuses_what_it_cannot_read(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adapters.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["dlq", "list", "oms.orders.v1", *argv])
+    assert exit_.value.code == 2
+    assert "error" in capsys.readouterr().err
