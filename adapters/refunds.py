@@ -128,23 +128,35 @@ class RefundDispatches:
         """Ask the dispatcher to send these pending refunds again at its next round (within
         seconds); returns the refunds asked for. Refunds no longer pending are left alone."""
         if older_than_s is not None:
-            chosen = [p.refund_id for p in self.pending(older_than_s, limit=100_000)]
+            chosen = [p.refund_id for p in self.pending(older_than_s, limit=1_000_000)]
         else:
-            open_ids = {p.refund_id for p in self.pending(0, limit=100_000)}
-            chosen = [rid for rid in refund_ids if rid in open_ids]
-        if chosen:
+            rows = self._rows(
+                "SELECT refund_id FROM oms_refunds WHERE refund_id = ANY(%(ids)s)"
+                " AND (status IS NULL OR status = 'requested')",
+                {"ids": list(refund_ids)},
+            )
+            open_ids = {row["refund_id"] for row in rows}
+            chosen = [rid for rid in dict.fromkeys(refund_ids) if rid in open_ids]
+        return self._ask(chosen, by)
+
+    def request_resend_of_return(self, return_id: UUID, *, by: str) -> list[str]:
+        rows = self._rows(
+            "SELECT refund_id FROM oms_refunds WHERE return_id = %(id)s"
+            " AND (status IS NULL OR status = 'requested')",
+            {"id": return_id},
+        )
+        return self._ask([row["refund_id"] for row in rows], by)
+
+    def _ask(self, refund_ids: list[str], by: str) -> list[str]:
+        if refund_ids:
             self._rows(
                 "INSERT INTO oms_refund_dispatches AS d (refund_id, resend_requested_at,"
                 " resend_requested_by) SELECT unnest(%(ids)s::text[]), now(), %(by)s"
                 " ON CONFLICT (refund_id) DO UPDATE SET resend_requested_at = now(),"
                 " resend_requested_by = %(by)s",
-                {"ids": chosen, "by": by},
+                {"ids": refund_ids, "by": by},
             )
-        return chosen
-
-    def request_resend_of_return(self, return_id: UUID, *, by: str) -> list[str]:
-        ids = [p.refund_id for p in self.pending(0, limit=100_000) if p.return_id == return_id]
-        return self.request_resend(by=by, refund_ids=ids)
+        return refund_ids
 
     def claim_due(self, resend_after_s: float, limit: int = 200) -> list[tuple[str, int]]:
         """Refunds to send again now, each claimed by this caller alone (attempt counted)."""
@@ -158,7 +170,15 @@ class RefundDispatches:
         except NotFound:
             return None
         refund = rma.state.refunds.get(refund_id)
-        if refund is None or refund.status != "requested":
+        if refund is None:
+            return None
+        if refund.status != "requested":
+            # A row from before oms_refunds kept statuses: learn it once, from the RMA.
+            self._rows(
+                "UPDATE oms_refunds SET status = %(status)s"
+                " WHERE refund_id = %(id)s AND status IS NULL",
+                {"status": refund.status, "id": refund_id},
+            )
             return None
         return RefundInstruction(
             refund_id=refund_id,

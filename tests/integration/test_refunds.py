@@ -270,3 +270,29 @@ def test_an_operator_lists_pending_refunds_and_asks_for_a_resend_from_the_cli(
     asked = capsys.readouterr().out
     assert f"{old}: to be sent again" in asked and f"{new}: to be sent again" in asked
     assert asyncio.run(resend_due_refunds(provider, dispatches, 3600)) == 2
+
+
+def test_a_refund_row_from_before_statuses_were_kept_is_checked_on_its_rma_once(
+    own_service: tuple[str, ReturnsService],
+) -> None:
+    url, service = own_service
+    refund_id = requested_refund(service)
+    rma = service.get_return_of_refund(refund_id)
+    service.settle_refund(
+        ctx(), refund_id=refund_id, provider_reference="psp-1", amount=rma.refund(refund_id).amount
+    )
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE oms_refunds SET status = NULL, requested_at = NULL WHERE refund_id = %s",
+            [refund_id],
+        )
+    dispatches = RefundDispatches(service)
+    provider = Instructed()
+    assert asyncio.run(resend_due_refunds(provider, dispatches, 60)) == 0
+    assert provider.refunds == []
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT status FROM oms_refunds WHERE refund_id = %s", [refund_id]
+        ).fetchone()
+    assert row == ("settled",)
+    assert dispatches.pending() == []
