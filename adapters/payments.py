@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -173,9 +174,13 @@ class RecoveringKafkaPublish:
         self.producers_made = 0
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+        # Threads of its own: sends blocked by a broker outage must not hold up the
+        # event loop's default executor (the dispatcher's database calls run there).
+        self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="psp-publish")
 
     async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.send, topic, key, value)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._threads, self.send, topic, key, value)
 
     def send(self, topic: str, key: bytes, value: bytes) -> None:
         for attempt in range(1, self.attempts + 1):
@@ -205,7 +210,12 @@ class RecoveringKafkaPublish:
         with self._lock:
             if self._producer is None:
                 self._producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap, linger_ms=5, acks="all"
+                    bootstrap_servers=self.bootstrap,
+                    linger_ms=5,
+                    acks="all",
+                    # Fail a send to an absent broker in seconds, not the default minute,
+                    # so the bounded retries end while the re-send still has the refund.
+                    max_block_ms=10_000,
                 )
                 self.producers_made += 1
             return self._producer
