@@ -9,8 +9,10 @@ refund id, which the provider deduplicates.
 
 Attempts live in ``oms_refund_dispatches``, outside the Return aggregate: a re-send moves
 no money and changes no state, so it is delivery bookkeeping, not an event. Claiming a
-refund for a re-send is one conditional upsert, so two integrations workers never send
-the same refund twice in one period, and a refund is sent at most once per period.
+refund for a re-send is one conditional upsert, so the re-send timers of two integrations
+workers never both take one refund, and each refund goes again at most once per period
+(a send the Kafka path made restarts its period). Should two sends still meet, the
+provider's dedupe by refund id makes the second harmless.
 """
 
 from __future__ import annotations
