@@ -59,6 +59,23 @@ LOOKUP_TABLES = [
     """CREATE TABLE IF NOT EXISTS oms_refunds (
         refund_id text PRIMARY KEY,
         return_id uuid NOT NULL)""",
+    # Where each refund stands, for the re-send of those the provider never answered.
+    # Added to the first version's table; its older rows have no status (NULL: unknown, and
+    # the refund dispatcher reads those RMAs to find out).
+    """ALTER TABLE oms_refunds ADD COLUMN IF NOT EXISTS status text,
+        ADD COLUMN IF NOT EXISTS requested_at timestamptz,
+        ADD COLUMN IF NOT EXISTS amount numeric,
+        ADD COLUMN IF NOT EXISTS currency text""",
+    """CREATE INDEX IF NOT EXISTS oms_refunds_open ON oms_refunds (requested_at)
+        WHERE status IS NULL OR status = 'requested'""",
+    # Delivery bookkeeping of the refund dispatcher (adapters/refunds.py), not derived from
+    # events: how often each refund went to the provider, and an operator's re-send request.
+    """CREATE TABLE IF NOT EXISTS oms_refund_dispatches (
+        refund_id text PRIMARY KEY,
+        attempts int NOT NULL DEFAULT 0,
+        last_dispatched_at timestamptz,
+        resend_requested_at timestamptz,
+        resend_requested_by text)""",
     """CREATE TABLE IF NOT EXISTS oms_command_log (
         key text PRIMARY KEY,
         result bytea NOT NULL,
@@ -83,9 +100,14 @@ UPSERT_RETURNS = SQL(
     " status = EXCLUDED.status, blind = EXCLUDED.blind,"
     " authorized_at = EXCLUDED.authorized_at, updated_at = EXCLUDED.updated_at"
 )
-INSERT_REFUNDS = SQL(
-    "INSERT INTO oms_refunds (refund_id, return_id)"
-    " SELECT * FROM unnest(%s::text[], %s::uuid[]) ON CONFLICT DO NOTHING"
+UPSERT_REFUNDS = SQL(
+    "INSERT INTO oms_refunds (refund_id, return_id, status, requested_at, amount, currency)"
+    " SELECT * FROM unnest(%s::text[], %s::uuid[], %s::text[], %s::timestamptz[],"
+    " %s::numeric[], %s::text[])"
+    " ON CONFLICT (refund_id) DO UPDATE SET status = EXCLUDED.status,"
+    " requested_at = COALESCE(oms_refunds.requested_at, EXCLUDED.requested_at),"
+    " amount = COALESCE(oms_refunds.amount, EXCLUDED.amount),"
+    " currency = COALESCE(oms_refunds.currency, EXCLUDED.currency)"
 )
 
 T = TypeVar("T")
@@ -208,7 +230,19 @@ class OmsRecorder(PostgresProcessRecorder):
             )
         if rows.refunds:
             curs.execute(
-                INSERT_REFUNDS, columns(rows.refunds, lambda r: (r.refund_id, r.return_id), 2)
+                UPSERT_REFUNDS,
+                columns(
+                    rows.refunds,
+                    lambda r: (
+                        r.refund_id,
+                        r.return_id,
+                        r.status,
+                        r.requested_at,
+                        r.amount,
+                        r.currency,
+                    ),
+                    6,
+                ),
             )
 
     def _insert_stored_events(

@@ -64,6 +64,14 @@ class Settings(BaseModel):
     """JSON file of the API's hashed keys and their roles (create keys with
     ``python -m adapters.api.auth new FILE --principal NAME --role ROLE``)."""
 
+    refund_resend_after_s: float = Field(default=300, gt=0, le=86_400 * 7)
+    """Seconds a requested refund may wait for the payment provider's answer before the
+    integrations worker sends it again (same refund id: the provider deduplicates); the
+    worker looks for such refunds every quarter of this period, or every 5 s if sooner."""
+
+    sandbox_settlement_delay_s: float = Field(default=0.05, ge=0, le=3600)
+    """Seconds the sandbox payment provider takes to settle or decline a refund."""
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

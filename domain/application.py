@@ -45,7 +45,9 @@ from domain.events import (
     Payment,
     ReceivedItem,
     RefundAllocation,
+    RefundFailed,
     RefundRequested,
+    RefundSettled,
     ReturnAuthorized,
 )
 from domain.inventory import Inventory, inventory_id_for
@@ -923,6 +925,28 @@ class ReturnsService(Application[UUID]):
 
         return self.run(ctx, command)
 
+    def resend_refund(self, ctx: Ctx, *, return_id: UUID, as_store_credit: bool = False) -> Outcome:
+        """While a refund waits for the provider: check there is one to send again.
+
+        Nothing is recorded here. A re-send repeats the same instruction under the same
+        refund id, which the provider deduplicates: no money moves and the RMA's state does
+        not change, so it is no business fact for the event store (the audit trail of money
+        is requested, settled, failed). The attempts and who asked for them are delivery
+        bookkeeping, kept by the dispatcher beside the lookups (``oms_refund_dispatches``).
+        """
+
+        def command(uow: UnitOfWork, at: datetime) -> Outcome:
+            rma = self._return(uow, return_id)
+            pending = rma.check_refund_pending()
+            if as_store_credit:
+                raise InvalidTransition(
+                    f"refund {pending[0]} is still with the payment provider: store credit "
+                    "only once it failed"
+                )
+            return outcome_of(rma, refund_id=pending[0], amount=rma.refund(pending[0]).amount)
+
+        return self.run(ctx, command)
+
     def _return_of_refund(self, uow: UnitOfWork, refund_id: str) -> Return:
         return_id = self.lookups.return_id_for_refund(refund_id)
         if return_id is None:
@@ -1106,6 +1130,12 @@ class ReturnsService(Application[UUID]):
             raise NotFound(f"return {return_id} is unknown")
         return found
 
+    def get_return_of_refund(self, refund_id: str) -> Return:
+        return_id = self.lookups.return_id_for_refund(refund_id)
+        if return_id is None:
+            raise NotFound(f"refund {refund_id} is unknown")
+        return self.get_return(return_id)
+
     def get_return_by_rma(self, rma_number: str) -> Return:
         return_id = self.lookups.return_id_for_rma(RmaNumber(rma_number))
         if return_id is None:
@@ -1257,9 +1287,33 @@ def lookup_rows_for(aggregates: Sequence[AnyAggregate]) -> LookupRows:
                 for event in aggregate.pending_events
                 if isinstance(event, ReturnAuthorized | BlindReturnMatched | InStoreReturnRecorded)
             )
-            rows.refunds.extend(
-                RefundRow(event.refund_id, aggregate.id)
-                for event in aggregate.pending_events
-                if isinstance(event, RefundRequested)
-            )
+            rows.refunds.extend(refund_rows(aggregate))
     return rows
+
+
+def refund_rows(rma: Return) -> list[RefundRow]:
+    """One row per refund the commit touched, in its latest status (a row must not be
+    upserted twice in one statement), with the request's time and amount kept."""
+    rows: dict[str, RefundRow] = {}
+    for event in rma.pending_events:
+        if isinstance(event, RefundRequested):
+            rows[event.refund_id] = RefundRow(
+                event.refund_id,
+                rma.id,
+                "requested",
+                event.timestamp,
+                event.amount.amount,
+                event.amount.currency,
+            )
+        elif isinstance(event, RefundSettled | RefundFailed):
+            prior = rows.get(event.refund_id) or RefundRow(event.refund_id, rma.id)
+            status = "settled" if isinstance(event, RefundSettled) else "failed"
+            rows[event.refund_id] = RefundRow(
+                prior.refund_id,
+                prior.return_id,
+                status,
+                prior.requested_at,
+                prior.amount,
+                prior.currency,
+            )
+    return list(rows.values())

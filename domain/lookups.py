@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -44,8 +45,15 @@ class ReturnRow:
 
 @dataclass(frozen=True)
 class RefundRow:
+    """A refund and where it stands with the provider (``requested``, ``settled``, ``failed``),
+    so the refunds still waiting can be found without loading every RMA."""
+
     refund_id: str
     return_id: UUID
+    status: str = "requested"
+    requested_at: datetime | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)

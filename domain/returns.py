@@ -884,6 +884,16 @@ class Return(Aggregate[ReturnEvent]):
             return Money.zero(self.state.currency)
         return self.state.restocking_fee or Money.zero(self.state.currency)
 
+    def pending_refunds(self) -> list[str]:
+        """Refunds handed to the provider that it has not answered yet."""
+        return [rid for rid, refund in self.state.refunds.items() if refund.status == "requested"]
+
+    def check_refund_pending(self) -> list[str]:
+        pending = self.pending_refunds()
+        if not pending:
+            raise InvalidTransition(f"return {self.state.rma_number} has no refund pending")
+        return pending
+
     def refund(self, refund_id: str) -> RefundState:
         try:
             return self.state.refunds[refund_id]

@@ -13,10 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import faust
 import orjson
-from kafka import KafkaProducer
 
 from adapters.eventstore import create_service
-from adapters.payments import PaymentProvider, RefundInstruction, SandboxPaymentProvider
+from adapters.payments import (
+    PaymentProvider,
+    RecoveringKafkaPublish,
+    RefundInstruction,
+    SandboxPaymentProvider,
+)
+from adapters.refunds import RefundDispatches
 from adapters.settings import Settings
 from domain.application import ReturnsService
 from streams.app import BatchHandler, DeadLetter, InboundRecord, create_app
@@ -44,45 +49,106 @@ def inbound_handler(
     return handle
 
 
-def refund_dispatcher(provider: PaymentProvider) -> BatchHandler:
-    """Hands every requested refund to the payment provider; settlement comes back inbound."""
+def refund_dispatcher(
+    provider: PaymentProvider, dispatches: RefundDispatches | None = None
+) -> BatchHandler:
+    """Hands every requested refund to the payment provider; settlement comes back inbound.
+
+    With ``dispatches``, a refund already answered is not sent again (the relay republishes
+    old events after a broker came back empty) and each send is counted, so the re-send
+    timer waits a full period after it.
+    """
 
     async def handle(records: Sequence[InboundRecord]) -> Sequence[DeadLetter]:
         dead = []
+        refunds: list[RefundInstruction] = []
         for record in records:
             try:
                 event = orjson.loads(record.value)
                 if event.get("type") != "rma.refund_requested":
                     continue
-                await provider.request_refund(RefundInstruction.from_event(event["data"]))
+                refunds.append(RefundInstruction.from_event(event["data"]))
             except (orjson.JSONDecodeError, KeyError, TypeError) as broken:
                 dead.append(
                     DeadLetter(record, f"unreadable refund request: {broken!r}", "invalid_event")
                 )
+        if refunds and dispatches is not None:
+            ids = [refund.refund_id for refund in refunds]
+            loop = asyncio.get_running_loop()
+            still_open = await loop.run_in_executor(None, dispatches.still_open, ids)
+            refunds = [refund for refund in refunds if refund.refund_id in still_open]
+            await loop.run_in_executor(
+                None, dispatches.record_dispatched, [r.refund_id for r in refunds]
+            )
+        for refund in refunds:
+            await provider.request_refund(refund)
         return dead
 
     return handle
 
 
-def kafka_publisher(bootstrap: str) -> SandboxPaymentProvider:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+async def resend_due_refunds(
+    provider: PaymentProvider, dispatches: RefundDispatches, resend_after_s: float
+) -> int:
+    """One round of the re-send timer: refunds unanswered for a period go out again.
 
-    async def publish(topic: str, key: bytes, value: bytes) -> None:
-        future = producer.send(topic, key=key, value=value)
-        await asyncio.get_running_loop().run_in_executor(None, future.get, 30)
+    Read from PostgreSQL, not Kafka (which may have lost the request); claimed there, so
+    two workers do not both send one refund, and each refund goes at most once a period.
+    """
+    loop = asyncio.get_running_loop()
+    claimed = await loop.run_in_executor(None, dispatches.claim_due, resend_after_s)
+    sent = 0
+    for refund_id, attempts in claimed:
+        instruction = await loop.run_in_executor(None, dispatches.instruction, refund_id)
+        if instruction is None:
+            continue  # answered meanwhile
+        log.warning(
+            "refund %s has no answer from the payment provider: sending it again (attempt %d)",
+            refund_id,
+            attempts,
+        )
+        await provider.request_refund(instruction)
+        sent += 1
+    return sent
 
-    return SandboxPaymentProvider(publish)
+
+def resend_interval(resend_after_s: float) -> float:
+    # Often enough that an operator's re-send goes out within seconds, and a due refund
+    # within a quarter period of its due time.
+    return min(5.0, max(0.2, resend_after_s / 4))
+
+
+def kafka_publisher(bootstrap: str, *, delay_s: float = 0.05) -> SandboxPaymentProvider:
+    """The sandbox provider, publishing its settlements to psp.refunds.v1."""
+    return SandboxPaymentProvider(RecoveringKafkaPublish(bootstrap), delay_s=delay_s)
 
 
 def create_integrations_app(
-    settings: Settings, service: ReturnsService, provider: PaymentProvider
+    settings: Settings,
+    service: ReturnsService,
+    provider: PaymentProvider,
 ) -> faust.App:
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="commands")
+    dispatches = RefundDispatches(service)
     handlers: dict[str, BatchHandler] = {
         topic: inbound_handler(service, topic, executor) for topic in INBOUND_TOPICS
     }
-    handlers[RMA_EVENTS] = refund_dispatcher(provider)
-    return create_app(settings, app_id=APP_ID, handlers=handlers)
+    handlers[RMA_EVENTS] = refund_dispatcher(provider, dispatches)
+    app = create_app(settings, app_id=APP_ID, handlers=handlers)
+    resend_after_s = settings.refund_resend_after_s
+
+    async def resend_refunds() -> None:
+        try:
+            await resend_due_refunds(provider, dispatches, resend_after_s)
+        except Exception:
+            # The database may be away for a moment: the next round tries again.
+            log.exception("re-sending unanswered refunds failed; retrying next round")
+
+    # Every worker runs the timer (no leader election on Tansu); the claim in PostgreSQL
+    # keeps them from sending one refund twice.
+    app.timer(resend_interval(resend_after_s))(resend_refunds)
+
+    return app
 
 
 def app_from_env() -> faust.App:
@@ -91,4 +157,7 @@ def app_from_env() -> faust.App:
     if settings.database_url is None or settings.kafka_bootstrap is None:
         raise SystemExit("the integrations worker needs OMS_DATABASE_URL and OMS_KAFKA_BOOTSTRAP")
     service = create_service(settings.database_url, pool_size=4)
-    return create_integrations_app(settings, service, kafka_publisher(settings.kafka_bootstrap))
+    provider = kafka_publisher(
+        settings.kafka_bootstrap, delay_s=settings.sandbox_settlement_delay_s
+    )
+    return create_integrations_app(settings, service, provider)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
@@ -34,7 +35,9 @@ from adapters.api.models import (
 )
 from adapters.api.problems import Problem, problem_responses
 from adapters.api.views import events_of, return_view
-from domain.application import Ctx, Outcome
+from adapters.refunds import RefundDispatches
+from domain.application import Ctx, Outcome, ReturnsService
+from domain.returns import ReturnStatus
 from domain.values import ReturnChannel
 
 router = APIRouter(
@@ -253,17 +256,19 @@ def accept_keep_item(
 def retry_refund(
     principal: Agent, ref: str, body: RefundRetry, request: Request, response: Response
 ) -> CommandResult:
-    """After a failed refund: pay again, or as store credit."""
-    return _rma_command(
-        principal,
-        ref,
-        request,
-        response,
-        "retry_refund",
-        lambda s, ctx, rid: s.retry_refund(
-            ctx, return_id=rid, as_store_credit=body.as_store_credit
-        ),
-    )
+    """After a failed refund: pay again, or as store credit. While a refund still waits for
+    the payment provider (``refund_pending``): send it again under the same refund id (the
+    provider deduplicates, so no new money moves); the integrations worker sends it within
+    seconds. Store credit is refused (409) until the pending refund failed."""
+
+    def call(s: ReturnsService, ctx: Ctx, rid: UUID) -> Outcome:
+        if s.get_return(rid).state.status is ReturnStatus.REFUND_PENDING:
+            outcome = s.resend_refund(ctx, return_id=rid, as_store_credit=body.as_store_credit)
+            RefundDispatches(s).request_resend_of_return(rid, by=ctx.cause.actor)
+            return outcome
+        return s.retry_refund(ctx, return_id=rid, as_store_credit=body.as_store_credit)
+
+    return _rma_command(principal, ref, request, response, "retry_refund", call)
 
 
 @rma_command("/{ref}/resolution")
