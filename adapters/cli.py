@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from adapters.settings import Settings
 
@@ -196,7 +197,6 @@ def run_integrations(settings: Settings) -> int:
     from adapters.stack import kafka, postgres
     from adapters.topics import topic_specs
     from streams.integrations import create_integrations_app, kafka_publisher
-    from streams.worker import run_worker
 
     with postgres(settings) as url, kafka(settings) as bootstrap:
         # Faust must find its topics with their partition counts before it joins.
@@ -204,7 +204,19 @@ def run_integrations(settings: Settings) -> int:
         wired = settings.model_copy(update={"database_url": url, "kafka_bootstrap": bootstrap})
         service = create_service(url, pool_size=4)
         app = create_integrations_app(wired, service, kafka_publisher(bootstrap))
-        run_worker(app, loglevel=settings.log_level)
+        return _run_worker(app, settings, "integrations")
+
+
+def _run_worker(app: Any, settings: Settings, name: str) -> int:
+    """Run a worker; exit status 3 when it gave up, its reason in ``<data dir>/<name>.health``."""
+    from streams.worker import FAILED_EXIT_STATUS, WorkerFailed, run_worker
+
+    health = settings.data_dir / f"{name}.health"
+    try:
+        run_worker(app, loglevel=settings.log_level, health_file=health)
+    except WorkerFailed as failed:
+        logging.getLogger(name).critical("the %s worker gave up: %s (see %s)", name, failed, health)
+        return FAILED_EXIT_STATUS
     return 0
 
 
@@ -246,7 +258,6 @@ def run_projections(settings: Settings) -> int:
     from adapters.topics import topic_specs
     from projections import default_projections
     from streams.projectors import Projector, create_projections_app
-    from streams.worker import run_worker
 
     with postgres(settings) as url, kafka(settings) as bootstrap:
         provision_topics(bootstrap, topic_specs(settings.topic_partitions))
@@ -255,8 +266,7 @@ def run_projections(settings: Settings) -> int:
         store = ReadModelStore(url, projections)
         projector = Projector(store, projections, lambda: ConfluentPublisher(bootstrap))
         app = create_projections_app(wired, projector)
-        run_worker(app, loglevel=settings.log_level)
-    return 0
+        return _run_worker(app, settings, "projections")
 
 
 def run_rebuild(settings: Settings, names: list[str]) -> int:

@@ -15,7 +15,7 @@ import faust
 import orjson
 from kafka import KafkaProducer
 
-from adapters.eventstore import create_service
+from adapters.eventstore import create_service, database_unavailable
 from adapters.payments import PaymentProvider, RefundInstruction, SandboxPaymentProvider
 from adapters.settings import Settings
 from domain.application import ReturnsService
@@ -82,7 +82,7 @@ def create_integrations_app(
         topic: inbound_handler(service, topic, executor) for topic in INBOUND_TOPICS
     }
     handlers[RMA_EVENTS] = refund_dispatcher(provider)
-    return create_app(settings, app_id=APP_ID, handlers=handlers)
+    return create_app(settings, app_id=APP_ID, handlers=handlers, transient=database_unavailable)
 
 
 def app_from_env() -> faust.App:
