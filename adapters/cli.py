@@ -6,9 +6,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from adapters.settings import Settings
+
+if TYPE_CHECKING:
+    import faust
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,7 +210,7 @@ def run_integrations(settings: Settings) -> int:
         return _run_worker(app, settings, "integrations")
 
 
-def _run_worker(app: Any, settings: Settings, name: str) -> int:
+def _run_worker(app: faust.App, settings: Settings, name: str) -> int:
     """Run a worker; exit status 3 when it gave up, its reason in ``<data dir>/<name>.health``."""
     from streams.worker import FAILED_EXIT_STATUS, WorkerFailed, run_worker
 

@@ -229,6 +229,8 @@ def _add_inbound_agent(
     source = app.topic(topic, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(dlq(topic), key_serializer="raw", value_serializer="raw")
 
+    # From a batch's first failure until it is acked, a stop or a rebalance does not wait
+    # for it (see _Consumer.wait_empty): its retries may last as long as an outage.
     holding = cast(_TansuApp, app).holding
 
     def hold() -> None:
@@ -272,6 +274,7 @@ def _add_inbound_agent(
                     await stream.ack(event)
                 holding.discard(topic)
         finally:
+            holding.discard(topic)
             reader.cancel()
 
     app.agent(source, name=f"{app.conf.id}.{topic}")(consume)
