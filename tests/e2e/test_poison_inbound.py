@@ -279,3 +279,34 @@ def test_an_unreachable_database_dead_letters_nothing_and_the_batch_waits_for_it
         checker.close()
     assert dead_letters(stack.bootstrap) == []
     assert worker.terminate(timeout=30) == 0
+
+
+def test_a_worker_waiting_for_the_database_stops_on_sigterm(
+    stack: Stack, database_url: str
+) -> None:
+    # A guard for the endless retry above: an outage must not make the worker deaf.
+    worker = stack.worker()
+    worker.wait_ready(90)
+    name = stack.database_url.rsplit("/", 1)[1]
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+        )
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        try:
+            publish(stack.bootstrap, [m.order_placed(f"STOP-{uuid.uuid4().hex[:6]}")], b"stop")
+            eventually(
+                lambda: "retrying until it is back" in worker.log_tail(200_000),
+                90,
+                "the worker to retry the unreachable database",
+            )
+            started = time.monotonic()
+            worker.terminate(timeout=30)  # raises if SIGTERM was ignored for 30 s
+            assert time.monotonic() - started < 30
+        finally:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name))
+            )
+    assert dead_letters(stack.bootstrap) == []
