@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from adapters.settings import Settings
 
 if TYPE_CHECKING:
+    import faust
+
     from adapters.deadletters import DeadLetterFilter
 
 
@@ -277,7 +279,6 @@ def run_integrations(settings: Settings) -> int:
     from adapters.stack import kafka, postgres
     from adapters.topics import topic_specs
     from streams.integrations import create_integrations_app, kafka_publisher
-    from streams.worker import run_worker
 
     with postgres(settings) as url, kafka(settings) as bootstrap:
         # Faust must find its topics with their partition counts before it joins.
@@ -286,7 +287,19 @@ def run_integrations(settings: Settings) -> int:
         service = create_service(url, pool_size=4)
         provider = kafka_publisher(bootstrap, delay_s=settings.sandbox_settlement_delay_s)
         app = create_integrations_app(wired, service, provider)
-        run_worker(app, loglevel=settings.log_level)
+        return _run_worker(app, settings, "integrations")
+
+
+def _run_worker(app: faust.App, settings: Settings, name: str) -> int:
+    """Run a worker; exit status 3 when it gave up, its reason in ``<data dir>/<name>.health``."""
+    from streams.worker import FAILED_EXIT_STATUS, WorkerFailed, run_worker
+
+    health = settings.data_dir / f"{name}.health"
+    try:
+        run_worker(app, loglevel=settings.log_level, health_file=health)
+    except WorkerFailed as failed:
+        logging.getLogger(name).critical("the %s worker gave up: %s (see %s)", name, failed, health)
+        return FAILED_EXIT_STATUS
     return 0
 
 
@@ -328,7 +341,6 @@ def run_projections(settings: Settings) -> int:
     from adapters.topics import topic_specs
     from projections import default_projections
     from streams.projectors import Projector, create_projections_app
-    from streams.worker import run_worker
 
     with postgres(settings) as url, kafka(settings) as bootstrap:
         provision_topics(bootstrap, topic_specs(settings.topic_partitions))
@@ -337,8 +349,7 @@ def run_projections(settings: Settings) -> int:
         store = ReadModelStore(url, projections)
         projector = Projector(store, projections, lambda: ConfluentPublisher(bootstrap))
         app = create_projections_app(wired, projector)
-        run_worker(app, loglevel=settings.log_level)
-    return 0
+        return _run_worker(app, settings, "projections")
 
 
 def run_rebuild(settings: Settings, names: list[str]) -> int:

@@ -2,18 +2,30 @@
 
 These models are public: other systems validate against the JSON Schemas exported from
 them (``docs/schemas``). Evolve them compatibly: add optional fields, never rename or
-tighten; a breaking change is a new ``.v2`` topic. Unknown fields are ignored.
+tighten; a breaking change is a new ``.v2`` topic. Unknown fields are ignored. The one kind
+of tightening allowed refuses values that could never be stored or projected correctly
+(NUL in text, integers beyond any business range, moments outside 2000 .. tomorrow; see
+``adapters/validation.py``): refused here, one message at a time, as ``invalid_data``
+(``invalid_envelope`` in the envelope), rather than failing their batch's transaction.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapters.validation import (
+    LineNo,
+    Moment,
+    Quantity,
+    SafeStr,
+    StockDelta,
+    StockQuantity,
+    Text,
+)
 from domain.values import (
     Channel,
     Condition,
@@ -24,7 +36,6 @@ from domain.values import (
 )
 
 MAX_MESSAGE_BYTES = 256 * 1024
-Text = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Contract(BaseModel):
@@ -49,22 +60,22 @@ class CloudEvent(Contract):
     id: Text
     source: Text
     type: Text
-    time: datetime | None = None
-    subject: str | None = None
-    datacontenttype: str | None = "application/json"
+    time: Moment | None = None
+    subject: SafeStr | None = None
+    datacontenttype: SafeStr | None = "application/json"
     data: dict[str, Any]
 
 
 # ---------------------------------------------------------------- oms.orders.v1
 class OrderLineData(Contract):
-    line_no: int = Field(ge=1)
+    line_no: LineNo
     sku: Text
-    name: str = ""
-    quantity: int = Field(ge=1, le=10_000)
+    name: SafeStr = ""
+    quantity: Quantity
     unit_price: Amount
     serials: list[Text] = []
-    supplier: str = "unknown"
-    category: str = "general"
+    supplier: SafeStr = "unknown"
+    category: SafeStr = "general"
     returnable: bool = True
     warranty_months: int | None = Field(default=None, ge=0, le=240)
 
@@ -78,18 +89,18 @@ class PaymentData(Contract):
 class OrderPlacedData(Contract):
     order_id: Text
     customer_id: Text
-    customer_email: str | None = None
+    customer_email: SafeStr | None = None
     channel: Channel
-    store_id: str | None = None
-    placed_at: datetime | None = None
+    store_id: SafeStr | None = None
+    placed_at: Moment | None = None
     lines: list[OrderLineData] = Field(min_length=1, max_length=500)
     payments: list[PaymentData] = Field(max_length=20)
     shipping: Amount
 
 
 class FulfilledLineData(Contract):
-    line_no: int = Field(ge=1)
-    quantity: int = Field(ge=1)
+    line_no: LineNo
+    quantity: Quantity
     serials: list[Text] = []
 
 
@@ -101,66 +112,66 @@ class OrderFulfilledData(Contract):
 
 class OrderDeliveredData(Contract):
     order_id: Text
-    delivered_at: datetime | None = None
+    delivered_at: Moment | None = None
 
 
 class OrderCancelledData(Contract):
     order_id: Text
-    reason: str = "cancelled by the commerce platform"
+    reason: SafeStr = "cancelled by the commerce platform"
 
 
 # ---------------------------------------------------------------- wms.receipts.v1
 class ReceivedItemData(Contract):
     sku: Text
-    quantity: int = Field(ge=1, le=10_000)
-    serial: str | None = None
+    quantity: Quantity
+    serial: SafeStr | None = None
 
 
 class ParcelReceivedData(Contract):
     receipt_id: Text
     warehouse_id: Text
-    rma_number: str | None = None
-    tracking_number: str | None = None
-    order_id: str | None = None
+    rma_number: SafeStr | None = None
+    tracking_number: SafeStr | None = None
+    order_id: SafeStr | None = None
     items: list[ReceivedItemData] = Field(min_length=1, max_length=500)
 
 
 class InspectedItemData(Contract):
     sku: Text
-    serial: str | None = None
-    quantity: int = Field(ge=1, le=10_000)
+    serial: SafeStr | None = None
+    quantity: Quantity
     condition: Condition
     disposition: Disposition
-    line_no: int | None = None
+    line_no: LineNo | None = None
 
 
 class ItemsInspectedData(Contract):
     receipt_id: Text
     rma_number: Text
-    warehouse_id: str | None = None
+    warehouse_id: SafeStr | None = None
     items: list[InspectedItemData] = Field(min_length=1, max_length=500)
 
 
 class StockCountedData(Contract):
     sku: Text
     location_id: Text
-    quantity: int = Field(ge=0)
-    count_id: str | None = None
+    quantity: StockQuantity
+    count_id: SafeStr | None = None
 
 
 class StockAdjustedData(Contract):
     sku: Text
     location_id: Text
-    delta: int
+    delta: StockDelta
     reason: Text
-    adjustment_id: str | None = None
+    adjustment_id: SafeStr | None = None
 
 
 # ---------------------------------------------------------------- pos.returns.v1
 class StoreReturnItemData(Contract):
-    line: int = Field(ge=1)
-    quantity: int = Field(ge=1)
-    serial: str | None = None
+    line: LineNo
+    quantity: Quantity
+    serial: SafeStr | None = None
     reason_code: ReasonCode
     condition: Condition = Condition.RESELLABLE
     disposition: Disposition | None = None

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
+import psycopg
+from eventsourcing import persistence
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.utils import get_topic
@@ -397,3 +399,33 @@ def create_service(
         policy_book=policy_book,
         default_warehouse=default_warehouse,
     )
+
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    # Connection lost or refused, server shutting down, pool exhausted: the database, not
+    # the data. psycopg maps SQLSTATE classes 08, 53 and 57 to OperationalError; the library
+    # re-raises them as its own OperationalError (its ConnectionUnavailableError included).
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    persistence.OperationalError,
+    persistence.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) says the database is out of reach for now.
+
+    A data error (a value PostgreSQL refuses, a constraint) is about the records and fails
+    again on every retry; an outage passes, so its batch must wait rather than be
+    dead-lettered.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -51,6 +51,12 @@ class Settings(BaseModel):
     fetch_max_wait_ms: int = Field(default=20, ge=0, le=60_000)
     """Longest a consumer fetch waits at the broker for data; bounds consumer latency."""
 
+    dlq_publish_attempts: int = Field(default=8, ge=1, le=1000)
+    """Attempts to publish a batch's dead letters (backoff 0.5 s doubling, at most 30 s
+    apart: about 1 min at the default) before the worker gives up: it logs CRITICAL, writes
+    status failed and the reason to its health file, leaves the batch unacked and exits
+    non-zero for its supervisor to restart it."""
+
     api_host: str = Field(default="127.0.0.1", min_length=1)
     """Interface the HTTP API listens on."""
 

@@ -3,12 +3,18 @@
 No business logic lives here. A handler gets a batch of :class:`InboundRecord` (bytes
 exactly as received), does its work (it dedupes by message id: redelivery is normal under
 at-least-once), and returns the records it rejects as :class:`DeadLetter`; this module
-publishes those to ``<topic>.dlq`` with the original key and value and acks the batch.
+publishes those to ``<topic>.dlq`` with the original key and value (truncated when too big
+for a producer) and acks the batch. A batch whose handler keeps raising is split until the
+failing records are alone; those alone are dead-lettered. Dead letters that cannot be
+published after bounded retries fail the worker loudly (:func:`add_failure_hook`): a batch
+is never acked without its dead letters on the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,10 +34,37 @@ from streams.topics import dlq
 _log = logging.getLogger(__name__)
 
 HANDLER_FAILED = "handler_failed"
-"""``x-dlq-error-code`` of records dead-lettered because their batch's handler kept raising."""
+"""``x-dlq-error-code`` of a record dead-lettered because the handler kept raising on it alone."""
+
+DLQ_MAX_VALUE_BYTES = 256 * 1024
+"""A dead letter's value above this is truncated. The producer refuses requests above 1 MB
+(and a broker may refuse less); 256 KiB leaves room for the key and headers, and equals the
+inbound contract's limit, so every message refused as ``oversized`` is truncated."""
+
+DLQ_TRUNCATED_BYTES = 64 * 1024
+"""How much of a truncated value is kept: enough to see what the message was."""
+
+TRUNCATED_HEADER = "x-dlq-truncated"
+"""``true`` on a dead letter that holds only the first bytes of the original: it cannot be
+replayed; its ``x-dlq-original-size`` and ``x-dlq-original-sha256`` identify the original."""
 
 _MAX_REASON_CHARS = 1000
-_MAX_DLQ_BACKOFF_S = 30.0
+_MAX_BACKOFF_S = 30.0
+
+FailureHook = Callable[[str], None]
+"""Told why the worker cannot go on; it must stop the process (see streams.worker)."""
+
+Transient = Callable[[BaseException], bool]
+"""Whether a handler's exception says a resource is unavailable (retry until it is back)
+rather than that the records are bad (split the batch, dead-letter the culprits)."""
+
+
+class DeadLetterPublicationFailed(RuntimeError):
+    """Dead letters could not be published within the configured attempts."""
+
+
+def no_transient_errors(error: BaseException) -> bool:
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +106,20 @@ def create_app(
     handler_attempts: int = 3,
     retry_backoff_s: float = 0.5,
     resume: ResumeOffsets | None = None,
+    transient: Transient = no_transient_errors,
 ) -> faust.App:
     """A faust app (consumer group ``app_id``) with one batching agent per handled topic.
 
     A handler that raises is retried ``handler_attempts`` times in all, sleeping
-    ``retry_backoff_s`` doubled each time; then its whole batch goes to the DLQ with the
-    exception as the reason, and consumption carries on. ``resume`` is asked, after every
-    rebalance, where to start reading assigned partitions; the rest start at the group's
-    committed offsets (or the earliest, for a new group).
+    ``retry_backoff_s`` doubled each time; if it still raises, the batch is split in halves
+    handled one after the other, recursively, and a record that fails alone goes to the DLQ
+    with the exception as the reason (``handler_failed``); consumption carries on. An
+    exception ``transient`` says is an outage is retried, with backoff, until it passes:
+    nothing is dead-lettered for it. Dead letters are published with up to
+    ``settings.dlq_publish_attempts`` attempts; then the failure hooks are told, and the
+    batch is never acked. ``resume`` is asked, after every rebalance, where to start reading
+    assigned partitions; the rest start at the group's committed offsets (or the earliest,
+    for a new group).
     """
     if settings.kafka_bootstrap is None:
         raise ValueError("create_app needs settings.kafka_bootstrap (start the broker first)")
@@ -124,8 +163,21 @@ def create_app(
             within_s=batch_within_s,
             attempts=handler_attempts,
             backoff_s=retry_backoff_s,
+            transient=transient,
+            publish_attempts=settings.dlq_publish_attempts,
         )
     return app
+
+
+def add_failure_hook(app: faust.App, hook: FailureHook) -> bool:
+    """Have ``hook`` told when the app cannot go on (e.g. its DLQ refuses its dead letters).
+
+    False for an app not made by :func:`create_app` (it never fails this way).
+    """
+    if not isinstance(app, _TansuApp):
+        return False
+    app.failure_hooks.append(hook)
+    return True
 
 
 def dlq_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
@@ -140,6 +192,25 @@ def dlq_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     ]
 
 
+def dlq_message(letter: DeadLetter) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The value and headers a dead letter is published with.
+
+    A value too big for a producer is cut to its first :data:`DLQ_TRUNCATED_BYTES`, whatever
+    the error: publishing it whole would fail every time, and the batch behind it could
+    never be acked. The headers then say so, with the original's size and SHA-256.
+    """
+    value = letter.record.value
+    headers = dlq_headers(letter)
+    if len(value) <= DLQ_MAX_VALUE_BYTES:
+        return value, headers
+    headers += [
+        (TRUNCATED_HEADER, b"true"),
+        ("x-dlq-original-size", str(len(value)).encode()),
+        ("x-dlq-original-sha256", hashlib.sha256(value).hexdigest().encode()),
+    ]
+    return value[:DLQ_TRUNCATED_BYTES], headers
+
+
 # --------------------------------------------------------------------------- agent
 
 
@@ -152,9 +223,18 @@ def _add_inbound_agent(
     within_s: float,
     attempts: int,
     backoff_s: float,
+    transient: Transient,
+    publish_attempts: int,
 ) -> None:
     source = app.topic(topic, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(dlq(topic), key_serializer="raw", value_serializer="raw")
+
+    # From a batch's first failure until it is acked, a stop or a rebalance does not wait
+    # for it (see _Consumer.wait_empty): its retries may last as long as an outage.
+    holding = cast(_TansuApp, app).holding
+
+    def hold() -> None:
+        holding.add(topic)
 
     async def consume(stream: StreamT[bytes]) -> None:
         # Acks are manual (noack): a batch is acked only once it has been handled and its
@@ -168,12 +248,33 @@ def _add_inbound_agent(
             while events := await feed.next_batch(batch_size, within_s=within_s, reader=reader):
                 records = [_to_record(event) for event in events]
                 _log_first_offsets(records, started)
-                letters = await _handle(handler, records, attempts=attempts, backoff_s=backoff_s)
+                letters = await _handle(
+                    handler,
+                    records,
+                    attempts=attempts,
+                    backoff_s=backoff_s,
+                    transient=transient,
+                    hold=hold,
+                )
                 if letters:
-                    await _publish_dead_letters(dead_letters, letters, backoff_s=backoff_s)
+                    try:
+                        await _publish_dead_letters(
+                            dead_letters,
+                            letters,
+                            attempts=publish_attempts,
+                            backoff_s=backoff_s,
+                            hold=hold,
+                        )
+                    except DeadLetterPublicationFailed as failed:
+                        cast(_TansuApp, app).fail(str(failed))
+                        # Never acked: the hooks stop the worker, and the records come
+                        # back to whoever consumes the partition next.
+                        await asyncio.Event().wait()
                 for event in events:
                     await stream.ack(event)
+                holding.discard(topic)
         finally:
+            holding.discard(topic)
             reader.cancel()
 
     app.agent(source, name=f"{app.conf.id}.{topic}")(consume)
@@ -277,60 +378,136 @@ def _headers(
 
 
 async def _handle(
-    handler: BatchHandler, records: Sequence[InboundRecord], *, attempts: int, backoff_s: float
+    handler: BatchHandler,
+    records: Sequence[InboundRecord],
+    *,
+    attempts: int,
+    backoff_s: float,
+    transient: Transient,
+    hold: Callable[[], None],
 ) -> Sequence[DeadLetter]:
-    for attempt in range(1, attempts + 1):
+    """The handler's dead letters for ``records``, each record applied once.
+
+    Why the split is here and not in a handler: a handler that raises has failed as a
+    whole (the inbound one commits a batch in one transaction, so nothing of it stayed),
+    and only this loop sees every handler's exceptions. Halving until a record fails alone
+    costs about 2 log2(n) extra calls for one culprit and applies every other record once
+    (handlers dedupe by message id anyway); the left half goes first, which keeps the order
+    of each partition for the records that pass.
+    """
+    error = await _attempt(
+        handler, records, attempts=attempts, backoff_s=backoff_s, transient=transient, hold=hold
+    )
+    if not isinstance(error, BaseException):
+        return error
+    if len(records) == 1:
+        return [DeadLetter(records[0], f"{type(error).__name__}: {error}", HANDLER_FAILED)]
+    middle = len(records) // 2
+    _log.warning(
+        "splitting a failing batch of %d records from %s in two", len(records), records[0].topic
+    )
+    # Halves get one attempt each: the whole batch already had its retries.
+    first = await _handle(
+        handler, records[:middle], attempts=1, backoff_s=backoff_s, transient=transient, hold=hold
+    )
+    rest = await _handle(
+        handler, records[middle:], attempts=1, backoff_s=backoff_s, transient=transient, hold=hold
+    )
+    return [*first, *rest]
+
+
+async def _attempt(
+    handler: BatchHandler,
+    records: Sequence[InboundRecord],
+    *,
+    attempts: int,
+    backoff_s: float,
+    transient: Transient,
+    hold: Callable[[], None],
+) -> Sequence[DeadLetter] | Exception:
+    """The handler's result, or its last exception after ``attempts`` failed calls.
+
+    Transient failures do not count: they are retried until they pass (a stop of the
+    worker cancels the sleep), since dead-lettering good records for an outage would lose
+    them for everyone who does not replay the DLQ.
+    """
+    failed = 0
+    delay = backoff_s
+    while True:
         try:
             return await handler(records)
         except Exception as exc:  # the agent must outlive any handler bug
+            hold()
             first, last = records[0], records[-1]
+            outage = transient(exc)
+            if not outage:
+                failed += 1
             _log.exception(
-                "handler failed on %s (%d records, offsets %s:%s..%s:%s), attempt %d/%d",
+                "handler failed on %s (%d records, offsets %s:%s..%s:%s), %s",
                 first.topic,
                 len(records),
                 first.partition,
                 first.offset,
                 last.partition,
                 last.offset,
+                "a resource is unavailable: retrying until it is back"
+                if outage
+                else f"attempt {failed}/{attempts}",
+            )
+            if failed >= attempts:
+                return exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF_S)
+
+
+async def _publish_dead_letters(
+    topic: TopicT,
+    letters: Sequence[DeadLetter],
+    *,
+    attempts: int,
+    backoff_s: float,
+    hold: Callable[[], None],
+) -> None:
+    """Publish ``letters``, or raise DeadLetterPublicationFailed after ``attempts`` tries.
+
+    Bounded: a dead letter the broker refuses for good (a key too big for it, a DLQ topic
+    that is gone) would otherwise hold the topic forever with nothing but a log line. A
+    retry after a partial failure may duplicate some; DLQ readers must tolerate that.
+    """
+    delay = backoff_s
+    for attempt in range(1, attempts + 1):
+        try:
+            pending = []
+            for letter in letters:
+                value, headers = dlq_message(letter)
+                # force=True: publish now, not attached to the current event's commit.
+                pending.append(
+                    await topic.send(
+                        key=letter.record.key, value=value, headers=headers, force=True
+                    )
+                )
+            await asyncio.gather(*pending)
+            return
+        except Exception as exc:
+            hold()
+            _log.exception(
+                "could not publish %d dead letters to %s (attempt %d/%d)",
+                len(letters),
+                topic.get_topic_name(),
                 attempt,
                 attempts,
             )
             if attempt == attempts:
-                reason = f"{type(exc).__name__}: {exc}"
-                return [DeadLetter(record, reason, HANDLER_FAILED) for record in records]
-            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")  # the loop returns on its last attempt
-
-
-async def _publish_dead_letters(
-    topic: TopicT, letters: Sequence[DeadLetter], *, backoff_s: float
-) -> None:
-    # Retried until the broker takes them, never dropped: the batch is acked only after.
-    # A retry after a partial failure may duplicate some; DLQ readers must tolerate that.
-    delay = backoff_s
-    while True:
-        try:
-            pending = [
-                # force=True: publish now, not attached to the current event's commit.
-                await topic.send(
-                    key=letter.record.key,
-                    value=letter.record.value,
-                    headers=dlq_headers(letter),
-                    force=True,
-                )
-                for letter in letters
-            ]
-            await asyncio.gather(*pending)
-            return
-        except Exception:
-            _log.exception(
-                "could not publish %d dead letters to %s; retrying in %.1fs",
-                len(letters),
-                topic.get_topic_name(),
-                delay,
-            )
+                first = letters[0].record
+                raise DeadLetterPublicationFailed(
+                    f"could not publish {len(letters)} dead letter(s) to "
+                    f"{topic.get_topic_name()} in {attempts} attempts (first from "
+                    f"{first.topic}:{first.partition} at offset {first.offset}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_DLQ_BACKOFF_S)
+            delay = min(delay * 2, _MAX_BACKOFF_S)
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 # --------------------------------------------------------------------------- transport
@@ -349,10 +526,42 @@ class _TansuApp(faust.App):
     ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.resume_offsets = resume
+        self.failure_hooks: list[FailureHook] = []
+        self.failure: str | None = None
+        self.holding = _Holding()
         super().__init__(app_id, **options)
+
+    def fail(self, reason: str) -> None:
+        """The worker cannot go on without skipping records: say so, loudly, once."""
+        if self.failure is not None:
+            return
+        self.failure = reason
+        _log.critical("worker failed, its batch is not acked: %s", reason)
+        for hook in self.failure_hooks:
+            try:
+                hook(reason)
+            except Exception:
+                _log.exception("a failure hook failed")
 
     def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)
+
+
+class _Holding:
+    """The agents holding a batch that failed at least once and is not acked yet."""
+
+    def __init__(self) -> None:
+        self._topics: set[str] = set()
+        self.any = asyncio.Event()
+
+    def add(self, topic: str) -> None:
+        self._topics.add(topic)
+        self.any.set()
+
+    def discard(self, topic: str) -> None:
+        self._topics.discard(topic)
+        if not self._topics:
+            self.any.clear()
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -367,6 +576,24 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    async def wait_empty(self) -> None:
+        # faust's loop, with one exit more. Before a stop or a rebalance, faust waits until
+        # every event taken is acked; a batch being retried (an outage, a DLQ refusing) may
+        # not be acked for minutes or ever, which made the worker deaf to SIGTERM. Only
+        # acked offsets are committed, so such a batch is simply read again later.
+        holding = cast(_TansuApp, self.app).holding
+        while not self.should_stop and self._unacked_messages:
+            if holding.any.is_set():
+                _log.warning("not waiting for a batch being retried: it stays unacked")
+                break
+            gc.collect()  # unacked messages are weakly held: drop those nobody holds
+            await self.commit()
+            if not self._unacked_messages:
+                break
+            await self._wait_for_ack(timeout=1)
+            self._clean_unacked_messages()
+        await self.commit_and_end_transactions()
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         # faust seeks every assigned partition to its committed offset once a rebalance
         # is done (and again whenever it fetched while paused); the caller's offsets then

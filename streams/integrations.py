@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 import orjson
 
-from adapters.eventstore import create_service
+from adapters.eventstore import create_service, database_unavailable
 from adapters.payments import (
     PaymentProvider,
     RecoveringKafkaPublish,
@@ -134,7 +134,7 @@ def create_integrations_app(
         topic: inbound_handler(service, topic, executor) for topic in INBOUND_TOPICS
     }
     handlers[RMA_EVENTS] = refund_dispatcher(provider, dispatches)
-    app = create_app(settings, app_id=APP_ID, handlers=handlers)
+    app = create_app(settings, app_id=APP_ID, handlers=handlers, transient=database_unavailable)
     resend_after_s = settings.refund_resend_after_s
 
     async def resend_refunds() -> None:

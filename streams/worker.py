@@ -2,7 +2,8 @@
 
 ``python -m streams.worker --app package.module:factory [--ready-file PATH]`` runs the
 app that ``factory()`` returns (or ``factory`` itself, if it is an app) until SIGINT or
-SIGTERM; no faust CLI involved. :class:`WorkerProcess` drives that command for tests and
+SIGTERM, or until the app fails (:class:`WorkerFailed`: exit status 3, the reason in the
+health file); no faust CLI involved. :class:`WorkerProcess` drives that command for tests and
 supervisors: a child process can be SIGKILLed like a crashed production worker, which a
 thread cannot.
 """
@@ -27,9 +28,18 @@ from typing import Any, Self
 
 import faust
 
+from streams.app import add_failure_hook
+
+FAILED_EXIT_STATUS = 3
+"""Exit status of a worker that gave up (see the health file for why)."""
+
 
 class WorkerError(RuntimeError):
     """A worker process exited or hung; the message carries its log tail."""
+
+
+class WorkerFailed(RuntimeError):
+    """The app could not go on without skipping records; the worker stopped itself."""
 
 
 def run_worker(
@@ -37,6 +47,7 @@ def run_worker(
     *,
     loglevel: str = "INFO",
     on_ready: Callable[[Sequence[str]], None] | None = None,
+    health_file: Path | None = None,
 ) -> None:
     """Run ``app`` in this process until SIGINT or SIGTERM; return after a clean stop.
 
@@ -44,9 +55,30 @@ def run_worker(
 
     ``on_ready(assignment)`` is called after every rebalance, once the worker has joined
     its group and resumed its streams, with the ``topic:partition`` names it now owns.
-    Raises the app's crash reason if it crashed.
+    ``health_file`` (JSON) says ``{"status": "ok"}`` once ready and ``{"status": "failed",
+    "reason": ...}`` when the app gave up. Raises :class:`WorkerFailed` when the app gave
+    up (after stopping cleanly: what was acked is committed, the failed batch is not), and
+    the app's crash reason if it crashed.
     """
     _freeze_heap_once_ready(app)
+    failure: list[str] = []
+
+    def failed(reason: str) -> None:
+        failure.append(reason)
+        if health_file is not None:
+            _write_json(health_file, {"status": "failed", "reason": reason, "at": time.time()})
+        # The very stop SIGTERM gives (faust's handler): agents, final commit, flush.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    add_failure_hook(app, failed)
+    if health_file is not None:
+        health = health_file
+
+        async def _healthy(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+            if not failure:
+                _write_json(health, {"status": "ok", "at": time.time()})
+
+        app.on_rebalance_complete.connect(_healthy)
     if on_ready is not None:
         callback = on_ready
 
@@ -67,6 +99,8 @@ def run_worker(
     except SystemExit as exit_:
         if exit_.code not in (None, 0):
             raise
+    if failure:
+        raise WorkerFailed(failure[0])
 
 
 def _freeze_heap_once_ready(app: faust.App) -> None:
@@ -105,24 +139,43 @@ def _load_app(spec: str) -> faust.App:
     return app
 
 
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), **document}))
+    tmp.replace(path)  # atomic: a reader never sees half a file
+
+
 def _write_ready_file(path: Path) -> Callable[[Sequence[str]], None]:
     def write(assignment: Sequence[str]) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "assignment": list(assignment)}))
-        tmp.replace(path)  # atomic: a reader never sees half a file
+        _write_json(path, {"assignment": list(assignment)})
 
     return write
+
+
+def health_file_for(ready_file: Path) -> Path:
+    """The health file next to a ready file: ``worker.ready`` -> ``worker.health``."""
+    return ready_file.with_name(ready_file.stem + ".health")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m streams.worker")
     parser.add_argument("--app", required=True, help="package.module:factory of the app")
     parser.add_argument("--ready-file", type=Path, help="written after every rebalance")
+    parser.add_argument(
+        "--health-file",
+        type=Path,
+        help="status ok or failed with the reason (default: next to the ready file)",
+    )
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
     app = _load_app(args.app)
     on_ready = _write_ready_file(args.ready_file) if args.ready_file else None
-    run_worker(app, loglevel=args.loglevel, on_ready=on_ready)
+    health = args.health_file or (health_file_for(args.ready_file) if args.ready_file else None)
+    try:
+        run_worker(app, loglevel=args.loglevel, on_ready=on_ready, health_file=health)
+    except WorkerFailed as failed:
+        print(f"worker failed: {failed}", file=sys.stderr)
+        raise SystemExit(FAILED_EXIT_STATUS) from None
 
 
 class WorkerProcess:
@@ -143,6 +196,7 @@ class WorkerProcess:
         self.cwd = cwd
         self.loglevel = loglevel
         self.ready_file = workdir / "worker.ready"
+        self.health_file = health_file_for(self.ready_file)
         self.log_path = workdir / "worker.log"
         self.started_at: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -159,6 +213,7 @@ class WorkerProcess:
             raise WorkerError(f"worker pid {self.pid} is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
+        self.health_file.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "streams.worker", "--app", self.app_spec]
         argv += ["--ready-file", str(self.ready_file), "--loglevel", self.loglevel]
         with self.log_path.open("ab") as log:

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.validation import LineNo, Quantity, SafeStr
 from domain.application import Outcome
 from domain.returns import CounterCheck, RequestedLine
 from domain.values import (
@@ -18,36 +19,32 @@ from domain.values import (
     ReturnMethod,
 )
 
-# PostgreSQL text and jsonb cannot hold NUL: a NUL in free text would be stored in the
-# event (bytes) and then stop every projection that copies it into a row.
-NO_NUL = r"^[^\x00]*$"
-
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class LineIn(Body):
-    line_no: int = Field(ge=1)
-    quantity: int = Field(ge=1, le=10_000)
+    line_no: LineNo
+    quantity: Quantity
     reason: ReasonCode
-    serial: str | None = Field(default=None, max_length=64, pattern=NO_NUL)
-    comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
+    serial: SafeStr | None = Field(default=None, max_length=64)
+    comment: SafeStr = Field(default="", max_length=2000)
 
     def requested(self) -> RequestedLine:
         return RequestedLine(self.line_no, self.quantity, self.reason, self.serial, self.comment)
 
 
 class ReturnRequest(Body):
-    order_number: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    order_number: SafeStr = Field(min_length=1, max_length=100)
     lines: list[LineIn] = Field(min_length=1, max_length=200)
     method: ReturnMethod = ReturnMethod.CARRIER_DROP_OFF
     refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT
-    comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
+    comment: SafeStr = Field(default="", max_length=2000)
 
 
 class Reason(Body):
-    reason: str = Field(min_length=1, max_length=500, pattern=NO_NUL)
+    reason: SafeStr = Field(min_length=1, max_length=500)
 
 
 class KeepItemOffer(Body):
@@ -61,15 +58,15 @@ class RefundRetry(Body):
 class ResolutionChange(Body):
     refund_method: RefundMethod
     """How the customer is to be settled from now on."""
-    reason: str = Field(default="", max_length=500, pattern=NO_NUL)
+    reason: SafeStr = Field(default="", max_length=500)
 
 
 class Label(Body):
-    carrier: str = Field(default="sandbox-carrier", min_length=1, max_length=100, pattern=NO_NUL)
+    carrier: SafeStr = Field(default="sandbox-carrier", min_length=1, max_length=100)
 
 
 class BlindMatch(Body):
-    order_number: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    order_number: SafeStr = Field(min_length=1, max_length=100)
     lines: list[LineIn] = Field(min_length=1, max_length=200)
     matched_by: str = Field(default="order_id", pattern="^(serial|order_id|customer)$")
 
@@ -85,9 +82,9 @@ class CounterLineIn(LineIn):
 
 
 class InStoreReturn(Body):
-    store_return_id: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
-    staff_id: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
-    order_number: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    store_return_id: SafeStr = Field(min_length=1, max_length=100)
+    staff_id: SafeStr = Field(min_length=1, max_length=100)
+    order_number: SafeStr = Field(min_length=1, max_length=100)
     lines: list[CounterLineIn] = Field(min_length=1, max_length=200)
     refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT
 

@@ -62,6 +62,9 @@ def _json_handler(sink: Path, delay: float) -> BatchHandler:
                 continue
             if body.get("raise") == "always":
                 raise RuntimeError("boom: the handler is broken")
+            if body.get("raise") == "poison":
+                # Like a value the database refuses: the whole batch fails, every time.
+                raise ValueError(f"poison {body['id']}: the store refuses it")
             marker = sink / f"raised-{body.get('raise')}"
             if body.get("raise") and not marker.exists():
                 marker.touch()
@@ -238,6 +241,30 @@ def test_a_handler_that_raises_does_not_stop_the_agent(
     assert len(_read_dlq(kafka.bootstrap, expected=2, timeout=3)) == 1
     assert worker.is_running()
     assert "boom: the handler is broken" in worker.log_tail(100_000)
+    assert worker.terminate() == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_batch_that_keeps_failing_is_split_until_the_poison_is_alone(
+    kafka: EmbeddedKafka, new_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    worker = new_worker()
+    worker.wait_ready(60)
+    good = [_order(n) for n in range(200)]
+    poison = [orjson.dumps({"id": f"poison-{n}", "raise": "poison"}) for n in (1, 2)]
+    values = good[:50] + poison[:1] + good[50:150] + poison[1:] + good[150:]
+    # One key, one partition: the poison shares its batch with many valid messages.
+    _produce(kafka.bootstrap, [(b"order-p", value) for value in values])
+
+    letters = _read_dlq(kafka.bootstrap, expected=2, timeout=60)
+    assert sorted(letter.value for letter in letters) == sorted(poison)
+    for letter in letters:
+        headers = dict(letter.headers)
+        assert headers["x-dlq-error-code"] == HANDLER_FAILED.encode()
+        assert headers["x-dlq-reason"].startswith(b"ValueError: poison")
+    _wait_for(lambda: len(_sink(tmp_path, "received.log")) >= len(good), 30, "the valid ones")
+    # Each valid message applied exactly once: a failing batch applies nothing.
+    assert sorted(_sink(tmp_path, "received.log")) == sorted(good)
     assert worker.terminate() == 0
 
 
