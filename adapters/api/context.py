@@ -65,38 +65,58 @@ def api_of(request: Request) -> Api:
 
 
 # ---------------------------------------------------------------- ownership
-def check_order_owner(api: Api, principal: Principal, request: Request, order_number: str) -> None:
-    """The portal proves ownership with the order number plus the customer's e-mail."""
-    if principal.role is not Role.PORTAL:
-        return
-    claimed = (request.headers.get("x-customer-email") or "").strip().lower()
+def proven_customer(request: Request) -> str:
+    """The e-mail a portal request claims (``X-Customer-Email``), normalised; "" if none."""
+    return (request.headers.get("x-customer-email") or "").strip().lower()
+
+
+def owns_order(api: Api, request: Request, order_number: str) -> bool:
+    claimed = proven_customer(request)
     try:
         email = api.service.get_order(order_number).state.customer_email or ""
     except NotFound:
-        email = ""  # same answer as a wrong e-mail: order numbers cannot be probed
-    if not claimed or claimed != email.strip().lower():
+        return False  # same answer as a wrong e-mail: order numbers cannot be probed
+    return bool(claimed) and claimed == email.strip().lower()
+
+
+def check_order_owner(api: Api, principal: Principal, request: Request, order_number: str) -> None:
+    """The portal proves ownership with the order number plus the customer's e-mail."""
+    if principal.role is Role.PORTAL and not owns_order(api, request, order_number):
         raise Problem(403, "not_owner", "give the order's e-mail in X-Customer-Email")
+
+
+def _return_not_found(ref: str) -> NotFound:
+    return NotFound(f"no return {ref!r}")
 
 
 def load_return(api: Api, ref: str) -> Return:
     """By return id (UUID) or RMA number; a ref that is neither is not found either."""
     try:
-        return api.service.get_return(UUID(ref))
-    except ValueError:
-        pass
-    try:
-        return api.service.get_return_by_rma(ref)
-    except InvalidValue as malformed:
-        raise NotFound(f"no return {ref!r}") from malformed
+        try:
+            return_id = UUID(ref)
+        except ValueError:
+            return api.service.get_return_by_rma(ref)
+        return api.service.get_return(return_id)
+    except (NotFound, InvalidValue) as missing:
+        raise _return_not_found(ref) from missing
 
 
-def check_return_access(api: Api, principal: Principal, request: Request, rma: Return) -> None:
+def visible_return(api: Api, principal: Principal, request: Request, ref: str) -> Return:
+    """The RMA ``ref`` names, if this principal may see it; first thing every RMA route
+    does, before any check of the RMA's state, so a state never answers for a stranger.
+
+    To the portal an RMA of another customer is not found, with the very answer of a ref
+    that exists nowhere: a 403 there would tell which RMA numbers exist. A store key still
+    gets 403 for another store's RMA (store staff may know the RMA exists).
+    """
+    rma = load_return(api, ref)
     if principal.role is Role.STORE:
         principal.check_store(rma.state.store_id)
-    if principal.role is Role.PORTAL:
-        if rma.state.order_number is None:
-            raise Problem(403, "not_owner", "this return is not tied to an order")
-        check_order_owner(api, principal, request, rma.state.order_number)
+    if principal.role is Role.PORTAL and (
+        rma.state.order_number is None or not owns_order(api, request, rma.state.order_number)
+    ):
+        raise _return_not_found(ref)
+    return rma
 
 
 # ---------------------------------------------------------------- commands

@@ -82,7 +82,8 @@ WHEN = {
     401: "No valid API key (`unauthenticated`).",
     403: "The key's role, store or proof of ownership does not allow this (`forbidden`, "
     "`not_owner`).",
-    404: "Not found (`not_found`).",
+    404: "Not found (`not_found`); to a portal key, another customer's RMA too (the same "
+    "answer as an RMA that does not exist).",
     409: "Not possible in the current state (`invalid_transition`, `resolution_locked`, ...).",
     412: "`If-Match` names a version that is no longer current (`version_mismatch`); the "
     "body's `current_version` and the `ETag` header give the current one.",

@@ -122,7 +122,8 @@ def test_the_portal_changes_its_rma_to_store_credit_and_gets_store_credit_after_
     url = f"/v1/returns/{rma['return_id']}/resolution"
     body = {"refund_method": "store_credit", "reason": "rather shop again"}
     stranger = auth("k-portal", **{"X-Customer-Email": "someone@else.example"})
-    assert client.post(url, json=body, headers=stranger).status_code == 403
+    # Another customer's RMA is not found, as if it did not exist.
+    assert client.post(url, json=body, headers=stranger).status_code == 404
     stale = client.post(url, json=body, headers=portal(service, order) | {"If-Match": '"1"'})
     assert stale.status_code == 412 and stale.headers["ETag"] == created.headers["ETag"]
 
@@ -166,7 +167,7 @@ def test_the_portal_sees_only_orders_it_proves_it_owns(
     assert refused.headers["content-type"] == "application/problem+json"
     created = client.post("/v1/returns", json=request_body(order), headers=auth("k-cs"))
     assert (
-        client.get(f"/v1/returns/{created.json()['return_id']}", headers=wrong).status_code == 403
+        client.get(f"/v1/returns/{created.json()['return_id']}", headers=wrong).status_code == 404
     )
 
 
