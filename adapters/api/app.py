@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from psycopg_pool import ConnectionPool
 
@@ -21,7 +21,7 @@ from adapters.api import (
     routes_stores,
 )
 from adapters.api.auth import Allow, KeyRing, Role
-from adapters.api.context import Api
+from adapters.api.context import Api, keep_body
 from adapters.api.metrics import Metrics
 from adapters.api.settings import ApiSettings
 from adapters.deadletters import DeadLetterTally
@@ -78,7 +78,11 @@ def create_api(
         pool.close()
 
     app = FastAPI(
-        title="Returns OMS API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan
+        title="Returns OMS API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(keep_body)],
     )
     metrics = Metrics(read_store_url, settings.relay_name, dead_letters)
     pool.open(wait=False)  # connects in the background: /ready tells when it can serve

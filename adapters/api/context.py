@@ -3,6 +3,7 @@ rules shared by commands (actor, idempotency, ``If-Match``) and lists (paging)."
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from fastapi import Query, Request, Response
 from psycopg import sql
@@ -24,8 +26,8 @@ from adapters.api.metrics import Metrics
 from adapters.api.problems import Problem
 from adapters.api.settings import ApiSettings
 from adapters.readmodels import jsonable
-from domain.application import Ctx, Expected, Outcome, ReturnsService
-from domain.errors import InvalidValue, NotFound
+from domain.application import Ctx, Expected, Outcome, ReturnsService, replayed
+from domain.errors import DomainError, InvalidValue, NotFound
 from domain.events import Cause
 from domain.returns import Return
 
@@ -134,7 +136,9 @@ def _header(name: str, description: str, **schema: Any) -> dict[str, Any]:
 # (they are read in ``run_command``, not declared as route parameters).
 IDEMPOTENCY_KEY = _header(
     "Idempotency-Key",
-    "Run the command once per key (scoped by key and path); a repeat returns the first result.",
+    "Run the command once per key, scoped by the API key, the customer the portal proved and "
+    "the route (method, path and its parameters): a repeat of the same request returns the "
+    "first result; the key with another body is 422 `idempotency_key_reused`.",
     maxLength=200,
 )
 CORRELATION_ID = _header("X-Correlation-Id", "Recorded with the events as their correlation id.")
@@ -181,6 +185,54 @@ def expected_version(api: Api, request: Request, rma: Return) -> Expected | None
     return Expected(rma.id, frozenset(versions))
 
 
+async def keep_body(request: Request) -> None:
+    """App-wide dependency: keep the raw body of a command for its idempotency fingerprint.
+
+    FastAPI has read (and cached) the body before dependencies run, so this costs no I/O;
+    the routes are sync and could not await it themselves.
+    """
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        request.state.raw_body = await request.body()
+
+
+def _canonical(body: bytes) -> bytes:
+    """A JSON body with its keys sorted and no spacing, so equal documents compare equal;
+    any other body as it came."""
+    if not body:
+        return b""
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        return body
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def idempotency_scope(principal: Principal, request: Request, key: str) -> tuple[str, str]:
+    """(the key as stored, the request's fingerprint) for an ``Idempotency-Key``.
+
+    The stored key is scoped by the principal, the customer the portal proved (one portal
+    key serves every customer) and the route (method, path template and path parameters);
+    it is hashed, so long e-mails or refs never bloat the command log's primary key. The
+    fingerprint (method, route, canonical body) tells a repeat of the request from another
+    request under the same key, which the service refuses (422 ``idempotency_key_reused``).
+    """
+    route: Any = request.scope.get("route")
+    template = getattr(route, "path", request.url.path)
+    params = sorted(request.path_params.items())
+    customer = proven_customer(request) if principal.role is Role.PORTAL else ""
+    scope = _digest(principal.name, customer, request.method, template, params)[:40]
+    body = getattr(request.state, "raw_body", None)
+    if body is None:
+        raise RuntimeError("the app lacks the keep_body dependency: cannot fingerprint")
+    fingerprint = _digest(
+        request.method, template, params, _canonical(body).decode("utf-8", "replace")
+    )
+    return f"http:{principal.name}:{scope}:{key}", fingerprint
+
+
 def run_command(
     api: Api,
     principal: Principal,
@@ -195,17 +247,20 @@ def run_command(
     A key already used returns the first outcome before ``If-Match`` is looked at: the
     retry of a command that went through must not fail on the version it advanced. The
     service keeps that order too when the key's first use commits while this one runs.
+    The same key with another request (body, route) is 422 ``idempotency_key_reused``.
     """
     key = request.headers.get("idempotency-key")
-    scoped = None
+    scoped = fingerprint = None
     if key:
         if len(key) > 200:
             raise Problem(422, "invalid_idempotency_key", "Idempotency-Key is over 200 chars")
-        # Scoped by principal and URL: two clients (or two commands) never share a key.
-        scoped = f"http:{principal.name}:{request.url.path}:{key}"
+        scoped, fingerprint = idempotency_scope(principal, request, key)
         prior = api.service.lookups.command_result(scoped)
         if prior is not None:
-            return Outcome.model_validate_json(prior)
+            outcome = replayed(prior, fingerprint)
+            if isinstance(outcome, DomainError):
+                raise outcome
+            return outcome
     expected = expected_version(api, request, rma) if rma is not None else None
     correlation = request.headers.get("x-correlation-id") or str(uuid.uuid4())
     ctx = Ctx(
@@ -214,6 +269,7 @@ def run_command(
         ),
         idempotency_key=scoped,
         expected=expected,
+        fingerprint=fingerprint,
     )
     with api.metrics.timed(name):
         return command(ctx)

@@ -1,5 +1,6 @@
-"""What one client can learn of another's data: portal refs that are not theirs answer
-exactly like refs that do not exist."""
+"""What one client can learn of or do to another's data: idempotency keys scoped by
+principal, proven customer and route, and portal refs that are not theirs answering exactly
+like refs that do not exist."""
 
 from __future__ import annotations
 
@@ -44,6 +45,71 @@ def request_body(order: str, quantity: int = 1) -> dict[str, Any]:
         "order_number": order,
         "lines": [{"line_no": 1, "quantity": quantity, "reason": "size_too_small"}],
     }
+
+
+# ---------------------------------------------------------------- idempotency keys
+def test_two_portal_customers_reusing_one_idempotency_key_each_get_their_own_rma(
+    client: TestClient, service: ReturnsService
+) -> None:
+    alice, bob = delivered_order(service), delivered_order(service)
+    key = {"Idempotency-Key": f"checkout-{uuid.uuid4().hex[:8]}"}
+    hers = client.post(
+        "/v1/returns", json=request_body(alice), headers=portal(service, alice, **key)
+    )
+    his = client.post("/v1/returns", json=request_body(bob), headers=portal(service, bob, **key))
+    assert hers.status_code == his.status_code == 201, (hers.text, his.text)
+    assert his.json()["return_id"] != hers.json()["return_id"]
+    assert service.get_return(uuid.UUID(his.json()["return_id"])).state.order_number == bob
+    assert len(service.order_view(bob)["returns"]) == 1
+
+
+def test_an_idempotency_key_reused_with_another_body_is_a_422_and_changes_nothing(
+    client: TestClient, service: ReturnsService
+) -> None:
+    order = delivered_order(service)
+    headers = cs(**{"Idempotency-Key": f"k-{order}"})
+    first = client.post("/v1/returns", json=request_body(order), headers=headers)
+    assert first.status_code == 201, first.text
+    # Same body, keys reordered and spaced differently: the same request, the first result.
+    same = client.post(
+        "/v1/returns",
+        content=(
+            '{"lines": [{"reason": "size_too_small", "quantity": 1, "line_no": 1}],'
+            f' "order_number": "{order}"}}'
+        ),
+        headers=headers | {"Content-Type": "application/json"},
+    )
+    assert same.status_code == 201 and same.json() == first.json()
+    other = client.post("/v1/returns", json=request_body(order, quantity=2), headers=headers)
+    assert other.status_code == 422, other.text
+    assert other.headers["content-type"] == "application/problem+json"
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert len(service.order_view(order)["returns"]) == 1
+
+    # On an RMA command too, and the key is per route: the same key on another route or
+    # another RMA is another command.
+    rma = first.json()["return_id"]
+    reason = cs(**{"Idempotency-Key": "once"})
+    assert client.post(f"/v1/returns/{rma}/cancel", json={"reason": "a"}, headers=reason).is_success
+    reused = client.post(f"/v1/returns/{rma}/cancel", json={"reason": "b"}, headers=reason)
+    assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused"
+    again = client.post(f"/v1/returns/{rma}/cancel", json={"reason": "a"}, headers=reason)
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
+    elsewhere = delivered_order(service)
+    moved = client.post("/v1/returns", json=request_body(elsewhere), headers=cs())
+    other_rma = moved.json()["return_id"]
+    there = client.post(f"/v1/returns/{other_rma}/cancel", json={"reason": "a"}, headers=reason)
+    assert there.status_code == 200 and there.json()["return_id"] == other_rma
+
+
+def test_the_reused_key_problem_is_documented(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, item in paths.items():
+        for method, operation in item.items():
+            names = {p["name"] for p in operation.get("parameters", [])}
+            if "Idempotency-Key" in names:
+                assert "422" in operation["responses"], (method, path)
+                assert "idempotency_key_reused" in operation["responses"]["422"]["description"]
 
 
 # ---------------------------------------------------------------- refs the portal may not see
