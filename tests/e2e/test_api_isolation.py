@@ -4,15 +4,19 @@ like refs that do not exist."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
 from adapters.api.app import secured_routes
+from adapters.api.serving import served
 from domain.application import ReturnsService
 from tests.integration.helpers import delivered_order
 
@@ -179,3 +183,27 @@ def test_the_label_of_someone_elses_rma_held_for_review_is_not_found_not_a_confl
         headers=portal(service, stranger),
     )
     assert label.status_code == 404, label.text
+
+
+def test_two_different_requests_racing_on_one_key_run_one_and_refuse_the_other(
+    service: ReturnsService, database_url: str
+) -> None:
+    """The check holds inside the service too: when both pass the API's first look at the
+    key, the loser's commit conflicts on it and its rerun compares fingerprints."""
+    api = create_api(service, database_url, ApiSettings(), KeyRing.with_keys(KEYS))
+    order = delivered_order(service)
+    headers = cs(**{"Idempotency-Key": f"race-{order}"})
+    barrier = threading.Barrier(2)
+
+    def send(quantity: int) -> httpx.Response:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            http.get("/health")
+            barrier.wait(timeout=10)
+            return http.post("/v1/returns", json=request_body(order, quantity), headers=headers)
+
+    with served(api) as url, ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(send, (1, 2)))
+    assert sorted(a.status_code for a in answers) == [201, 422], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 422)
+    assert refused.json()["code"] == "idempotency_key_reused"
+    assert len(service.order_view(order)["returns"]) == 1
