@@ -381,29 +381,19 @@ def run_rebuild(settings: Settings, names: list[str]) -> int:
 
 
 def run_api(settings: Settings) -> int:
-    import uvicorn
-
-    from adapters.api.app import create_api
     from adapters.api.auth import KeyRing
+    from adapters.api.serving import serve
     from adapters.eventstore import create_service
     from adapters.stack import postgres
 
     if settings.api_keys_file is None:
         print("OMS_API_KEYS_FILE is not set: the API serves no one without keys", file=sys.stderr)
         return 2
-    keys = KeyRing.from_file(settings.api_keys_file)
+    KeyRing.from_file(settings.api_keys_file)  # a bad file fails here, not in every worker
     with postgres(settings) as url:
-        service = create_service(url, pool_size=8)
-        try:
-            api = create_api(service, url, keys=keys, kafka_bootstrap=settings.kafka_bootstrap)
-            uvicorn.run(
-                api,
-                host=settings.api_host,
-                port=settings.api_port,
-                log_level=settings.log_level.lower(),
-            )
-        finally:
-            service.close()
+        # Creates the tables once, before the workers race to.
+        create_service(url, pool_size=2).close()
+        serve(settings, url, settings.api_keys_file)
     return 0
 
 
@@ -411,10 +401,7 @@ def run_dev(settings: Settings) -> int:
     """Everything in one command; Ctrl-C stops it all (API, workers, relay, servers)."""
     import os
 
-    import uvicorn
-
-    from adapters.api.app import create_api
-    from adapters.api.auth import KeyRing
+    from adapters.api.serving import serve
     from adapters.demo import start_relay
     from adapters.dev import write_dev_keys, write_endpoints
     from adapters.eventstore import create_service
@@ -462,10 +449,7 @@ def run_dev(settings: Settings) -> int:
             for principal, key in plain.items():
                 print(f"  dev key {principal:<22} {key}")
             print("Ctrl-C stops everything.")
-            api = create_api(
-                service, url, keys=KeyRing.from_file(keys_file), kafka_bootstrap=bootstrap
-            )
-            uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_level="warning")
+            serve(settings.model_copy(update={"kafka_bootstrap": bootstrap}), url, keys_file)
         finally:
             for worker in workers.values():
                 worker.terminate()

@@ -63,6 +63,18 @@ class Settings(BaseModel):
     api_port: int = Field(default=8080, ge=0, le=65535)
     """TCP port of the HTTP API (0: any free port)."""
 
+    api_workers: int = Field(default=0, ge=0, le=256)
+    """Processes serving the HTTP API (0: one per CPU core). Handlers hold the GIL while
+    they decode events, so one process uses at most one core; see README "HTTP API"."""
+
+    api_threads: int = Field(default=8, ge=1, le=1000)
+    """Threads per API process running the (blocking) handlers; its two PostgreSQL pools
+    (event store, read models) get as many connections each, so no handler waits for one."""
+
+    metrics_public: bool = False
+    """Serve the API's ``/metrics`` without a key; false: only to keys of the ``ops`` (or
+    ``admin``) role, which Prometheus sends as a bearer token."""
+
     log_level: LogLevel = "INFO"
     """Root log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
@@ -118,6 +130,11 @@ class Settings(BaseModel):
             upper = value.strip().upper()
             return "WARNING" if upper == "WARN" else upper
         return value
+
+    @property
+    def api_processes(self) -> int:
+        """``api_workers`` with 0 resolved to the CPU count."""
+        return self.api_workers or os.cpu_count() or 1
 
     @property
     def postgres_dir(self) -> Path:

@@ -27,6 +27,7 @@ from domain.errors import (
     AlreadyExists,
     ConcurrencyConflict,
     DomainError,
+    IdempotencyKeyReused,
     InvalidCommand,
     InvalidTransition,
     NotFound,
@@ -119,12 +120,19 @@ class Expected:
 @dataclass(frozen=True)
 class Ctx:
     """Who asks, when, under which idempotency key (an inbound message id or HTTP key), and
-    the version the caller expects the aggregate to be at (an HTTP ``If-Match``)."""
+    the version the caller expects the aggregate to be at (an HTTP ``If-Match``).
+
+    ``fingerprint`` says what was asked under the key (an HTTP request's method, route and
+    body, hashed): it is recorded with the result, and the key reused with another
+    fingerprint is refused (``IdempotencyKeyReused``) instead of answering another request's
+    result.
+    """
 
     cause: Cause
     at: datetime | None = None
     idempotency_key: str | None = None
     expected: Expected | None = None
+    fingerprint: str | None = None
 
 
 class Outcome(BaseModel):
@@ -137,6 +145,34 @@ class Outcome(BaseModel):
     message: str | None = None
     refund_id: str | None = None
     amount: Money | None = None
+
+
+class _Recorded(Outcome):
+    """An outcome as the command log keeps it: with the fingerprint of its request."""
+
+    fingerprint: str | None = None
+
+
+def recorded(outcome: Outcome, fingerprint: str | None) -> bytes:
+    """What the command log stores for a key: the outcome, and what was asked."""
+    if fingerprint is None:
+        return outcome.model_dump_json().encode()
+    return (
+        _Recorded.model_construct(**dict(outcome), fingerprint=fingerprint)
+        .model_dump_json(warnings=False)
+        .encode()
+    )
+
+
+def replayed(stored: bytes, fingerprint: str | None) -> Outcome | IdempotencyKeyReused:
+    """A key's recorded outcome, for a repeat of the request that ran it; a result recorded
+    without a fingerprint (an inbound message, an older row) answers any repeat."""
+    outcome = _Recorded.model_validate_json(stored)
+    if fingerprint is not None and outcome.fingerprint not in (None, fingerprint):
+        return IdempotencyKeyReused(
+            "this Idempotency-Key was used for another request: use a new key for a new one"
+        )
+    return Outcome.model_validate(outcome.model_dump(exclude={"fingerprint"}))
 
 
 class StaleRead(Exception):
@@ -240,7 +276,7 @@ class ReturnsService(Application[UUID]):
                     else self.lookups.command_result(key)
                 )
             if prior is not None:
-                return Outcome.model_validate_json(prior)
+                return replayed(prior, ctx.fingerprint)
         try:
             with uow.isolated() as read:
                 if ctx.expected is not None:
@@ -255,10 +291,10 @@ class ReturnsService(Application[UUID]):
             if key is not None and uow.prior_results == {} and uow.optimistic:
                 prior = self.lookups.command_result(key)  # the key was not checked yet
                 if prior is not None:
-                    return Outcome.model_validate_json(prior)
+                    return replayed(prior, ctx.fingerprint)
             return refused
         if key is not None:
-            uow.command_results[key] = outcome.model_dump_json().encode()
+            uow.command_results[key] = recorded(outcome, ctx.fingerprint)
         return outcome
 
     def _any_stale(self, uow: UnitOfWork, ids: set[UUID]) -> bool:
@@ -275,7 +311,7 @@ class ReturnsService(Application[UUID]):
         if ctx.idempotency_key is not None:
             prior = self.lookups.command_result(ctx.idempotency_key)
             if prior is not None:
-                return Outcome.model_validate_json(prior)
+                return replayed(prior, ctx.fingerprint)
         return AlreadyExists("this message was already processed")
 
     def _already_tracked(self, trackings: Sequence[Tracking]) -> bool:

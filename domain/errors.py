@@ -60,6 +60,13 @@ class RefundLimitExceeded(DomainError):
     code = "refund_limit_exceeded"
 
 
+class IdempotencyKeyReused(DomainError):
+    """An idempotency key already ran another request (another fingerprint): its result
+    belongs to that request, and running this one under it would be neither."""
+
+    code = "idempotency_key_reused"
+
+
 class ConcurrencyConflict(DomainError):
     """Someone else changed the aggregate first; retrying on fresh state may succeed."""
 

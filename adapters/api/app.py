@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import psycopg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from psycopg_pool import ConnectionPool
 
@@ -21,7 +22,7 @@ from adapters.api import (
     routes_stores,
 )
 from adapters.api.auth import Allow, KeyRing, Role
-from adapters.api.context import Api
+from adapters.api.context import Api, keep_body
 from adapters.api.metrics import Metrics
 from adapters.api.settings import ApiSettings
 from adapters.deadletters import DeadLetterTally
@@ -40,9 +41,10 @@ DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and
 tablets, and the read side for analytics.
 
 Authenticate with `Authorization: Bearer <key>` (or `X-API-Key`). Roles: customer_service,
-portal, store (bound to one store), warehouse, analytics (read-only), admin. The portal
-proves ownership of an order with its e-mail in `X-Customer-Email`. Every POST takes an
-`Idempotency-Key`; RMA commands check `If-Match` against the RMA's `ETag`. Errors are
+portal, store (bound to one store), warehouse, analytics (read-only), ops (`/metrics`), admin.
+The portal proves ownership of an order with its e-mail in `X-Customer-Email`; another
+customer's RMA is not found. Every POST takes an `Idempotency-Key` (a key reused for another
+request is refused); RMA commands check `If-Match` against the RMA's `ETag`. Errors are
 `application/problem+json` with a machine-readable `code`."""
 
 
@@ -52,9 +54,12 @@ def create_api(
     settings: ApiSettings | None = None,
     keys: KeyRing | None = None,
     kafka_bootstrap: str | None = None,
+    *,
+    close_service: bool = False,
 ) -> FastAPI:
     """``keys`` default to the file named by ``OMS_API_KEYS_FILE``; with ``kafka_bootstrap``
-    ``/metrics`` also counts the dead letters on the DLQ topics."""
+    ``/metrics`` also counts the dead letters on the DLQ topics; ``close_service``: the
+    app owns the service and closes it on shutdown."""
     settings = settings or ApiSettings()
     keys = keys or KeyRing.from_env()
     pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
@@ -70,22 +75,31 @@ def create_api(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.threads is not None:
+            # Handlers are sync (psycopg, the event store): they run on this limiter's threads.
+            anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         if dead_letters is not None:
             dead_letters.start()
         yield
         if dead_letters is not None:
             dead_letters.stop()
         pool.close()
+        if close_service:
+            service.close()
 
     app = FastAPI(
-        title="Returns OMS API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan
+        title="Returns OMS API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(keep_body)],
     )
     metrics = Metrics(read_store_url, settings.relay_name, dead_letters)
     pool.open(wait=False)  # connects in the background: /ready tells when it can serve
     app.state.api = Api(service, read_store_url, pool, settings, keys, metrics)
     problems.install(app)
     problems.document_problems(app)
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(metrics.middleware)
     for router in ROUTERS:
         app.include_router(router)
     return app

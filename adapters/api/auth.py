@@ -36,6 +36,7 @@ class Role(StrEnum):
     STORE = "store"
     WAREHOUSE = "warehouse"
     ANALYTICS = "analytics"
+    OPS = "ops"  # monitoring: scrapes /metrics, nothing else
     ADMIN = "admin"
 
 
@@ -104,12 +105,20 @@ def presented_key(request: Request) -> str | None:
 
 class Allow:
     """Dependency admitting the given roles (admin always); ``roles`` is read by the tests
-    that check every route answers 401 and 403."""
+    that check every route answers 401 and 403.
+
+    Async although it never awaits: a sync dependency runs in the thread pool, so every
+    request would queue for a thread twice (key check, then handler) and, under a burst,
+    wait behind every other request's key check before its handler could start.
+    """
 
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset({*roles, Role.ADMIN})
 
-    def __call__(self, request: Request) -> Principal:
+    async def __call__(self, request: Request) -> Principal:
+        return self.check(request)
+
+    def check(self, request: Request) -> Principal:
         key = presented_key(request)
         keys: KeyRing = request.app.state.api.keys
         principal = keys.principal_for(key) if key else None
@@ -124,6 +133,19 @@ class Allow:
             raise Problem(403, "forbidden", f"role {principal.role} may not do this")
         request.state.principal = principal
         return principal
+
+
+class MetricsReader(Allow):
+    """``/metrics``: the ``ops`` role (and admin), unless the deployment made it public
+    (``OMS_METRICS_PUBLIC``). Its lag queries and route counts are for operators only."""
+
+    def __init__(self) -> None:
+        super().__init__(Role.OPS)
+
+    async def __call__(self, request: Request) -> Principal:
+        if request.app.state.api.settings.metrics_public:
+            return Principal("anonymous", Role.OPS)
+        return self.check(request)
 
 
 def _new_key(args: argparse.Namespace) -> None:

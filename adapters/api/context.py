@@ -3,6 +3,7 @@ rules shared by commands (actor, idempotency, ``If-Match``) and lists (paging)."
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from fastapi import Query, Request, Response
 from psycopg import sql
@@ -24,8 +26,8 @@ from adapters.api.metrics import Metrics
 from adapters.api.problems import Problem
 from adapters.api.settings import ApiSettings
 from adapters.readmodels import jsonable
-from domain.application import Ctx, Expected, Outcome, ReturnsService
-from domain.errors import InvalidValue, NotFound
+from domain.application import Ctx, Expected, Outcome, ReturnsService, replayed
+from domain.errors import DomainError, InvalidValue, NotFound
 from domain.events import Cause
 from domain.returns import Return
 
@@ -65,38 +67,58 @@ def api_of(request: Request) -> Api:
 
 
 # ---------------------------------------------------------------- ownership
-def check_order_owner(api: Api, principal: Principal, request: Request, order_number: str) -> None:
-    """The portal proves ownership with the order number plus the customer's e-mail."""
-    if principal.role is not Role.PORTAL:
-        return
-    claimed = (request.headers.get("x-customer-email") or "").strip().lower()
+def proven_customer(request: Request) -> str:
+    """The e-mail a portal request claims (``X-Customer-Email``), normalised; "" if none."""
+    return (request.headers.get("x-customer-email") or "").strip().lower()
+
+
+def owns_order(api: Api, request: Request, order_number: str) -> bool:
+    claimed = proven_customer(request)
     try:
         email = api.service.get_order(order_number).state.customer_email or ""
     except NotFound:
-        email = ""  # same answer as a wrong e-mail: order numbers cannot be probed
-    if not claimed or claimed != email.strip().lower():
+        return False  # same answer as a wrong e-mail: order numbers cannot be probed
+    return bool(claimed) and claimed == email.strip().lower()
+
+
+def check_order_owner(api: Api, principal: Principal, request: Request, order_number: str) -> None:
+    """The portal proves ownership with the order number plus the customer's e-mail."""
+    if principal.role is Role.PORTAL and not owns_order(api, request, order_number):
         raise Problem(403, "not_owner", "give the order's e-mail in X-Customer-Email")
+
+
+def _return_not_found(ref: str) -> NotFound:
+    return NotFound(f"no return {ref!r}")
 
 
 def load_return(api: Api, ref: str) -> Return:
     """By return id (UUID) or RMA number; a ref that is neither is not found either."""
     try:
-        return api.service.get_return(UUID(ref))
-    except ValueError:
-        pass
-    try:
-        return api.service.get_return_by_rma(ref)
-    except InvalidValue as malformed:
-        raise NotFound(f"no return {ref!r}") from malformed
+        try:
+            return_id = UUID(ref)
+        except ValueError:
+            return api.service.get_return_by_rma(ref)
+        return api.service.get_return(return_id)
+    except (NotFound, InvalidValue) as missing:
+        raise _return_not_found(ref) from missing
 
 
-def check_return_access(api: Api, principal: Principal, request: Request, rma: Return) -> None:
+def visible_return(api: Api, principal: Principal, request: Request, ref: str) -> Return:
+    """The RMA ``ref`` names, if this principal may see it; first thing every RMA route
+    does, before any check of the RMA's state, so a state never answers for a stranger.
+
+    To the portal an RMA of another customer is not found, with the very answer of a ref
+    that exists nowhere: a 403 there would tell which RMA numbers exist. A store key still
+    gets 403 for another store's RMA (store staff may know the RMA exists).
+    """
+    rma = load_return(api, ref)
     if principal.role is Role.STORE:
         principal.check_store(rma.state.store_id)
-    if principal.role is Role.PORTAL:
-        if rma.state.order_number is None:
-            raise Problem(403, "not_owner", "this return is not tied to an order")
-        check_order_owner(api, principal, request, rma.state.order_number)
+    if principal.role is Role.PORTAL and (
+        rma.state.order_number is None or not owns_order(api, request, rma.state.order_number)
+    ):
+        raise _return_not_found(ref)
+    return rma
 
 
 # ---------------------------------------------------------------- commands
@@ -114,7 +136,9 @@ def _header(name: str, description: str, **schema: Any) -> dict[str, Any]:
 # (they are read in ``run_command``, not declared as route parameters).
 IDEMPOTENCY_KEY = _header(
     "Idempotency-Key",
-    "Run the command once per key (scoped by key and path); a repeat returns the first result.",
+    "Run the command once per key, scoped by the API key, the customer the portal proved and "
+    "the route (method, path and its parameters): a repeat of the same request returns the "
+    "first result; the key with another body is 422 `idempotency_key_reused`.",
     maxLength=200,
 )
 CORRELATION_ID = _header("X-Correlation-Id", "Recorded with the events as their correlation id.")
@@ -161,6 +185,54 @@ def expected_version(api: Api, request: Request, rma: Return) -> Expected | None
     return Expected(rma.id, frozenset(versions))
 
 
+async def keep_body(request: Request) -> None:
+    """App-wide dependency: keep the raw body of a command for its idempotency fingerprint.
+
+    FastAPI has read (and cached) the body before dependencies run, so this costs no I/O;
+    the routes are sync and could not await it themselves.
+    """
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        request.state.raw_body = await request.body()
+
+
+def _canonical(body: bytes) -> bytes:
+    """A JSON body with its keys sorted and no spacing, so equal documents compare equal;
+    any other body as it came."""
+    if not body:
+        return b""
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        return body
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def idempotency_scope(principal: Principal, request: Request, key: str) -> tuple[str, str]:
+    """(the key as stored, the request's fingerprint) for an ``Idempotency-Key``.
+
+    The stored key is scoped by the principal, the customer the portal proved (one portal
+    key serves every customer) and the route (method, path template and path parameters);
+    it is hashed, so long e-mails or refs never bloat the command log's primary key. The
+    fingerprint (method, route, canonical body) tells a repeat of the request from another
+    request under the same key, which the service refuses (422 ``idempotency_key_reused``).
+    """
+    route: Any = request.scope.get("route")
+    template = getattr(route, "path", request.url.path)
+    params = sorted(request.path_params.items())
+    customer = proven_customer(request) if principal.role is Role.PORTAL else ""
+    scope = _digest(principal.name, customer, request.method, template, params)[:40]
+    body = getattr(request.state, "raw_body", None)
+    if body is None:
+        raise RuntimeError("the app lacks the keep_body dependency: cannot fingerprint")
+    fingerprint = _digest(
+        request.method, template, params, _canonical(body).decode("utf-8", "replace")
+    )
+    return f"http:{principal.name}:{scope}:{key}", fingerprint
+
+
 def run_command(
     api: Api,
     principal: Principal,
@@ -175,17 +247,20 @@ def run_command(
     A key already used returns the first outcome before ``If-Match`` is looked at: the
     retry of a command that went through must not fail on the version it advanced. The
     service keeps that order too when the key's first use commits while this one runs.
+    The same key with another request (body, route) is 422 ``idempotency_key_reused``.
     """
     key = request.headers.get("idempotency-key")
-    scoped = None
+    scoped = fingerprint = None
     if key:
         if len(key) > 200:
             raise Problem(422, "invalid_idempotency_key", "Idempotency-Key is over 200 chars")
-        # Scoped by principal and URL: two clients (or two commands) never share a key.
-        scoped = f"http:{principal.name}:{request.url.path}:{key}"
+        scoped, fingerprint = idempotency_scope(principal, request, key)
         prior = api.service.lookups.command_result(scoped)
         if prior is not None:
-            return Outcome.model_validate_json(prior)
+            outcome = replayed(prior, fingerprint)
+            if isinstance(outcome, DomainError):
+                raise outcome
+            return outcome
     expected = expected_version(api, request, rma) if rma is not None else None
     correlation = request.headers.get("x-correlation-id") or str(uuid.uuid4())
     ctx = Ctx(
@@ -194,6 +269,7 @@ def run_command(
         ),
         idempotency_key=scoped,
         expected=expected,
+        fingerprint=fingerprint,
     )
     with api.metrics.timed(name):
         return command(ctx)

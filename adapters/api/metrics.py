@@ -7,16 +7,18 @@ broker's offsets are wrong), so a scrape costs a few small queries.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.deadletters import DeadLetterTally
 from adapters.readmodels import projection_lag
@@ -70,22 +72,33 @@ class DeadLetterCollector(Collector):
 
 
 class Metrics:
+    """``registry`` is what ``/metrics`` exposes. Under several worker processes
+    (``PROMETHEUS_MULTIPROC_DIR`` set by the server before it starts them) a scrape reaches
+    one worker at random, so requests and command latency are read from every worker's
+    files, summed; otherwise from this process's own counters."""
+
     def __init__(
         self, database_url: str, relay_name: str, dead_letters: DeadLetterTally | None = None
     ) -> None:
-        self.registry = CollectorRegistry()
+        own = CollectorRegistry()
         self.requests = Counter(
             "oms_api_requests",
             "HTTP requests",
             ["method", "route", "status"],
-            registry=self.registry,
+            registry=own,
         )
         self.commands = Histogram(
             "oms_api_command_seconds",
             "Latency of commands",
             ["command"],
-            registry=self.registry,
+            registry=own,
         )
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if shared:
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry, shared)  # type: ignore[no-untyped-call]
+        else:
+            self.registry = own
         self.registry.register(LagCollector(database_url, relay_name))
         self.dead_letters = dead_letters
         if dead_letters is not None:
@@ -99,12 +112,31 @@ class Metrics:
         finally:
             self.commands.labels(command).observe(time.perf_counter() - started)
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        route: Any = request.scope.get("route")
-        # The route template, not the raw path: bounded label values.
-        name = getattr(route, "path", "unmatched")
-        self.requests.labels(request.method, name, str(response.status_code)).inc()
-        return response
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Counts every response by method, route template and status.
+
+        Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which runs each request
+        in a task group with memory streams: measurable on every request of a burst.
+        """
+
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            status = 500
+
+            async def sent(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, sent)
+            finally:
+                route: Any = scope.get("route")
+                # The route template, not the raw path: bounded label values.
+                name = getattr(route, "path", "unmatched")
+                self.requests.labels(scope["method"], name, str(status)).inc()
+
+        return counted

@@ -82,7 +82,8 @@ WHEN = {
     401: "No valid API key (`unauthenticated`).",
     403: "The key's role, store or proof of ownership does not allow this (`forbidden`, "
     "`not_owner`).",
-    404: "Not found (`not_found`).",
+    404: "Not found (`not_found`); to a portal key, another customer's RMA too (the same "
+    "answer as an RMA that does not exist).",
     409: "Not possible in the current state (`invalid_transition`, `resolution_locked`, ...).",
     412: "`If-Match` names a version that is no longer current (`version_mismatch`); the "
     "body's `current_version` and the `ETag` header give the current one.",
@@ -110,9 +111,30 @@ def document_problems(app: FastAPI) -> None:
             document = build()
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas["Problem"] = ProblemDetails.model_json_schema()
+            _document_reused_keys(document)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+REUSED_KEY = (
+    " The `Idempotency-Key` was used for another request (another body, or another route) "
+    "under the same API key and customer (`idempotency_key_reused`): a new request needs a new "
+    "key."
+)
+
+
+def _document_reused_keys(document: dict[str, Any]) -> None:
+    """Every operation reading ``Idempotency-Key`` answers 422 to a key reused for another
+    request: said once here, so no command route can miss it."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            names = {p.get("name") for p in operation.get("parameters", [])}
+            if "Idempotency-Key" not in names:
+                continue
+            responses = operation.setdefault("responses", {})
+            response = responses.setdefault("422", problem_responses(422)[422])
+            response["description"] = WHEN[422] + REUSED_KEY
 
 
 def status_of(error: DomainError) -> int:

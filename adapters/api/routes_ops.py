@@ -1,14 +1,15 @@
-"""Liveness, readiness and metrics: unauthenticated, for orchestrators and Prometheus
-(keep them off the public ingress)."""
+"""Liveness and readiness, unauthenticated for orchestrators; metrics for Prometheus, behind
+an ``ops`` key unless the deployment makes them public."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import psycopg
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from adapters.api.auth import MetricsReader
 from adapters.api.context import api_of
 from adapters.api.problems import Problem, problem_responses
 
@@ -35,8 +36,14 @@ def ready(request: Request) -> dict[str, Any]:
     return {"status": "ready"}
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=problem_responses(401, 403),
+    dependencies=[Depends(MetricsReader())],
+)
 def metrics(request: Request) -> Response:
-    """Prometheus text format: requests, command latency, relay and projection lag."""
+    """Prometheus text format: requests, command latency, relay and projection lag. Needs
+    a key of the ``ops`` or ``admin`` role unless ``OMS_METRICS_PUBLIC`` is set."""
     body = generate_latest(api_of(request).metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

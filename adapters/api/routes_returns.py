@@ -18,11 +18,10 @@ from adapters.api.context import (
     RMA_COMMAND,
     api_of,
     check_order_owner,
-    check_return_access,
     etag,
-    load_return,
     run_command,
     set_etag,
+    visible_return,
 )
 from adapters.api.models import (
     CommandResult,
@@ -110,8 +109,7 @@ def request_return(
 def get_return(principal: Reader, ref: str, request: Request, response: Response) -> dict[str, Any]:
     """An RMA by return id or RMA number; ``ETag`` is its version, for ``If-Match``."""
     api = api_of(request)
-    rma = load_return(api, ref)
-    check_return_access(api, principal, request, rma)
+    rma = visible_return(api, principal, request, ref)
     response.headers["ETag"] = etag(rma.version)
     return return_view(rma)
 
@@ -122,8 +120,7 @@ def get_timeline(
 ) -> dict[str, Any]:
     """The RMA's events, with the status read model's summaries where it has caught up."""
     api = api_of(request)
-    rma = load_return(api, ref)
-    check_return_access(api, principal, request, rma)
+    rma = visible_return(api, principal, request, ref)
     summaries = {
         row["version"]: row
         for row in api.rows(
@@ -154,8 +151,7 @@ def get_timeline(
 def return_note(principal: Owner, ref: str, request: Request) -> HTMLResponse:
     """The printable return note to put in the parcel."""
     api = api_of(request)
-    rma = load_return(api, ref)
-    check_return_access(api, principal, request, rma)
+    rma = visible_return(api, principal, request, ref)
     if rma.state.rma_number is None:
         raise Problem(409, "not_authorized", "the RMA has no number yet")
     return HTMLResponse(documents.return_note(rma))
@@ -170,8 +166,7 @@ def _rma_command(
     call: Any,
 ) -> CommandResult:
     api = api_of(request)
-    rma = load_return(api, ref)
-    check_return_access(api, principal, request, rma)
+    rma = visible_return(api, principal, request, ref)
 
     def command(ctx: Ctx) -> Outcome:
         outcome: Outcome = call(api.service, ctx, rma.id)
@@ -295,8 +290,7 @@ def issue_label(
     principal: Owner, ref: str, body: Label, request: Request, response: Response
 ) -> CommandResult:
     """Issue (or reissue) the carrier label of an authorized RMA."""
-    api = api_of(request)
-    rma = load_return(api, ref)
+    rma = visible_return(api_of(request), principal, request, ref)
     number = rma.state.rma_number
     if number is None:
         raise Problem(409, "not_authorized", "the RMA has no number yet")

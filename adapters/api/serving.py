@@ -1,21 +1,27 @@
-"""The API under a real uvicorn server in a background thread, on a free local port.
+"""Serving the API: ``serve`` for ``rma api`` and ``rma dev`` (worker processes), and
+``served``: a real uvicorn server in a background thread, on a free local port.
 
-For the demo (its people act over real HTTP) and for tests that need real sockets
+``served`` is for the demo (its people act over real HTTP) and for tests that need real sockets
 (concurrent clients, schemathesis). The socket is bound here and handed to uvicorn, so no
 other process can take the port between choosing it and listening on it.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
+
+from adapters.settings import Settings
 
 
 @contextmanager
@@ -49,3 +55,55 @@ def served(app: FastAPI, startup_timeout: float = 30) -> Iterator[str]:
         if thread.is_alive():
             thread.join(15)
         sock.close()
+
+
+# ---------------------------------------------------------------- `rma api`
+def app_from_env() -> FastAPI:
+    """The app of one server process, from ``OMS_*`` settings (a uvicorn factory: with
+    several workers each process builds its own service and pools)."""
+    from adapters.api.app import create_api
+    from adapters.api.auth import KeyRing
+    from adapters.api.settings import ApiSettings
+    from adapters.eventstore import create_service
+    from adapters.settings import Settings
+
+    settings = Settings.from_env()
+    if settings.database_url is None or settings.api_keys_file is None:
+        raise ValueError("the API process needs OMS_DATABASE_URL and OMS_API_KEYS_FILE")
+    threads = settings.api_threads
+    # One connection per handler thread in each pool: a thread never waits for another's.
+    service = create_service(settings.database_url, pool_size=threads)
+    return create_api(
+        service,
+        settings.database_url,
+        ApiSettings(
+            threads=threads, read_pool_size=threads, metrics_public=settings.metrics_public
+        ),
+        keys=KeyRing.from_file(settings.api_keys_file),
+        kafka_bootstrap=settings.kafka_bootstrap,
+        close_service=True,
+    )
+
+
+def serve(settings: Settings, database_url: str, keys_file: Path) -> None:
+    """Serve the API on ``api_host:api_port`` with ``api_processes`` worker processes until
+    stopped. The workers are new interpreters: what they need reaches them through the
+    environment (the database may be an embedded one started by this process)."""
+    os.environ["OMS_DATABASE_URL"] = database_url
+    os.environ["OMS_API_KEYS_FILE"] = str(keys_file)
+    if settings.kafka_bootstrap:
+        os.environ["OMS_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    workers = settings.api_processes
+    with tempfile.TemporaryDirectory(prefix="oms-api-metrics-") as shared:
+        if workers > 1:
+            # Read by prometheus_client when the workers import it: their counters go to
+            # files here, and a scrape of any worker sums them all.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+        uvicorn.run(
+            "adapters.api.serving:app_from_env",
+            factory=True,
+            host=settings.api_host,
+            port=settings.api_port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+        )

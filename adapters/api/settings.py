@@ -23,5 +23,13 @@ class ApiSettings(BaseModel):
     read_pool_size: int = Field(default=4, ge=1, le=100)
     """Connections to the read-model database (queries of the read side)."""
 
+    threads: int | None = Field(default=None, ge=1, le=1000)
+    """Threads running the blocking handlers in this process (None: anyio's default, 40).
+    ``rma api`` sets it to ``OMS_API_THREADS`` and sizes both connection pools to it."""
+
+    metrics_public: bool = False
+    """``/metrics`` answers without a key when true; otherwise it needs a key of the
+    ``ops`` (or ``admin``) role."""
+
     relay_name: str = "relay"
     """Name of the relay whose lag ``/v1/lag`` and ``/metrics`` report."""

@@ -40,6 +40,7 @@ KEYS = {
     "k-s2": Principal("tablet-S2", Role.STORE, "S2"),
     "k-wh": Principal("wms-WH-1", Role.WAREHOUSE),
     "k-an": Principal("bi", Role.ANALYTICS),
+    "k-ops": Principal("prometheus", Role.OPS),
     "k-admin": Principal("ops", Role.ADMIN),
 }
 KEY_OF = {p.role: k for k, p in KEYS.items() if k != "k-s2"}
@@ -122,7 +123,8 @@ def test_the_portal_changes_its_rma_to_store_credit_and_gets_store_credit_after_
     url = f"/v1/returns/{rma['return_id']}/resolution"
     body = {"refund_method": "store_credit", "reason": "rather shop again"}
     stranger = auth("k-portal", **{"X-Customer-Email": "someone@else.example"})
-    assert client.post(url, json=body, headers=stranger).status_code == 403
+    # Another customer's RMA is not found, as if it did not exist.
+    assert client.post(url, json=body, headers=stranger).status_code == 404
     stale = client.post(url, json=body, headers=portal(service, order) | {"If-Match": '"1"'})
     assert stale.status_code == 412 and stale.headers["ETag"] == created.headers["ETag"]
 
@@ -166,7 +168,7 @@ def test_the_portal_sees_only_orders_it_proves_it_owns(
     assert refused.headers["content-type"] == "application/problem+json"
     created = client.post("/v1/returns", json=request_body(order), headers=auth("k-cs"))
     assert (
-        client.get(f"/v1/returns/{created.json()['return_id']}", headers=wrong).status_code == 403
+        client.get(f"/v1/returns/{created.json()['return_id']}", headers=wrong).status_code == 404
     )
 
 
@@ -327,7 +329,7 @@ def test_every_route_answers_401_without_a_key_and_403_to_other_roles(
 def test_the_access_table_covers_every_api_route(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     served = {(m.upper(), p) for p, item in paths.items() for m in item}
-    open_routes = {("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")}
+    open_routes = {("GET", "/health"), ("GET", "/ready")}
     assert served == {(m, p) for m, p, _ in ROUTES} | open_routes
     for _, path in open_routes:
         assert client.get(path).status_code == 200
@@ -536,10 +538,25 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ready"}
     client.get("/v1/lag")  # a 401, counted by route template
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=auth("k-ops")).text
     assert 'oms_api_requests_total{method="GET",route="/v1/lag",status="401"}' in text
     assert "oms_api_command_seconds_bucket" in text
     assert "oms_projection_lag_events" in text
+
+
+def test_metrics_need_an_ops_or_admin_key_unless_the_deployment_makes_them_public(
+    client: TestClient, service: ReturnsService, database_url: str
+) -> None:
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=auth("k-cs")).status_code == 403
+    for key in ("k-ops", "k-admin"):
+        answer = client.get("/metrics", headers=auth(key))
+        assert answer.status_code == 200 and "oms_api_requests_total" in answer.text
+    public = create_api(
+        service, database_url, ApiSettings(metrics_public=True), KeyRing.with_keys(KEYS)
+    )
+    with TestClient(public) as open_client:
+        assert open_client.get("/metrics").status_code == 200
 
 
 def test_the_checked_in_openapi_document_is_current(client: TestClient) -> None:

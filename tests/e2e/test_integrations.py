@@ -296,6 +296,7 @@ def test_the_api_metrics_count_dead_letters_by_topic_and_code(system: System) ->
 
     from adapters.api.app import create_api
     from adapters.api.auth import KeyRing
+    from adapters.api.settings import ApiSettings
     from adapters.deadletters import count_by_code
 
     def dead_letters_metric(client: TestClient, code: str) -> float:
@@ -308,6 +309,7 @@ def test_the_api_metrics_count_dead_letters_by_topic_and_code(system: System) ->
     api = create_api(
         system.service,
         system.database_url,
+        ApiSettings(metrics_public=True),
         keys=KeyRing.with_keys({}),
         kafka_bootstrap=system.bootstrap,
     )

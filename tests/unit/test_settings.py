@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,9 @@ def test_defaults_when_nothing_is_set(tmp_path: Path, monkeypatch: pytest.Monkey
     assert settings.fetch_max_wait_ms == 20
     assert settings.api_host == "127.0.0.1"
     assert settings.api_port == 8080
+    assert settings.api_workers == 0 and settings.api_processes == (os.cpu_count() or 1)
+    assert settings.api_threads == 8
+    assert settings.metrics_public is False
     assert settings.log_level == "INFO"
 
 
@@ -35,6 +39,9 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
             "OMS_FETCH_MAX_WAIT_MS": "50",
             "OMS_API_HOST": "0.0.0.0",
             "OMS_API_PORT": "9000",
+            "OMS_API_WORKERS": "3",
+            "OMS_API_THREADS": "12",
+            "OMS_METRICS_PUBLIC": "true",
             "OMS_LOG_LEVEL": "debug",
             "UNRELATED": "ignored",
         }
@@ -47,6 +54,9 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.fetch_max_wait_ms == 50
     assert settings.api_host == "0.0.0.0"
     assert settings.api_port == 9000
+    assert settings.api_processes == 3
+    assert settings.api_threads == 12
+    assert settings.metrics_public is True
     assert settings.log_level == "DEBUG"
 
 
