@@ -1,51 +1,46 @@
-"""Topic names and shapes: part of the public contract (DESIGN.md, "Wire contract v1")."""
+"""Moved to ``adapters.driven.kafka.topics``.
 
-from __future__ import annotations
+A temporary re-export so importers keep working until the import codemod runs.
+"""
 
-from adapters.embedded import TopicSpec
+from adapters.driven.kafka.topics import (
+    COMPACTED,
+    CUSTOMER_HISTORY,
+    EVENT_TOPIC_BY_KIND,
+    INBOUND_TOPICS,
+    INVENTORY_EVENTS,
+    NOTIFICATIONS,
+    ORDER_EVENTS,
+    ORDERS,
+    POS_RETURNS,
+    PSP_REFUNDS,
+    REFUND_LEDGER,
+    RELAY_EPOCH,
+    RMA_EVENTS,
+    RMA_STATUS,
+    STOCK_LEVELS,
+    WMS_RECEIPTS,
+    dlq,
+    topic_specs,
+)
 
-ORDERS = "oms.orders.v1"
-WMS_RECEIPTS = "wms.receipts.v1"
-POS_RETURNS = "pos.returns.v1"
-PSP_REFUNDS = "psp.refunds.v1"
-INBOUND_TOPICS = (ORDERS, WMS_RECEIPTS, POS_RETURNS, PSP_REFUNDS)
-
-RMA_EVENTS = "rma.events.v1"
-ORDER_EVENTS = "oms.order-events.v1"
-INVENTORY_EVENTS = "oms.inventory-events.v1"
-NOTIFICATIONS = "rma.notifications.v1"
-STOCK_LEVELS = "oms.stock-levels.v1"
-CUSTOMER_HISTORY = "oms.customer-history.v1"
-REFUND_LEDGER = "oms.refund-ledger.v1"
-RMA_STATUS = "rma.status.v1"
-
-# The relay writes one record here per broker incarnation; its absence means the broker
-# lost its data (the embedded broker keeps nothing across a restart) and must be refilled.
-RELAY_EPOCH = "oms.relay-epoch.v1"
-
-EVENT_TOPIC_BY_KIND = {"return": RMA_EVENTS, "order": ORDER_EVENTS, "inventory": INVENTORY_EVENTS}
-COMPACTED = {STOCK_LEVELS, CUSTOMER_HISTORY, RMA_STATUS}
-
-
-def dlq(topic: str) -> str:
-    return f"{topic}.dlq"
-
-
-def topic_specs(partitions: int) -> dict[str, TopicSpec]:
-    """Every topic of ours, provisioned explicitly (auto-creation picks its own counts)."""
-    names = [
-        *INBOUND_TOPICS,
-        *(dlq(t) for t in INBOUND_TOPICS),
-        *(dlq(t) for t in (RMA_EVENTS, ORDER_EVENTS, INVENTORY_EVENTS)),
-        RMA_EVENTS,
-        ORDER_EVENTS,
-        INVENTORY_EVENTS,
-        NOTIFICATIONS,
-        STOCK_LEVELS,
-        CUSTOMER_HISTORY,
-        REFUND_LEDGER,
-        RMA_STATUS,
-    ]
-    specs = {name: TopicSpec(partitions, compacted=name in COMPACTED) for name in names}
-    specs[RELAY_EPOCH] = TopicSpec(1)
-    return specs
+__all__ = [
+    "COMPACTED",
+    "CUSTOMER_HISTORY",
+    "EVENT_TOPIC_BY_KIND",
+    "INBOUND_TOPICS",
+    "INVENTORY_EVENTS",
+    "NOTIFICATIONS",
+    "ORDERS",
+    "ORDER_EVENTS",
+    "POS_RETURNS",
+    "PSP_REFUNDS",
+    "REFUND_LEDGER",
+    "RELAY_EPOCH",
+    "RMA_EVENTS",
+    "RMA_STATUS",
+    "STOCK_LEVELS",
+    "WMS_RECEIPTS",
+    "dlq",
+    "topic_specs",
+]

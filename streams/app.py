@@ -28,8 +28,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT, StreamT, TopicT
 from faust.types.transports import TransportT
 
+from adapters.driven.kafka.topics import dlq
 from adapters.settings import Settings
-from streams.topics import dlq
 
 _log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def create_app(
         broker_heartbeat_interval=session_s / 4,
         # A new group must read what was published before it first started.
         consumer_auto_offset_reset="earliest",
-        # Every topic is provisioned by streams.topics.all_topic_specs; the leader topic
+        # Every topic is provisioned by adapters.driven.kafka.topics.topic_specs; the leader topic
         # is only for on_leader tasks, which we do not use.
         topic_allow_declare=False,
         topic_disable_leader=True,

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 import orjson
 
+from adapters.driven.kafka.topics import INBOUND_TOPICS, RMA_EVENTS
 from adapters.eventstore import create_service, database_unavailable
 from adapters.payments import (
     PaymentProvider,
@@ -26,7 +27,6 @@ from adapters.settings import Settings
 from domain.application import ReturnsService
 from streams.app import BatchHandler, DeadLetter, InboundRecord, create_app
 from streams.inbound import process_batch
-from streams.topics import INBOUND_TOPICS, RMA_EVENTS
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import faust
 import orjson
 
+from adapters.driven.kafka.topics import INVENTORY_EVENTS, ORDER_EVENTS, RMA_EVENTS
 from adapters.publishers import ConfluentPublisher, Publisher
 from adapters.readmodels import ChangedRow, ReadModelStore, resume_points, topics_of
 from adapters.settings import Settings
 from projections import Event, Projection, default_projections
 from streams.app import BatchHandler, DeadLetter, InboundRecord, create_app
 from streams.resume import verified_offsets
-from streams.topics import INVENTORY_EVENTS, ORDER_EVENTS, RMA_EVENTS
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Kafka clients: topic names and specs, publishers, provisioning and dead letters."""
