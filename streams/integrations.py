@@ -14,15 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 import orjson
 
+from adapters.driven.eventstore import create_service, database_unavailable
 from adapters.driven.kafka.topics import INBOUND_TOPICS, RMA_EVENTS
-from adapters.eventstore import create_service, database_unavailable
-from adapters.payments import (
+from adapters.driven.payments import (
     PaymentProvider,
     RecoveringKafkaPublish,
     RefundInstruction,
     SandboxPaymentProvider,
 )
-from adapters.refunds import RefundDispatches
+from adapters.driven.refunds import RefundDispatches
 from adapters.settings import Settings
 from domain.application import ReturnsService
 from streams.app import BatchHandler, DeadLetter, InboundRecord, create_app

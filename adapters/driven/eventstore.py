@@ -70,7 +70,7 @@ LOOKUP_TABLES = [
         ADD COLUMN IF NOT EXISTS currency text""",
     """CREATE INDEX IF NOT EXISTS oms_refunds_open ON oms_refunds (requested_at)
         WHERE status IS NULL OR status = 'requested'""",
-    # Delivery bookkeeping of the refund dispatcher (adapters/refunds.py), not derived from
+    # Delivery bookkeeping of the refund dispatcher (adapters/driven/refunds.py), not derived from
     # events: how often each refund went to the provider, and an operator's re-send request.
     """CREATE TABLE IF NOT EXISTS oms_refund_dispatches (
         refund_id text PRIMARY KEY,

@@ -24,7 +24,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from adapters.contracts import envelope_bytes
-from adapters.topics import PSP_REFUNDS
+from adapters.driven.kafka.topics import PSP_REFUNDS
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.rows import DictRow
 from psycopg.sql import SQL
 
-from adapters.eventstore import OmsRecorder
-from adapters.payments import RefundInstruction
+from adapters.driven.eventstore import OmsRecorder
+from adapters.driven.payments import RefundInstruction
 from domain.application import ReturnsService
 from domain.errors import NotFound
 

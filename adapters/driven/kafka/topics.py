@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.embedded import TopicSpec
+from adapters.driven.kafka.provisioning import TopicSpec
 
 ORDERS = "oms.orders.v1"
 WMS_RECEIPTS = "wms.receipts.v1"

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 from adapters.settings import Settings
 
 if TYPE_CHECKING:
-    from adapters.deadletters import DeadLetterFilter
+    from adapters.driven.kafka.deadletters.filters import DeadLetterFilter
 
 
 def add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from datetime import datetime
 
-    from adapters.deadletters import parse_moment, parse_positions
+    from adapters.driven.kafka.deadletters.filters import parse_moment, parse_positions
 
     def moment(text: str) -> datetime:
         try:
@@ -91,7 +91,7 @@ def add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def run_dlq(settings: Settings, args: argparse.Namespace) -> int:
-    from adapters.deadletters import DeadLetterFilter
+    from adapters.driven.kafka.deadletters.filters import DeadLetterFilter
     from adapters.stack import kafka
 
     selection = DeadLetterFilter(
@@ -116,7 +116,7 @@ def run_dlq(settings: Settings, args: argparse.Namespace) -> int:
 def _dlq_list(bootstrap: str, args: argparse.Namespace, selection: DeadLetterFilter) -> int:
     import json
 
-    from adapters.deadletters import count, describe, list_page
+    from adapters.driven.kafka.deadletters.reading import count, describe, list_page
 
     if args.count:
         by_code = count(bootstrap, args.topic, selection)
@@ -134,7 +134,7 @@ def _dlq_list(bootstrap: str, args: argparse.Namespace, selection: DeadLetterFil
     if args.json:
         next_page = None
         if page.cursor is not None:
-            from adapters.deadletters import format_positions
+            from adapters.driven.kafka.deadletters.filters import format_positions
 
             next_page = {"before" if page.newest_first else "after": format_positions(page.cursor)}
         print(
@@ -166,10 +166,10 @@ def _dlq_list(bootstrap: str, args: argparse.Namespace, selection: DeadLetterFil
 def _dlq_replay(bootstrap: str, args: argparse.Namespace, selection: DeadLetterFilter) -> int:
     import json
 
-    from adapters.deadletters import (
+    from adapters.driven.kafka.deadletters.filters import format_positions
+    from adapters.driven.kafka.deadletters.replay import (
         Planned,
         ReplayResult,
-        format_positions,
         plan_replay,
         replay,
         replay_dead_letter,

@@ -35,8 +35,8 @@ def run_refunds(settings: Settings, args: argparse.Namespace) -> int:
     import getpass
     from datetime import UTC, datetime
 
-    from adapters.eventstore import create_service
-    from adapters.refunds import RefundDispatches
+    from adapters.driven.eventstore import create_service
+    from adapters.driven.refunds import RefundDispatches
     from adapters.stack import postgres
 
     with postgres(settings) as url:

@@ -24,8 +24,8 @@ def run_demo(settings: Settings, *, orders: int, seed: int, quiet: bool) -> int:
     """The whole system on the embedded default (or the configured servers), then a day."""
     import os
 
+    from adapters.driven.eventstore import create_service
     from adapters.driving.demo.report import play
-    from adapters.eventstore import create_service
     from adapters.stack import kafka, postgres
     from streams.worker import WorkerProcess
 
@@ -78,10 +78,10 @@ def run_relay(settings: Settings, *, batch_size: int, name: str, client: str) ->
     import signal
     import threading
 
-    from adapters.eventstore import create_service
+    from adapters.driven.eventstore import create_service
+    from adapters.driven.kafka.topics import topic_specs
     from adapters.relay import Relay, RelayStats
     from adapters.stack import kafka, postgres
-    from adapters.topics import topic_specs
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -113,10 +113,10 @@ def run_relay(settings: Settings, *, batch_size: int, name: str, client: str) ->
 
 
 def run_integrations(settings: Settings) -> int:
-    from adapters.embedded import provision_topics
-    from adapters.eventstore import create_service
+    from adapters.driven.eventstore import create_service
+    from adapters.driven.kafka.provisioning import provision_topics
+    from adapters.driven.kafka.topics import topic_specs
     from adapters.stack import kafka, postgres
-    from adapters.topics import topic_specs
     from streams.integrations import create_integrations_app, kafka_publisher
 
     with postgres(settings) as url, kafka(settings) as bootstrap:
@@ -143,9 +143,9 @@ def _run_worker(app: faust.App, settings: Settings, name: str) -> int:
 
 
 def run_provision(settings: Settings) -> int:
-    from adapters.embedded import provision_topics
+    from adapters.driven.kafka.provisioning import provision_topics
+    from adapters.driven.kafka.topics import topic_specs
     from adapters.stack import kafka
-    from adapters.topics import topic_specs
 
     with kafka(settings) as bootstrap:
         specs = topic_specs(settings.topic_partitions)
@@ -173,11 +173,11 @@ def run_lag(settings: Settings) -> int:
 
 
 def run_projections(settings: Settings) -> int:
-    from adapters.embedded import provision_topics
+    from adapters.driven.kafka.provisioning import provision_topics
+    from adapters.driven.kafka.topics import topic_specs
     from adapters.publishers import ConfluentPublisher
     from adapters.readmodels import ReadModelStore
     from adapters.stack import kafka, postgres
-    from adapters.topics import topic_specs
     from projections import default_projections
     from streams.projectors import Projector, create_projections_app
 
@@ -222,7 +222,7 @@ def run_rebuild(settings: Settings, names: list[str]) -> int:
 def run_api(settings: Settings) -> int:
     from adapters.api.auth import KeyRing
     from adapters.api.serving import serve
-    from adapters.eventstore import create_service
+    from adapters.driven.eventstore import create_service
     from adapters.stack import postgres
 
     if settings.api_keys_file is None:
@@ -241,8 +241,8 @@ def run_dev(settings: Settings) -> int:
     import os
 
     from adapters.api.serving import serve
-    from adapters.dev import write_dev_keys, write_endpoints
-    from adapters.eventstore import create_service
+    from adapters.driven.eventstore import create_service
+    from adapters.driving.dev import write_dev_keys, write_endpoints
     from adapters.stack import kafka, postgres
     from streams.worker import WorkerProcess
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from adapters.demo_api import Caller
+from adapters.driving.demo.clients import Caller
 from domain.values import ReasonCode
 
 CATALOGUE = [

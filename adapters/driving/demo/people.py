@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from adapters.demo_api import ApiError, Caller
 from adapters.driving.demo.cast import REASONS_BY_SUPPLIER, REFUSED_IN_REVIEW, Rma, Sale
+from adapters.driving.demo.clients import ApiError, Caller
 from adapters.driving.demo.stage import Stage, wait_for_projections
 from domain.values import ReasonCode, RefundMethod
 

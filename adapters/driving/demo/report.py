@@ -11,9 +11,9 @@ import psycopg
 
 from adapters.api import ApiSettings, create_api
 from adapters.api.serving import served
-from adapters.deadletters import count_by_code
-from adapters.demo_api import PRINCIPALS, Caller, demo_keys
+from adapters.driven.kafka.deadletters.reading import count_by_code
 from adapters.driving.demo.cast import People, Report
+from adapters.driving.demo.clients import PRINCIPALS, Caller, demo_keys
 from adapters.driving.demo.scenario import Demo
 from adapters.driving.demo.stage import wait_for_projections
 from adapters.readmodels import (

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from adapters.driven.kafka.topics import ORDERS, POS_RETURNS, WMS_RECEIPTS
 from adapters.driving.demo.cast import (
     CATALOGUE,
     HISTORY,
@@ -22,7 +23,6 @@ from adapters.driving.demo.cast import (
     sum_amounts,
 )
 from adapters.driving.demo.people import PeopleSteps
-from adapters.topics import ORDERS, POS_RETURNS, WMS_RECEIPTS
 
 
 class Demo(PeopleSteps):

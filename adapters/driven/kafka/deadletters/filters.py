@@ -13,7 +13,7 @@ import orjson
 from pydantic import ValidationError
 
 from adapters.contracts import MAX_MESSAGE_BYTES, CloudEvent
-from adapters.topics import EVENT_TOPIC_BY_KIND, INBOUND_TOPICS
+from adapters.driven.kafka.topics import EVENT_TOPIC_BY_KIND, INBOUND_TOPICS
 
 log = logging.getLogger(__name__)
 

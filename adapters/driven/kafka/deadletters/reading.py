@@ -20,7 +20,7 @@ from adapters.driven.kafka.deadletters.filters import (
     RefusedMessage,
     format_positions,
 )
-from adapters.topics import INBOUND_TOPICS, dlq
+from adapters.driven.kafka.topics import INBOUND_TOPICS, dlq
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from adapters.driven.kafka.deadletters.reading import (
     _text,
     scan,
 )
-from adapters.topics import dlq
+from adapters.driven.kafka.topics import dlq
 
 log = logging.getLogger(__name__)
 
