@@ -191,7 +191,8 @@ class StockLevels(Reducer):
 
     @on("rma.items_inspected")
     def _inspected(self, state: State, event: Event, out: list[Change]) -> None:
-        # Leg ids are "L<n>" over every item inspected on this return so far (domain/returns.py).
+        # Leg ids are "L<n>" over every item inspected on this return so far
+        # (domain/returns/state.py).
         start = int(state.get("inspected", 0))
         legs: dict[str, Any] = state.setdefault("legs", {})
         moves = _Moves(event, out)
