@@ -11,7 +11,7 @@ from domain.returns.lines import (
     quantities_of,
     store_return_id_for,
 )
-from domain.returns.state import ReturnState, ReturnStatus
+from domain.returns.state import ReturnState, ReturnStatus, status_after
 
 __all__ = [
     "CounterCheck",
@@ -21,5 +21,6 @@ __all__ = [
     "ReturnStatus",
     "blind_return_id_for",
     "quantities_of",
+    "status_after",
     "store_return_id_for",
 ]

@@ -7,6 +7,7 @@ customer's refund never waits on a repair shop or a supplier.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -165,12 +166,45 @@ class ReturnState:
     closed_outcome: str | None = None
 
 
+# Where each event moves the customer's leg; events not listed leave the status as it is.
+# The read models follow the same table (projections/rma_status.py), so it is written once.
+STATUS_AFTER: Mapping[str, ReturnStatus] = {
+    ReturnRequested.type_name: ReturnStatus.REQUESTED,
+    ReturnAuthorized.type_name: ReturnStatus.AUTHORIZED,
+    ReturnHeldForReview.type_name: ReturnStatus.PENDING_REVIEW,
+    ReturnRejected.type_name: ReturnStatus.REJECTED,
+    ReturnParcelReceived.type_name: ReturnStatus.RECEIVED,
+    BlindReturnDetected.type_name: ReturnStatus.BLIND_UNMATCHED,
+    BlindReturnMatched.type_name: ReturnStatus.RECEIVED,
+    InStoreReturnRecorded.type_name: ReturnStatus.RECEIVED,
+    ItemsInspected.type_name: ReturnStatus.INSPECTED,
+    RefundRequested.type_name: ReturnStatus.REFUND_PENDING,
+    RefundFailed.type_name: ReturnStatus.REFUND_FAILED,
+    StoreCreditIssued.type_name: ReturnStatus.PARTIALLY_REFUNDED,
+    KeepItemOffered.type_name: ReturnStatus.KEEP_ITEM_OFFERED,
+    ReturnClosed.type_name: ReturnStatus.CLOSED,
+    ReturnCancelled.type_name: ReturnStatus.CANCELLED,
+    ReturnExpired.type_name: ReturnStatus.EXPIRED,
+}
+
+
+def status_after(
+    current: ReturnStatus, event_type: str, *, refunds_in_flight: bool
+) -> ReturnStatus:
+    """The status after an event of ``event_type``; ``refunds_in_flight`` counts the
+    refunds still awaiting the provider once that event is applied."""
+    if event_type == RefundSettled.type_name:
+        # Paid so far: closed by the next event if nothing more is due.
+        return current if refunds_in_flight else ReturnStatus.PARTIALLY_REFUNDED
+    return STATUS_AFTER.get(event_type, current)
+
+
 def evolve(state: ReturnState, event: ReturnEvent) -> None:
     """Fold one event into ``state``; never checks anything, so replay cannot fail."""
     s = state
+    # The status moves after the rest, so a settled refund sees the refunds updated.
     match event:
         case ReturnRequested():
-            s.status = ReturnStatus.REQUESTED
             s.order_id = event.order_id
             s.order_number = event.order_number
             s.customer_id = event.customer_id
@@ -183,7 +217,6 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.lines = {line.line_no: line for line in event.lines}
             s.requested_at = event.timestamp
         case ReturnAuthorized():
-            s.status = ReturnStatus.AUTHORIZED
             s.rma_number = event.rma_number
             s.destination_warehouse = event.destination_warehouse
             s.label_reference = event.label_reference
@@ -195,17 +228,14 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.keep_item_eligible = event.keep_item_eligible
             s.authorized_at = event.timestamp
         case ReturnHeldForReview():
-            s.status = ReturnStatus.PENDING_REVIEW
             s.decisions = {d.line_no: d for d in event.decisions}
         case ReturnRejected():
-            s.status = ReturnStatus.REJECTED
             s.rejection_code = event.code
             if event.decisions:
                 s.decisions = {d.line_no: d for d in event.decisions}
         case ReturnLabelIssued():
             s.label_reference = event.label_reference
         case ReturnParcelReceived():
-            s.status = ReturnStatus.RECEIVED
             s.receipts.append(event.receipt_id)
             s.received_items.extend(event.items)
         case ReturnUnexpectedParcelReceived():
@@ -214,7 +244,6 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             # counts, and a refund still in flight here settles as if nothing came.
             s.unexpected_receipts.append(event.receipt_id)
         case BlindReturnDetected():
-            s.status = ReturnStatus.BLIND_UNMATCHED
             s.channel = ReturnChannel.BLIND
             s.blind_receipt_id = event.receipt_id
             s.blind_warehouse_id = event.warehouse_id
@@ -224,7 +253,6 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.received_items.extend(event.items)
             s.requested_at = event.timestamp
         case BlindReturnMatched():
-            s.status = ReturnStatus.RECEIVED
             s.order_id = event.order_id
             s.order_number = event.order_number
             s.customer_id = event.customer_id
@@ -236,7 +264,6 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.restocking_fee = event.restocking_fee
             s.shipping_refund = Money.zero(event.currency)
         case InStoreReturnRecorded():
-            s.status = ReturnStatus.RECEIVED
             s.channel = ReturnChannel.STORE
             s.store_id = event.store_id
             s.order_id = event.order_id
@@ -254,7 +281,6 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.receipts.append(event.store_return_id)
             s.requested_at = event.timestamp
         case ItemsInspected():
-            s.status = ReturnStatus.INSPECTED
             s.inspected_receipts.append(event.receipt_id)
             start = len(s.inspected_items)
             s.inspected_items.extend(event.items)
@@ -270,7 +296,6 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
                         supplier=line.supplier if line else "unknown",
                     )
         case RefundRequested():
-            s.status = ReturnStatus.REFUND_PENDING
             s.refunds[event.refund_id] = RefundState(
                 event.amount, event.allocations, shipping=event.shipping_refund
             )
@@ -278,34 +303,24 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             refund = s.refunds[event.refund_id]
             refund.status = "settled"
             refund.provider_reference = event.provider_reference
-            if all(r.status != "requested" for r in s.refunds.values()):
-                s.status = ReturnStatus.PARTIALLY_REFUNDED
         case RefundFailed():
             s.refunds[event.refund_id].status = "failed"
-            s.status = ReturnStatus.REFUND_FAILED
         case StoreCreditIssued():
             zero = Money.zero(s.currency)
             s.store_credit = (s.store_credit or zero) + event.amount + event.bonus
             s.store_credit_paid = (s.store_credit_paid or zero) + event.amount
             s.store_credit_shipping = (s.store_credit_shipping or zero) + (event.shipping or zero)
-            s.status = ReturnStatus.PARTIALLY_REFUNDED
         case ExchangeOrdered():
             s.replacement_order_id = event.replacement_order_id
         case ReturnResolutionChanged():
             s.refund_method = event.to_refund_method
         case KeepItemOffered():
-            s.status = ReturnStatus.KEEP_ITEM_OFFERED
             s.keep_item_offer = event.refund_amount
             s.keep_item_expires_at = event.expires_at
         case KeepItemAccepted():
             s.keep_item_accepted = True
         case ReturnClosed():
-            s.status = ReturnStatus.CLOSED
             s.closed_outcome = event.outcome
-        case ReturnCancelled():
-            s.status = ReturnStatus.CANCELLED
-        case ReturnExpired():
-            s.status = ReturnStatus.EXPIRED
         case RepairSent():
             s.legs[event.leg_id].status = "at_repair"
         case RepairCompleted():
@@ -318,3 +333,8 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
         case SupplierCreditReceived():
             s.legs[event.leg_id].status = "credited"
             s.legs[event.leg_id].credit = event.amount
+    s.status = status_after(
+        s.status,
+        event.type_name,
+        refunds_in_flight=any(r.status == "requested" for r in s.refunds.values()),
+    )
