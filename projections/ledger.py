@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from projections.core import (
     RETURN,
@@ -104,7 +104,8 @@ def store_credit_lines(amount: Decimal, bonus: Decimal, fee: Decimal) -> list[Li
 class RefundLedger(Reducer):
     name = "ledger"
     kinds = (RETURN,)
-    outbound_topic = "oms.refund-ledger.v1"
+    # The one definition of this topic's name: adapters/topics.py derives from it.
+    outbound_topic: ClassVar[str] = "oms.refund-ledger.v1"
 
     @property
     def tables(self) -> tuple[Table, ...]:
