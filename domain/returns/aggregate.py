@@ -68,6 +68,11 @@ from domain.values import (
 
 
 class Return(Settlement):
+    """The RMA's commands: creation, review, parcels, inspection, cancel, expiry and legs.
+
+    Paying back lives in ``Settlement``, the money owed and the shared guards in
+    ``Payouts``, the state and its evolution in ``state.py``: one class, read by concept."""
+
     @classmethod
     def request(
         cls,

@@ -38,6 +38,8 @@ from domain.values import (
 
 
 class Settlement(Payouts):
+    """The commands that pay the customer back or close the return; a base of ``Return``."""
+
     def request_refund(
         self,
         *,
