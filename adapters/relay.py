@@ -26,7 +26,7 @@ from kafka.errors import KafkaError
 
 from adapters.embedded import TopicSpec, provision_topics
 from adapters.publishers import Client, Publisher, PublishError, publisher_for
-from adapters.topics import EVENT_TOPIC_BY_KIND, NOTIFICATIONS, RELAY_EPOCH
+from adapters.topics import EVENT_TOPIC_BY_KIND, NOTIFICATIONS, RELAY_EPOCH, UNKNOWN_EVENTS
 from domain.events import EVENT_TYPES
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def records_for(row: tuple[int, Any, int, str, bytes]) -> list[OutboundRecord]:
     key = cloud_event["subject"].encode()
     records = [
         OutboundRecord(
-            EVENT_TOPIC_BY_KIND.get(kind, "oms.unknown-events.v1"), key, orjson.dumps(cloud_event)
+            EVENT_TOPIC_BY_KIND.get(kind, UNKNOWN_EVENTS), key, orjson.dumps(cloud_event)
         )
     ]
     template = NOTIFY_TEMPLATES.get(cloud_event["type"])
