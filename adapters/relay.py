@@ -24,7 +24,7 @@ import orjson
 import psycopg
 from kafka.errors import KafkaError
 
-from adapters.embedded import TopicSpec, provision_topics
+from adapters.embedded import TopicProvisioningError, TopicSpec, provision_topics
 from adapters.publishers import Client, Publisher, PublishError, publisher_for
 from adapters.topics import EVENT_TOPIC_BY_KIND, NOTIFICATIONS, RELAY_EPOCH
 from domain.events import EVENT_TYPES
@@ -238,7 +238,13 @@ class Relay:
             # Maybe auto-created by someone else with another partition count: it is read
             # whole, so any count does, and provisioning would refuse it.
             specs.pop(RELAY_EPOCH, None)
-        provision_topics(self.bootstrap, specs)
+        try:
+            provision_topics(self.bootstrap, specs)
+        except TopicProvisioningError as mismatch:
+            # Every missing topic was created; some client auto-created the others first
+            # (an outside publisher to an inbound topic, typically). Refusing to refill
+            # would leave every projection without its events: go on, loudly.
+            log.error("topics with another partition count than ours: %s", mismatch)
         if self._epoch is not None or self.stats.position > 0:
             rewind_to = self._lowest_consumer_position()
             log.warning(
