@@ -23,6 +23,7 @@ from faust.types import TP, EventT, StreamT, TopicT
 from faust.types.transports import TransportT
 
 from adapters.settings import Settings
+from streams.resume import follow_relay_epoch
 from streams.topics import dlq
 
 _log = logging.getLogger(__name__)
@@ -350,6 +351,8 @@ class _TansuApp(faust.App):
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.resume_offsets = resume
         super().__init__(app_id, **options)
+        # A broker that lost its memory serves new logs under the same names.
+        follow_relay_epoch(self, resume)
 
     def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)
