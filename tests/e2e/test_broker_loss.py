@@ -33,7 +33,7 @@ from projections import default_projections
 from streams.worker import WorkerProcess
 from tests.e2e.test_integrations import eventually
 from tests.integration import messages as m
-from tests.integration.helpers import fresh_database
+from tests.integration.helpers import fresh_database, place_orders_in_batches
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # to the restarted broker before the relay provisioned it create the inbound topics.
 PARTITIONS = 4
 RELAY = "broker-loss"
+BURST = 20_000
 
 
 @dataclass
@@ -178,6 +179,12 @@ def stored_orders(stack: Stack) -> int:
     return int(row[0]) if row else 0
 
 
+def bulk_orders(stack: Stack) -> int:
+    with psycopg.connect(stack.database_url) as conn:
+        row = conn.execute("SELECT orders FROM rm_customers WHERE customer_id = 'bulk'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def projected(stack: Stack, order: str) -> bool:
     with psycopg.connect(stack.database_url) as conn:
         row = conn.execute(
@@ -202,6 +209,17 @@ def test_a_broker_restarted_empty_under_load_leaves_read_models_equal_to_the_sto
         eventually(lambda: load.sent >= 400, timeout=180, what="400 inbound messages sent")
         eventually(lambda: stored_orders(stack) >= 100, timeout=180, what="100 orders stored")
         eventually(lambda: caught_up(stack), timeout=180, what="the projections to catch up")
+        # A burst stored meanwhile keeps the projections worker busy: the broker goes while
+        # batches are in flight, and their acks come after it.
+        burst = threading.Thread(
+            target=place_orders_in_batches,
+            kwargs={"service": stack.service, "orders": BURST, "batch": 500},
+            daemon=True,
+        )
+        burst.start()
+        eventually(
+            lambda: bulk_orders(stack) >= 2000, timeout=180, what="the burst being projected"
+        )
         stack.broker.restart()  # memory storage: topics, records and group offsets are gone
         sent_at_restart, orders_at_restart = load.sent, stored_orders(stack)
         eventually(
@@ -209,6 +227,7 @@ def test_a_broker_restarted_empty_under_load_leaves_read_models_equal_to_the_sto
             timeout=240,
             what="300 more inbound messages sent to the restarted broker",
         )
+        burst.join(120)
     finally:
         load.stop.set()
         publisher.join(30)
