@@ -92,7 +92,7 @@ class ConfluentPublisher:
                 # a broker restart the first publish waited that long, then its flush.
                 "reconnect.backoff.ms": 50,
                 "reconnect.backoff.max.ms": 500,
-                "socket.connection.setup.timeout.ms": 3000,
+                "socket.connection.setup.timeout.ms": 10000,
                 "topic.metadata.refresh.interval.ms": 5000,
                 "error_cb": self._failed,
             }

@@ -327,7 +327,7 @@ class Relay:
                     # A restarted broker is reconnected to within a second, not up to 10 s.
                     "reconnect.backoff.ms": 50,
                     "reconnect.backoff.max.ms": 500,
-                    "socket.connection.setup.timeout.ms": 3000,
+                    "socket.connection.setup.timeout.ms": 10000,
                     "topic.metadata.refresh.interval.ms": 1000,
                 }
             )
