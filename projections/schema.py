@@ -137,6 +137,19 @@ OFFSETS_DDL = [
         consumer text PRIMARY KEY,
         notification_id bigint NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now())""",
+    # Stored events a projection could not apply (a value PostgreSQL refuses, a reducer
+    # that raised): skipped alone so the rest of their batch commits, and kept in sight
+    # here. Events are immutable: a fix is a new event, or a reducer fixed and a rebuild.
+    """CREATE TABLE IF NOT EXISTS rm_failed_events (
+        projection text NOT NULL,
+        event_id text NOT NULL,
+        aggregate_id text NOT NULL,
+        version bigint NOT NULL,
+        position bigint NOT NULL,
+        event_type text NOT NULL,
+        reason text NOT NULL,
+        failed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (projection, event_id))""",
 ]
 
 
