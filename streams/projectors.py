@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import faust
 import orjson
 
+from adapters.driven.kafka.publishers import ConfluentPublisher, Publisher
 from adapters.driven.kafka.topics import INVENTORY_EVENTS, ORDER_EVENTS, RMA_EVENTS
-from adapters.publishers import ConfluentPublisher, Publisher
-from adapters.readmodels import ChangedRow, ReadModelStore, resume_points, topics_of
+from adapters.driven.readmodels.base import ChangedRow, topics_of
+from adapters.driven.readmodels.positions import resume_points
+from adapters.driven.readmodels.store import ReadModelStore
 from adapters.settings import Settings
 from projections import Event, Projection, default_projections
 from streams.app import BatchHandler, DeadLetter, InboundRecord, create_app

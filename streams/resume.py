@@ -25,8 +25,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError, OffsetOutOfRangeError
 
-from adapters.readmodels import ResumePoint
-from adapters.topics import RELAY_EPOCH
+from adapters.driven.kafka.topics import RELAY_EPOCH
+from adapters.driven.readmodels.positions import ResumePoint
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def bootstrap_of(app: faust.App) -> str:
 class RelayEpochs:
     """Reads the epochs of the relay's markers on the broker (none: no marker topic yet).
 
-    The relay writes one per broker it provisioned (adapters/relay.py), so they name the
+    The relay writes one per broker it provisioned (adapters/driven/relay.py), so they name the
     broker's log: after a restart with memory storage, none of the old ones is left. One
     consumer (no group) is kept: the topic is tiny and re-read whole each time.
     """

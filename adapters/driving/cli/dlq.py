@@ -92,7 +92,7 @@ def add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def run_dlq(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.driven.kafka.deadletters.filters import DeadLetterFilter
-    from adapters.stack import kafka
+    from adapters.driving.stack import kafka
 
     selection = DeadLetterFilter(
         codes=frozenset(args.code),

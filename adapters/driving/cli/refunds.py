@@ -37,7 +37,7 @@ def run_refunds(settings: Settings, args: argparse.Namespace) -> int:
 
     from adapters.driven.eventstore import create_service
     from adapters.driven.refunds import RefundDispatches
-    from adapters.stack import postgres
+    from adapters.driving.stack import postgres
 
     with postgres(settings) as url:
         service = create_service(url, pool_size=2)

@@ -17,7 +17,7 @@ from adapters.settings import Settings
 if TYPE_CHECKING:
     import faust
 
-    from adapters.relay import Relay
+    from adapters.driven.relay import Relay
 
 
 def run_demo(settings: Settings, *, orders: int, seed: int, quiet: bool) -> int:
@@ -26,7 +26,7 @@ def run_demo(settings: Settings, *, orders: int, seed: int, quiet: bool) -> int:
 
     from adapters.driven.eventstore import create_service
     from adapters.driving.demo.report import play
-    from adapters.stack import kafka, postgres
+    from adapters.driving.stack import kafka, postgres
     from streams.worker import WorkerProcess
 
     root = Path(__file__).resolve().parent.parent
@@ -80,8 +80,8 @@ def run_relay(settings: Settings, *, batch_size: int, name: str, client: str) ->
 
     from adapters.driven.eventstore import create_service
     from adapters.driven.kafka.topics import topic_specs
-    from adapters.relay import Relay, RelayStats
-    from adapters.stack import kafka, postgres
+    from adapters.driven.relay import Relay, RelayStats
+    from adapters.driving.stack import kafka, postgres
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -116,7 +116,7 @@ def run_integrations(settings: Settings) -> int:
     from adapters.driven.eventstore import create_service
     from adapters.driven.kafka.provisioning import provision_topics
     from adapters.driven.kafka.topics import topic_specs
-    from adapters.stack import kafka, postgres
+    from adapters.driving.stack import kafka, postgres
     from streams.integrations import create_integrations_app, kafka_publisher
 
     with postgres(settings) as url, kafka(settings) as bootstrap:
@@ -145,7 +145,7 @@ def _run_worker(app: faust.App, settings: Settings, name: str) -> int:
 def run_provision(settings: Settings) -> int:
     from adapters.driven.kafka.provisioning import provision_topics
     from adapters.driven.kafka.topics import topic_specs
-    from adapters.stack import kafka
+    from adapters.driving.stack import kafka
 
     with kafka(settings) as bootstrap:
         specs = topic_specs(settings.topic_partitions)
@@ -155,9 +155,10 @@ def run_provision(settings: Settings) -> int:
 
 
 def run_lag(settings: Settings) -> int:
-    from adapters.readmodels import ReadModelStore, projection_lag
-    from adapters.relay import lag
-    from adapters.stack import postgres
+    from adapters.driven.readmodels.positions import projection_lag
+    from adapters.driven.readmodels.store import ReadModelStore
+    from adapters.driven.relay import lag
+    from adapters.driving.stack import postgres
     from projections import default_projections
 
     with postgres(settings) as url:
@@ -174,10 +175,10 @@ def run_lag(settings: Settings) -> int:
 
 def run_projections(settings: Settings) -> int:
     from adapters.driven.kafka.provisioning import provision_topics
+    from adapters.driven.kafka.publishers import ConfluentPublisher
     from adapters.driven.kafka.topics import topic_specs
-    from adapters.publishers import ConfluentPublisher
-    from adapters.readmodels import ReadModelStore
-    from adapters.stack import kafka, postgres
+    from adapters.driven.readmodels.store import ReadModelStore
+    from adapters.driving.stack import kafka, postgres
     from projections import default_projections
     from streams.projectors import Projector, create_projections_app
 
@@ -192,8 +193,8 @@ def run_projections(settings: Settings) -> int:
 
 
 def run_rebuild(settings: Settings, names: list[str]) -> int:
-    from adapters.readmodels import RebuildProgress, rebuild_many
-    from adapters.stack import postgres
+    from adapters.driven.readmodels.rebuild import RebuildProgress, rebuild_many
+    from adapters.driving.stack import postgres
     from projections import default_projections
 
     chosen = [p for p in default_projections() if not names or p.name in names]
@@ -225,7 +226,7 @@ def run_api(settings: Settings) -> int:
     from adapters.api.auth import KeyRing
     from adapters.api.serving import serve
     from adapters.driven.eventstore import create_service
-    from adapters.stack import postgres
+    from adapters.driving.stack import postgres
 
     if settings.api_keys_file is None:
         print("OMS_API_KEYS_FILE is not set: the API serves no one without keys", file=sys.stderr)
@@ -245,7 +246,7 @@ def run_dev(settings: Settings) -> int:
     from adapters.api.serving import serve
     from adapters.driven.eventstore import create_service
     from adapters.driving.dev import write_dev_keys, write_endpoints
-    from adapters.stack import kafka, postgres
+    from adapters.driving.stack import kafka, postgres
     from streams.worker import WorkerProcess
 
     root = Path(__file__).resolve().parent.parent
@@ -306,7 +307,7 @@ def start_relay(
     """Provision every topic, then run a relay in a daemon thread (``rma demo``, ``rma dev``)."""
     from adapters.driven.kafka.provisioning import provision_topics
     from adapters.driven.kafka.topics import topic_specs
-    from adapters.relay import Relay
+    from adapters.driven.relay import Relay
 
     provision_topics(bootstrap, topic_specs(partitions))
     relay = Relay(database_url, bootstrap, topic_specs=topic_specs(partitions), name="relay")

@@ -12,17 +12,13 @@ import psycopg
 from adapters.api import ApiSettings, create_api
 from adapters.api.serving import served
 from adapters.driven.kafka.deadletters.reading import count_by_code
+from adapters.driven.readmodels.queries import unbalanced_refunds
+from adapters.driven.readmodels.rebuild import differences, rebuild, snapshot
+from adapters.driven.readmodels.store import ReadModelStore
 from adapters.driving.demo.cast import People, Report
 from adapters.driving.demo.clients import PRINCIPALS, Caller, demo_keys
 from adapters.driving.demo.scenario import Demo
 from adapters.driving.demo.stage import wait_for_projections
-from adapters.readmodels import (
-    ReadModelStore,
-    differences,
-    rebuild,
-    snapshot,
-    unbalanced_refunds,
-)
 from domain.application import ReturnsService
 from projections import default_projections
 

@@ -14,11 +14,9 @@ import psycopg
 from kafka import KafkaProducer
 
 from adapters.contracts import envelope_bytes
+from adapters.driven.readmodels.positions import projection_lag
+from adapters.driven.readmodels.store import ReadModelStore
 from adapters.driving.demo.cast import HISTORY, People, Progress, Report
-from adapters.readmodels import (
-    ReadModelStore,
-    projection_lag,
-)
 from projections import default_projections
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,9 +13,6 @@ from pydantic import ValidationError
 
 from adapters.contracts import MAX_MESSAGE_BYTES, CloudEvent
 from adapters.driven.kafka.topics import EVENT_TOPIC_BY_KIND, INBOUND_TOPICS
-
-log = logging.getLogger(__name__)
-
 
 # Inbound topics, and the relayed event topics whose undecodable records the projections
 # worker refuses.
