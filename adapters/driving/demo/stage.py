@@ -21,6 +21,7 @@ from projections import default_projections
 
 
 def wait_for_projections(database_url: str, timeout: float = 300) -> None:
+    """Block until every projection has applied the whole event store."""
     store = ReadModelStore(database_url, default_projections())
     deadline = time.monotonic() + timeout
     try:
