@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from domain.events import RefundFailed, RefundRequested, RefundSettled, StoreCreditIssued
 from projections.core import Event, InMemoryReadModel, key_of
 from projections.ledger import RefundLedger
-from tests.unit.test_projections_events import Story, assert_folds_like_reduce, eur, uid, wire
+from tests.unit.builders import Story, assert_folds_like_reduce, eur, uid, wire
 
 RMA = uid("ledger-rma")
 

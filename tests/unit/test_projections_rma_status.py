@@ -32,7 +32,7 @@ from domain.events import (
 from domain.returns import Return
 from projections.core import InMemoryReadModel, key_of
 from projections.rma_status import RmaStatus
-from tests.unit.test_projections_events import T0, Story, decision, eur, return_line, uid, wire
+from tests.unit.builders import T0, Story, decision, eur, return_line, uid, wire
 
 RMA, BLIND = uid("status-rma"), uid("status-blind")
 
