@@ -7,6 +7,7 @@ test's ``pending_events`` holds exactly what its "when" step emitted.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -499,6 +500,81 @@ def blind_parcel(receipt_id: str = "RCPT-B1", *items: ReceivedItem) -> Return:
         at=day(12),
         cause=CAUSE,
     )
+
+
+# ---------------------------------------------------------------- the shop order and its returns
+# Shared by the Return aggregate tests (test_return_requests.py and its siblings).
+def shop_lines() -> tuple[OrderLine, ...]:
+    return (
+        line(1, quantity=2, price="40.00", serials=("SN-1", "SN-2")),
+        line(2, price="10.00"),
+    )
+
+
+def shop_history() -> OrderHistory:
+    return OrderHistory().placed(*shop_lines(), shipping="5.00").fulfilled().delivered(day(2))
+
+
+def shop_order() -> Order:
+    """Delivered on day 2: line 1 is two of SKU-1 at 40.00 with serials SN-1 and SN-2,
+    line 2 one SKU-2 at 10.00; shipping 5.00, paid by card."""
+    return shop_history().order()
+
+
+def last(rma: Return) -> Any:
+    return rma.pending_events[-1]
+
+
+def types(rma: Return) -> tuple[type[Any], ...]:
+    return tuple(type(event) for event in rma.pending_events)
+
+
+def snapshot(rma: Return) -> tuple[int, dict[str, Any]]:
+    return rma.version, dataclasses.asdict(rma.state)
+
+
+def record_in_store(
+    order: Order, *lines: RequestedLine, at: datetime, book: PolicyBook = BOOK
+) -> Return:
+    return Return.record_in_store(
+        store_return_id="SR-1",
+        store_id="STORE-PARIS-1",
+        staff_id="STAFF-9",
+        order=order,
+        lines=lines or (wants(),),
+        refund_method=RefundMethod.ORIGINAL_PAYMENT,
+        rma_number=RMA,
+        book=book,
+        at=at,
+        cause=CAUSE,
+    )
+
+
+def match(rma: Return, order: Order, *lines: RequestedLine, at: datetime | None = None) -> None:
+    rma.match_blind(
+        order=order,
+        lines=lines or (wants(),),
+        matched_by="serial",
+        rma_number=RMA,
+        book=BOOK,
+        at=at or day(13),
+        cause=CAUSE,
+    )
+
+
+def expensive_order() -> Order:
+    return (
+        OrderHistory()
+        .placed(line(1, quantity=2, price="600.00"), shipping="0.00")
+        .fulfilled()
+        .delivered()
+        .order()
+    )
+
+
+def two_item_rma(reason: ReasonCode = ReasonCode.CHANGED_MIND) -> Return:
+    """Two SKU-1 (SN-1, SN-2) authorized on day 10; nothing received yet."""
+    return authorized_return(shop_order(), wants(1, quantity=2, reason=reason))
 
 
 # ---------------------------------------------------------------- relayed event stories
