@@ -370,6 +370,8 @@ def run_rebuild(settings: Settings, names: list[str]) -> int:
         sys.stderr.write(
             f"\r{progress.projection:<12} {progress.phase:<9} [{bar:<30}] "
             f"{progress.events} events, position {progress.position}/{progress.head}"
+            # Stored events it could not apply: logged, and listed in rm_failed_events.
+            + (f", {progress.skipped} skipped" if progress.skipped else "")
         )
         if progress.phase == "switched":
             sys.stderr.write("\n")

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapters.topics import ORDERS, POS_RETURNS, PSP_REFUNDS, WMS_RECEIPTS
 from adapters.validation import (
     LineNo,
     Moment,
@@ -204,20 +205,20 @@ class RefundFailedData(Contract):
 
 
 INBOUND: dict[str, dict[str, type[Contract]]] = {
-    "oms.orders.v1": {
+    ORDERS: {
         "order.placed": OrderPlacedData,
         "order.fulfilled": OrderFulfilledData,
         "order.delivered": OrderDeliveredData,
         "order.cancelled": OrderCancelledData,
     },
-    "wms.receipts.v1": {
+    WMS_RECEIPTS: {
         "parcel.received": ParcelReceivedData,
         "items.inspected": ItemsInspectedData,
         "stock.counted": StockCountedData,
         "stock.adjusted": StockAdjustedData,
     },
-    "pos.returns.v1": {"return.recorded": ReturnRecordedData},
-    "psp.refunds.v1": {"refund.settled": RefundSettledData, "refund.failed": RefundFailedData},
+    POS_RETURNS: {"return.recorded": ReturnRecordedData},
+    PSP_REFUNDS: {"refund.settled": RefundSettledData, "refund.failed": RefundFailedData},
 }
 
 

@@ -8,6 +8,7 @@ clients never moves a key to another partition (per-key order survives a switch)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
@@ -48,6 +49,10 @@ def default_producer(bootstrap: str) -> KafkaProducer:
         max_request_size=8 * 1024 * 1024,
         request_timeout_ms=15000,
         retry_backoff_ms=100,
+        # Topics are provisioned with their partition counts; an auto-created one (Tansu
+        # gives it 4) would also hide from the relay that the broker lost its memory.
+        allow_auto_create_topics=False,
+        reconnect_backoff_max_ms=1000,
     )
 
 
@@ -81,13 +86,29 @@ class ConfluentPublisher:
                 "partitioner": "murmur2_random",
                 "queue.buffering.max.messages": 1_000_000,
                 "message.max.bytes": 8 * 1024 * 1024,
+                # See default_producer: provisioned topics only.
+                "allow.auto.create.topics": False,
+                # librdkafka backs off up to 10 s between reconnections by default: after
+                # a broker restart the first publish waited that long, then its flush.
+                "reconnect.backoff.ms": 50,
+                "reconnect.backoff.max.ms": 500,
+                "socket.connection.setup.timeout.ms": 10000,
+                "topic.metadata.refresh.interval.ms": 5000,
+                "error_cb": self._failed,
             }
         )
         self._errors: list[str] = []
+        self._fatal: str | None = None
 
     def _delivered(self, error: Any, _message: Any) -> None:
         if error is not None:
             self._errors.append(str(error))
+
+    def _failed(self, error: Any) -> None:
+        # An idempotent producer whose broker lost its state fails for good (a fatal
+        # error): flushing on would only wait out the timeout. Reported at once instead.
+        if error.fatal():
+            self._fatal = str(error)
 
     def publish(self, records: Sequence[Record]) -> None:
         self._errors = []
@@ -103,7 +124,12 @@ class ConfluentPublisher:
                     break
                 except BufferError:
                     self._producer.poll(0.05)  # the local queue is full: let it drain
-        remaining = self._producer.flush(30)
+        deadline = time.monotonic() + 30
+        remaining = self._producer.flush(0.2)
+        while remaining and self._fatal is None and time.monotonic() < deadline:
+            remaining = self._producer.flush(0.2)
+        if self._fatal is not None:
+            raise PublishError(f"the producer failed for good: {self._fatal}")
         if remaining:
             raise PublishError(f"{remaining} records not acknowledged within 30 s")
         if self._errors:

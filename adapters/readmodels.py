@@ -69,6 +69,59 @@ RETRYABLE: tuple[type[Exception], ...] = (
 )
 
 
+class ReducerFailed(Exception):
+    """A projection's reducer raised on an event (wrapped so it is told from SQL errors)."""
+
+
+POISON: tuple[type[Exception], ...] = (
+    # What one event can cause whatever the moment: a value PostgreSQL refuses (NUL in
+    # text, an integer beyond bigint, a date out of range, an amount beyond numeric(18,2)),
+    # a row it cannot index, or a reducer that raised. Retrying the batch would fail the
+    # same way for ever; the event is found and skipped alone (``_apply_isolating``).
+    errors.DataError,
+    errors.NotNullViolation,
+    errors.CheckViolation,
+    errors.ProgramLimitExceeded,
+    ReducerFailed,
+    orjson.JSONEncodeError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEvent:
+    """A stored event a projection skipped, and why (a row of ``rm_failed_events``)."""
+
+    projection: str
+    event_id: str
+    aggregate_id: str
+    version: int
+    position: int
+    event_type: str
+    reason: str
+
+    @classmethod
+    def of(cls, projection: Projection, event: Event, error: BaseException) -> FailedEvent:
+        return cls(
+            projection.name,
+            event.id,
+            event.aggregate_id,
+            event.version,
+            event.position,
+            event.type,
+            _reason(error),
+        )
+
+
+def _reason(error: BaseException) -> str:
+    cause = error.__cause__ if isinstance(error, ReducerFailed) and error.__cause__ else error
+    # The message may quote the refused value itself: NUL would be refused again.
+    return f"{type(cause).__name__}: {cause}".replace("\x00", "\\u0000")[:500]
+
+
+class _Isolate(Exception):
+    """The batch holds an event that cannot be applied: run it again, isolating it."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChangedRow:
     """A row a batch changed, for the caller to publish on the projection's topic."""
@@ -166,16 +219,30 @@ class ReadModelStore:
             self.ensure(projection)
         locks = sorted({_lock_key(p) for p in chosen})
         lock_sql = _shared_locks_sql(len(locks))
-        for attempt in range(1, self.max_attempts + 1):
+        isolate = False
+        attempt = 0
+        while attempt < self.max_attempts:
+            attempt += 1
             try:
                 with self._conn.transaction():
                     # Shared: batches run side by side; a rebuild's switch-over takes it
                     # exclusive, so no batch commits into tables about to be replaced.
                     self._conn.execute(lock_sql, locks)
-                    changed = apply_batches(self._conn, chosen, events, offsets=offsets)
+                    if isolate:
+                        changed = _apply_isolating(self._conn, chosen, events, offsets=offsets)
+                    else:
+                        try:
+                            changed = apply_batches(self._conn, chosen, events, offsets=offsets)
+                        except POISON as poison:
+                            # Found only now, this cheaply: the whole batch is the fast path.
+                            raise _Isolate from poison
                     if before_commit is not None and changed:
                         before_commit(changed)
                     return changed
+            except _Isolate as found:
+                log.info("a batch holds an event that cannot be applied: %r", found.__cause__)
+                isolate = True
+                attempt -= 1
             except RETRYABLE as conflict:
                 if attempt == self.max_attempts:
                     raise
@@ -326,6 +393,105 @@ def apply_batches(
     return [row for batch in batches for row in batch.changed()]
 
 
+def _apply_isolating(
+    conn: Conn,
+    projections: Sequence[Projection],
+    events: Sequence[Event],
+    *,
+    suffix: str = "",
+    offsets: Offsets | None = None,
+    track: bool = True,
+    failed: list[FailedEvent] | None = None,
+) -> list[ChangedRow]:
+    """``apply_batches`` for a batch holding events that cannot be applied, inside the
+    caller's transaction: each such event is found by halving the batch under savepoints
+    (in order, so every other event applies as it would have), skipped for the projections
+    it fails, logged and recorded in ``rm_failed_events``; offsets and positions are then
+    tracked for the whole batch, the failed events included (they are dealt with)."""
+    found: list[FailedEvent] = []
+    changed = _bisect(conn, projections, events, suffix, found)
+    if track:
+        results = _Results(conn)
+        with conn.pipeline():
+            for projection in projections:
+                mine = [event for event in events if event.kind in projection.kinds]
+                _track(results, projection, mine, offsets)
+            results.finish()
+    record_failures(conn, found)
+    if failed is not None:
+        failed.extend(found)
+    return changed
+
+
+def _bisect(
+    conn: Conn,
+    projections: Sequence[Projection],
+    events: Sequence[Event],
+    suffix: str,
+    found: list[FailedEvent],
+) -> list[ChangedRow]:
+    try:
+        with conn.transaction():  # a savepoint
+            return apply_batches(conn, projections, events, suffix=suffix, track=False)
+    except POISON as error:
+        if len(events) > 1:
+            half = len(events) // 2
+            return _bisect(conn, projections, events[:half], suffix, found) + _bisect(
+                conn, projections, events[half:], suffix, found
+            )
+        readers = [p for p in projections if events[0].kind in p.kinds]
+        if len(readers) > 1:
+            # The event may fail one projection only: the others still apply it.
+            return [row for p in readers for row in _bisect(conn, [p], events, suffix, found)]
+        failure = FailedEvent.of(readers[0], events[0], error)
+        log.error(
+            "projection %s skips event %s (%s, aggregate %s version %d, position %d): %s",
+            failure.projection,
+            failure.event_id,
+            failure.event_type,
+            failure.aggregate_id,
+            failure.version,
+            failure.position,
+            failure.reason,
+        )
+        found.append(failure)
+        return []
+
+
+def record_failures(conn: Conn, failures: Sequence[FailedEvent]) -> None:
+    """Record skipped events (a repeat of the same one only refreshes its reason)."""
+    if not failures:
+        return
+    columns = ("projection", "event_id", "aggregate_id", "version", "position", "event_type")
+    conn.execute(
+        "INSERT INTO rm_failed_events"
+        " (projection, event_id, aggregate_id, version, position, event_type, reason)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[],"
+        " %s::bigint[], %s::text[], %s::text[])"
+        " ON CONFLICT (projection, event_id) DO UPDATE SET reason = EXCLUDED.reason,"
+        " failed_at = now()",
+        [
+            *([_printable(getattr(f, c)) for f in failures] for c in columns),
+            [f.reason for f in failures],
+        ],
+    )
+
+
+def _printable(value: Any) -> Any:
+    return value.replace("\x00", "\\u0000") if isinstance(value, str) else value
+
+
+def failed_events(conn: Conn, projection: str | None = None) -> list[FailedEvent]:
+    """What ``rm_failed_events`` holds, in event-store order."""
+    rows = conn.execute(
+        "SELECT projection, event_id, aggregate_id, version, position, event_type, reason"
+        " FROM rm_failed_events WHERE %s::text IS NULL OR projection = %s"
+        " ORDER BY position, projection",
+        [projection, projection],
+    ).fetchall()
+    return [FailedEvent(*row) for row in rows]
+
+
 class _Batch:
     """One projection's part of a batch, in the order the store runs it."""
 
@@ -362,7 +528,10 @@ class _Batch:
         )
 
     def reduce(self) -> None:
-        self.changes = reduce_all(self.projection, self.states, self.events)
+        try:
+            self.changes = reduce_all(self.projection, self.states, self.events)
+        except Exception as error:
+            raise ReducerFailed(f"{self.projection.name}: {error!r}") from error
 
     def write(self, results: _Results, offsets: Offsets | None, track: bool) -> None:
         # States first: their row locks and unique key are what serialize two workers that
@@ -719,6 +888,8 @@ class RebuildProgress:
     position: int
     head: int
     """The event store's last position when the rebuild started."""
+    skipped: int = 0
+    """Events it could not apply and skipped (logged, and kept in ``rm_failed_events``)."""
 
 
 def rebuild(
@@ -790,21 +961,42 @@ def rebuild_many(
             create_tables(conn, projection, into_schema_suffix)
         head = _head(conn, events_table)
         replay = _Replay(chosen, into_schema_suffix)
+        failed: list[FailedEvent] = []
         position = 0
-        with _collector_paused():
-            while head:
-                rows = _log_page(conn, events_table, position, batch_size)
-                if not rows:
-                    break
-                replay.feed(rows)
-                position = int(rows[-1][0])
-                if replay.pending >= flush_every:
-                    replay.flush(conn)
-                report(RebuildProgress(label, "replay", replay.total, position, head))
-            replay.flush(conn, final=True)
+        try:
+            with _collector_paused():
+                while head:
+                    rows = _log_page(conn, events_table, position, batch_size)
+                    if not rows:
+                        break
+                    replay.feed(rows)
+                    position = int(rows[-1][0])
+                    if replay.pending >= flush_every:
+                        replay.flush(conn)
+                    report(RebuildProgress(label, "replay", replay.total, position, head))
+                replay.flush(conn, final=True)
+        except POISON as poison:
+            # The in-memory replay merges many events into each row, so a refused row
+            # names no event. Start again on the live write path, which finds and skips
+            # the event alone: slower, and taken only when such an event exists.
+            log.warning(
+                "rebuild of %s: a stored event cannot be applied (%r); replaying again"
+                " event by event where needed",
+                label,
+                poison,
+            )
+            replay, position = _replay_isolating(
+                conn, chosen, into_schema_suffix, events_table, batch_size, failed, report, head
+            )
+
+        def skipped(projection: Projection) -> int:
+            return len({f.event_id for f in failed if f.projection == projection.name})
+
         if not switch:
             return {
-                p.name: RebuildProgress(p.name, "replay", replay.applied[p.name], position, head)
+                p.name: RebuildProgress(
+                    p.name, "replay", replay.applied[p.name], position, head, skipped(p)
+                )
                 for p in chosen
             }
         with conn.transaction():
@@ -814,9 +1006,10 @@ def rebuild_many(
                 rows = _log_page(conn, events_table, position, batch_size)
                 if not rows:
                     break
-                kinds = {kind for p in chosen for kind in p.kinds}
-                events = [_event_of(row) for row in rows if KIND_BY_TYPE.get(row[3]) in kinds]
-                apply_batches(conn, chosen, events, suffix=into_schema_suffix, track=False)
+                events = _events_of(conn, rows, chosen, failed)
+                _apply_isolating(
+                    conn, chosen, events, suffix=into_schema_suffix, track=False, failed=failed
+                )
                 for projection in chosen:
                     replay.applied[projection.name] += sum(
                         1 for e in events if e.kind in projection.kinds
@@ -827,12 +1020,96 @@ def rebuild_many(
                 for table in all_tables(projection):
                     _swap(conn, table, into_schema_suffix)
     done = {
-        p.name: RebuildProgress(p.name, "switched", replay.applied[p.name], position, head)
+        p.name: RebuildProgress(
+            p.name, "switched", replay.applied[p.name], position, head, skipped(p)
+        )
         for p in chosen
     }
     for finished in done.values():
         report(finished)
     return done
+
+
+def _replay_isolating(
+    conn: Conn,
+    chosen: Sequence[Projection],
+    suffix: str,
+    events_table: str,
+    batch_size: int,
+    failed: list[FailedEvent],
+    report: Callable[[RebuildProgress], None],
+    head: int,
+) -> tuple[_Replay, int]:
+    """The replay again from fresh tables, page by page through the live write path."""
+    with conn.transaction():
+        for projection in chosen:
+            for table in all_tables(projection):
+                conn.execute(
+                    sql.SQL("DROP TABLE IF EXISTS {}").format(
+                        sql.Identifier(table.physical(suffix))
+                    )
+                )
+    for projection in chosen:
+        create_tables(conn, projection, suffix)
+    replay = _Replay(chosen, suffix)  # for its counts alone
+    label = ",".join(p.name for p in chosen)
+    position = 0
+    while True:
+        rows = _log_page(conn, events_table, position, batch_size)
+        if not rows:
+            break
+        events = _events_of(conn, rows, chosen, failed)
+        with conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = off")
+            _apply_isolating(conn, chosen, events, suffix=suffix, track=False, failed=failed)
+        for projection in chosen:
+            replay.applied[projection.name] += sum(1 for e in events if e.kind in projection.kinds)
+        position = int(rows[-1][0])
+        report(RebuildProgress(label, "replay", replay.total, position, head, len(failed)))
+    return replay, position
+
+
+def _events_of(
+    conn: Conn,
+    rows: Sequence[tuple[Any, ...]],
+    chosen: Sequence[Projection],
+    failed: list[FailedEvent],
+) -> list[Event]:
+    """The events of ``rows`` that ``chosen`` read; a row that is no event is recorded as
+    failed for each of them instead."""
+    kinds = {kind for p in chosen for kind in p.kinds}
+    events: list[Event] = []
+    for row in rows:
+        kind = KIND_BY_TYPE.get(row[3])
+        if kind not in kinds:
+            continue
+        try:
+            events.append(_event_of(row))
+        except ValueError as error:
+            notification_id, originator_id, version, type_name, _ = row
+            broken = [
+                FailedEvent(
+                    p.name,
+                    f"{originator_id}:{version}",
+                    str(originator_id),
+                    int(version),
+                    int(notification_id),
+                    str(type_name),
+                    _reason(error),
+                )
+                for p in chosen
+                if kind in p.kinds
+            ]
+            for failure in broken:
+                log.error(
+                    "projection %s skips stored event %s: %s",
+                    failure.projection,
+                    failure.event_id,
+                    failure.reason,
+                )
+            record_failures(conn, broken)
+            failed.extend(broken)
+    return events
 
 
 @contextmanager
@@ -875,14 +1152,19 @@ class _Replay:
         for row in rows:
             readers = self._readers.get(KIND_BY_TYPE.get(row[3], "unknown"))
             if readers:
-                event = _event_of(row)
+                try:
+                    event = _event_of(row)
+                except ValueError as error:
+                    raise ReducerFailed(f"stored event {row[1]}:{row[2]}: {error}") from error
                 for projection in readers:
                     events[projection.name].append(event)
         for projection in self.projections:
             mine = events[projection.name]
-            self.merged[projection.name].add(
-                reduce_all(projection, self.states[projection.name], mine)
-            )
+            try:
+                reduced = reduce_all(projection, self.states[projection.name], mine)
+            except Exception as error:
+                raise ReducerFailed(f"{projection.name}: {error!r}") from error
+            self.merged[projection.name].add(reduced)
             self.applied[projection.name] += len(mine)
         self.pending += len(rows)
 

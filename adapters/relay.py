@@ -11,6 +11,7 @@ the event store NOTIFYs on every insert, with a one-second timeout as a safety n
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -21,12 +22,11 @@ from typing import Any
 
 import orjson
 import psycopg
-from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from adapters.embedded import TopicSpec, provision_topics
+from adapters.embedded import TopicProvisioningError, TopicSpec, provision_topics
 from adapters.publishers import Client, Publisher, PublishError, publisher_for
-from adapters.topics import EVENT_TOPIC_BY_KIND, NOTIFICATIONS, RELAY_EPOCH
+from adapters.topics import EVENT_TOPIC_BY_KIND, NOTIFICATIONS, RELAY_EPOCH, UNKNOWN_EVENTS
 from domain.events import EVENT_TYPES
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def records_for(row: tuple[int, Any, int, str, bytes]) -> list[OutboundRecord]:
     key = cloud_event["subject"].encode()
     records = [
         OutboundRecord(
-            EVENT_TOPIC_BY_KIND.get(kind, "oms.unknown-events.v1"), key, orjson.dumps(cloud_event)
+            EVENT_TOPIC_BY_KIND.get(kind, UNKNOWN_EVENTS), key, orjson.dumps(cloud_event)
         )
     ]
     template = NOTIFY_TEMPLATES.get(cloud_event["type"])
@@ -144,6 +144,8 @@ class Relay:
         self._producer: Publisher | None = None
         self._epoch: str | None = None
         self._last_epoch_check = 0.0
+        self._marker_end: int | None = None
+        self._watcher: Any = None
         self._db = psycopg.connect(database_url, autocommit=True)
         self._listener = psycopg.connect(database_url, autocommit=True)
         for statement in SCHEMA:
@@ -161,7 +163,6 @@ class Relay:
             except (KafkaError, PublishError) as error:
                 log.warning("broker trouble, recreating the producer: %r", error)
                 self._reset_producer()
-                self._last_epoch_check = 0.0  # the broker may have come back empty
                 stop.wait(0.5)
                 continue
             if on_batch is not None and published:
@@ -170,14 +171,20 @@ class Relay:
                 self._wait_for_new_events(stop, timeout=1.0)
 
     def run_once(self) -> int:
-        """Publish the next batch and record the position; returns how many events went out."""
-        self._check_epoch()
-        rows = self._db.execute(
-            f"SELECT notification_id, originator_id, originator_version, topic, state "
-            f'FROM "{self.events_table}" WHERE notification_id > %s '
-            "ORDER BY notification_id LIMIT %s",
-            [self.stats.position, self.batch_size],
-        ).fetchall()
+        """Publish the next batch and record the position; returns how many events went out.
+
+        The broker is checked before every batch (and every ``epoch_check_s`` when idle):
+        a batch published into a broker that lost its memory would advance our position
+        past events the projections then never get.
+        """
+        rows = self._next_rows()
+        now = time.monotonic()
+        if rows or now - self._last_epoch_check >= self.epoch_check_s:
+            self._last_epoch_check = now
+            before = self.stats.position
+            self._check_epoch()
+            if self.stats.position != before:
+                rows = self._next_rows()
         if not rows:
             return 0
         self._get_producer().publish([record for row in rows for record in records_for(row)])
@@ -187,6 +194,14 @@ class Relay:
         self.stats.published += len(rows)
         self.stats.batches += 1
         return len(rows)
+
+    def _next_rows(self) -> list[tuple[Any, ...]]:
+        return self._db.execute(
+            f"SELECT notification_id, originator_id, originator_version, topic, state "
+            f'FROM "{self.events_table}" WHERE notification_id > %s '
+            "ORDER BY notification_id LIMIT %s",
+            [self.stats.position, self.batch_size],
+        ).fetchall()
 
     def _wait_for_new_events(self, stop: threading.Event, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -200,18 +215,36 @@ class Relay:
 
     # ------------------------------------------------------------ the broker's memory
     def _check_epoch(self) -> None:
-        now = time.monotonic()
-        if now - self._last_epoch_check < self.epoch_check_s:
-            return
-        self._last_epoch_check = now
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
+        """Before every batch: is this still the broker our marker went to?
+
+        One ListOffsets round trip: the marker topic's end offsets, summed over its
+        partitions, must not be below what they were once our marker was acknowledged. A
+        broker that came back empty has no such topic, or (created by some client's
+        metadata request: Tansu auto-creates topics) an empty one; either way the sum
+        drops, whatever raced to create it. Our own clients never auto-create topics.
+        """
+        end = self._epoch_end()
+        if self._epoch is not None and end is not None:
+            if self._marker_end is not None and end >= self._marker_end:
+                return
+            if self._marker_end is None and self._marker_present(self._epoch):
+                self._marker_end = end  # a restarted relay, same broker
+                return
+        self._refill(end is not None)
+
+    def _refill(self, epoch_topic_exists: bool) -> None:
+        specs = dict(self.topic_specs)
+        if epoch_topic_exists:
+            # Maybe auto-created by someone else with another partition count: it is read
+            # whole, so any count does, and provisioning would refuse it.
+            specs.pop(RELAY_EPOCH, None)
         try:
-            present = RELAY_EPOCH in set(admin.list_topics())
-        finally:
-            admin.close()
-        if present and self._epoch is not None:
-            return
-        provision_topics(self.bootstrap, self.topic_specs)
+            provision_topics(self.bootstrap, specs)
+        except TopicProvisioningError as mismatch:
+            # Every missing topic was created; some client auto-created the others first
+            # (an outside publisher to an inbound topic, typically). Refusing to refill
+            # would leave every projection without its events: go on, loudly.
+            log.error("topics with another partition count than ours: %s", mismatch)
         if self._epoch is not None or self.stats.position > 0:
             rewind_to = self._lowest_consumer_position()
             log.warning(
@@ -227,9 +260,78 @@ class Relay:
         self._get_producer().publish(
             [OutboundRecord(RELAY_EPOCH, self.name.encode(), orjson.dumps(marker))]
         )
+        end = self._epoch_end()
+        if end is None:
+            raise PublishError("the epoch marker topic vanished as the marker was written")
+        self._marker_end = end
         self._epoch = epoch
         self.stats.epochs.append(epoch)
         self._save_position(self.stats.position)
+
+    def _epoch_end(self) -> int | None:
+        """The marker topic's end offsets summed, or None if the broker has no such topic."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        watcher = self._get_watcher()
+        try:
+            metadata = watcher.list_topics(RELAY_EPOCH, timeout=5)
+            topic = metadata.topics.get(RELAY_EPOCH)
+            if topic is None or topic.error is not None or not topic.partitions:
+                return None
+            return int(
+                sum(
+                    watcher.get_watermark_offsets(TopicPartition(RELAY_EPOCH, p), timeout=5)[1]
+                    for p in topic.partitions
+                )
+            )
+        except KafkaException as error:
+            raise PublishError(f"could not read the epoch marker topic: {error}") from error
+
+    def _marker_present(self, epoch: str) -> bool:
+        """Whether the marker topic holds our epoch's marker (read whole: it is tiny)."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        watcher = self._get_watcher()
+        topic = watcher.list_topics(RELAY_EPOCH, timeout=5).topics[RELAY_EPOCH]
+        ends = {
+            p: watcher.get_watermark_offsets(TopicPartition(RELAY_EPOCH, p), timeout=5)[1]
+            for p in topic.partitions
+        }
+        pending = {p for p, end in ends.items() if end > 0}
+        watcher.assign([TopicPartition(RELAY_EPOCH, p, OFFSET_BEGINNING) for p in pending])
+        found = False
+        deadline = time.monotonic() + 10
+        try:
+            while pending and not found and time.monotonic() < deadline:
+                message = watcher.poll(0.2)
+                if message is None or message.error() is not None:
+                    continue
+                with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                    found = orjson.loads(message.value()).get("epoch") == epoch
+                if message.offset() + 1 >= ends[message.partition()]:
+                    pending.discard(message.partition())
+        finally:
+            watcher.unassign()
+        return found
+
+    def _get_watcher(self) -> Any:
+        if self._watcher is None:
+            from confluent_kafka import Consumer
+
+            self._watcher = Consumer(
+                {
+                    "bootstrap.servers": self.bootstrap,
+                    "group.id": f"oms-relay-epoch-{self.name}",
+                    "enable.auto.commit": False,
+                    "allow.auto.create.topics": False,
+                    # A restarted broker is reconnected to within a second, not up to 10 s.
+                    "reconnect.backoff.ms": 50,
+                    "reconnect.backoff.max.ms": 500,
+                    "socket.connection.setup.timeout.ms": 10000,
+                    "topic.metadata.refresh.interval.ms": 1000,
+                }
+            )
+        return self._watcher
 
     def _lowest_consumer_position(self) -> int:
         row = self._db.execute("SELECT min(notification_id) FROM oms_consumer_positions").fetchone()
@@ -269,6 +371,8 @@ class Relay:
 
     def close(self) -> None:
         self._reset_producer()
+        if self._watcher is not None:
+            self._watcher.close()
         self._db.close()
         self._listener.close()
 

@@ -33,4 +33,10 @@ def kafka(settings: Settings) -> Iterator[str]:
     settings.kafka_dir.parent.mkdir(parents=True, exist_ok=True)
     with EmbeddedKafka(settings.kafka_dir) as broker:
         log.info("embedded Tansu broker at %s", broker.bootstrap)
+        log.warning(
+            "the embedded Tansu broker keeps everything in memory: inbound messages it "
+            "acknowledged but the workers had not yet stored are lost if it stops, and their "
+            "publishers must send them again (the event store loses nothing it stored). "
+            "Set OMS_KAFKA_BOOTSTRAP to a durable Kafka for anything but development."
+        )
         yield broker.bootstrap

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from adapters.embedded import TopicSpec
+from typing import TYPE_CHECKING
+
+from projections.customers import CustomerHistory
+from projections.ledger import RefundLedger
+from projections.rma_status import RmaStatus
+from projections.stock import StockLevels
+
+if TYPE_CHECKING:  # the wire contracts import this module: keep it free of server helpers
+    from adapters.embedded import TopicSpec
 
 ORDERS = "oms.orders.v1"
 WMS_RECEIPTS = "wms.receipts.v1"
@@ -14,10 +22,13 @@ RMA_EVENTS = "rma.events.v1"
 ORDER_EVENTS = "oms.order-events.v1"
 INVENTORY_EVENTS = "oms.inventory-events.v1"
 NOTIFICATIONS = "rma.notifications.v1"
-STOCK_LEVELS = "oms.stock-levels.v1"
-CUSTOMER_HISTORY = "oms.customer-history.v1"
-REFUND_LEDGER = "oms.refund-ledger.v1"
-RMA_STATUS = "rma.status.v1"
+# The read models' topics are named by their reducers (projections/ may not import adapters/).
+STOCK_LEVELS = StockLevels.outbound_topic
+CUSTOMER_HISTORY = CustomerHistory.outbound_topic
+REFUND_LEDGER = RefundLedger.outbound_topic
+RMA_STATUS = RmaStatus.outbound_topic
+# Where the relay puts an event of an aggregate kind it does not know (never provisioned).
+UNKNOWN_EVENTS = "oms.unknown-events.v1"
 
 # The relay writes one record here per broker incarnation; its absence means the broker
 # lost its data (the embedded broker keeps nothing across a restart) and must be refilled.
@@ -33,6 +44,8 @@ def dlq(topic: str) -> str:
 
 def topic_specs(partitions: int) -> dict[str, TopicSpec]:
     """Every topic of ours, provisioned explicitly (auto-creation picks its own counts)."""
+    from adapters.embedded import TopicSpec
+
     names = [
         *INBOUND_TOPICS,
         *(dlq(t) for t in INBOUND_TOPICS),

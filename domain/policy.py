@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import Field
 
 from domain.events import LineDecision, RefundAllocation, ReturnLine, ReturnPolicyTerms
-from domain.values import Channel, Condition, Money, PaymentMethod, ReasonCode, Value
+from domain.values import (
+    Channel,
+    Condition,
+    Money,
+    PaymentMethod,
+    ReasonCode,
+    Value,
+    largest_remainder,
+)
 
 
 class ReturnPolicy(Value):
@@ -164,30 +172,14 @@ def allocate_proportionally(
     if amount.is_zero or not open_capacities:
         return ()
     cents = int((amount.amount * 100).to_integral_value())
-    raw = [cap.amount * 100 * cents / (total_capacity * 100) for _, _, cap in open_capacities]
-    floors = [int(r.to_integral_value(rounding=ROUND_DOWN)) for r in raw]
-    leftover = cents - sum(floors)
-    order = sorted(range(len(raw)), key=lambda i: raw[i] - floors[i], reverse=True)
-    for i in order:
-        if leftover == 0:
-            break
-        if floors[i] < int(open_capacities[i][2].amount * 100):
-            floors[i] += 1
-            leftover -= 1
+    floors = largest_remainder(
+        cents,
+        [cap.amount for _, _, cap in open_capacities],
+        [int(cap.amount * 100) for _, _, cap in open_capacities],
+    )
     allocations = []
     for (pid, method, cap), share in zip(open_capacities, floors, strict=True):
         if share:
             part = Money(amount=Decimal(share) / 100, currency=cap.currency)
             allocations.append(RefundAllocation(payment_id=pid, method=method, amount=part))
     return tuple(allocations)
-
-
-def sum_money(amounts: Sequence[Money], currency: str) -> Money:
-    total = Money.zero(currency)
-    for amount in amounts:
-        total = total + amount
-    return total
-
-
-def expiry_deadline(authorized_at: datetime, policy: ReturnPolicy) -> datetime:
-    return authorized_at + timedelta(days=policy.expiry_days)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from collections.abc import Sequence
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -216,3 +217,25 @@ class ReturnChannel(StrEnum):
 
 
 RMA_ALPHABET = _RMA_ALPHABET
+
+
+def largest_remainder(
+    cents: int, weights: Sequence[Decimal], caps: Sequence[int] | None = None
+) -> list[int]:
+    """``cents`` (>= 0) split in proportion to ``weights`` (>= 0, not all zero), adding up
+    exactly: each part is its floor, and the cents left over go one each to the largest
+    remainders, ties to the lower index, never past the part's cap when ``caps`` are given.
+
+    The one allocator of refunds over payments (domain/policy.py) and of money over lines
+    (the read models' ``split_pro_rata``)."""
+    whole = sum(weights, Decimal(0))
+    raw = [Decimal(cents) * w / whole for w in weights]
+    parts = [int(r.to_integral_value(rounding=ROUND_DOWN)) for r in raw]
+    leftover = cents - sum(parts)
+    for i in sorted(range(len(raw)), key=lambda i: (raw[i] - parts[i], -i), reverse=True):
+        if leftover == 0:
+            break
+        if caps is None or parts[i] < caps[i]:
+            parts[i] += 1
+            leftover -= 1
+    return parts

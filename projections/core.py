@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import orjson
 
+from domain.values import largest_remainder
 from projections.schema import Table, state_table
 
 State = dict[str, Any]
@@ -114,17 +115,10 @@ def split_pro_rata(total: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:
         return []
     cents = int((total / CENT).to_integral_value())
     sign = -1 if cents < 0 else 1
-    cents = abs(cents)
     basis = [max(w, Decimal(0)) for w in weights]
-    whole = sum(basis, Decimal(0))
-    if whole == 0:
-        basis, whole = [Decimal(1)] * len(weights), Decimal(len(weights))
-    raw = [Decimal(cents) * w / whole for w in basis]
-    floors = [int(r.to_integral_value(rounding=ROUND_DOWN)) for r in raw]
-    for i in sorted(range(len(raw)), key=lambda i: (raw[i] - floors[i], -i), reverse=True)[
-        : cents - sum(floors)
-    ]:
-        floors[i] += 1
+    if not any(basis):
+        basis = [Decimal(1)] * len(weights)
+    floors = largest_remainder(abs(cents), basis)
     return [Decimal(sign * f) * CENT for f in floors]
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from projections.core import (
     ORDER,
@@ -86,7 +86,8 @@ RETURN_TIMELINE = {
 class CustomerHistory(Reducer):
     name = "customers"
     kinds = (ORDER, RETURN)
-    outbound_topic = "oms.customer-history.v1"
+    # The one definition of this topic's name: adapters/topics.py derives from it.
+    outbound_topic: ClassVar[str] = "oms.customer-history.v1"
 
     def __init__(self, min_returns: int = 3, min_return_rate: Decimal | str = "0.5") -> None:
         """``min_returns`` kept returns and a return rate of ``min_return_rate`` or more

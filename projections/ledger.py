@@ -11,9 +11,10 @@ Entries (every one balances by construction; amounts per allocation):
   ``store_credit_bonus_expense`` (the bonus), credit ``store_credit_liability`` and
   ``restocking_fee_income``.
 
-The restocking fee is recognised once per return: the events carry the return's whole fee
-on every refund request, so it rides on the first open refund (or store credit) and moves
-to the next request if that refund fails. A keep-the-item refund withholds no fee.
+The restocking fee is booked exactly as the events carry it: the domain records it once per
+return, with the first refund or store credit that has not failed (``Return.unbilled_fee``).
+A failed refund's reversal takes its fee back and the next request carries it again; a
+keep-the-item refund carries none.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from projections.core import (
     RETURN,
@@ -103,7 +104,8 @@ def store_credit_lines(amount: Decimal, bonus: Decimal, fee: Decimal) -> list[Li
 class RefundLedger(Reducer):
     name = "ledger"
     kinds = (RETURN,)
-    outbound_topic = "oms.refund-ledger.v1"
+    # The one definition of this topic's name: adapters/topics.py derives from it.
+    outbound_topic: ClassVar[str] = "oms.refund-ledger.v1"
 
     @property
     def tables(self) -> tuple[Table, ...]:
@@ -196,11 +198,7 @@ class RefundLedger(Reducer):
         d = event.data
         refund_id = d["refund_id"]
         currency = d["amount"]["currency"]
-        fee = Decimal(0)
-        if not d.get("keep_item") and state.get("fee_on") is None:
-            fee = money(d.get("restocking_fee"))
-            if fee:
-                state["fee_on"] = refund_id
+        fee = money(d.get("restocking_fee"))
         lines = requested_lines(d["allocations"], fee)
         refund = {
             "kind": "refund",
@@ -247,8 +245,6 @@ class RefundLedger(Reducer):
             failure_reason=event.data.get("reason"),
             failed_at=event.time.isoformat(),
         )
-        if state.get("fee_on") == refund_id:
-            state["fee_on"] = None  # the fee rides on the next request
         lines = reversed_lines(refund["lines"])
         self._post(out, event, refund_id, "failed", refund["currency"], lines)
         self._row(out, event, refund_id, refund)
@@ -259,11 +255,7 @@ class RefundLedger(Reducer):
         credit_id = d["credit_id"]
         currency = d["amount"]["currency"]
         amount, bonus = money(d["amount"]), money(d["bonus"])
-        fee = Decimal(0)
-        if state.get("fee_on") is None:
-            fee = money(d.get("restocking_fee"))
-            if fee:
-                state["fee_on"] = credit_id
+        fee = money(d.get("restocking_fee"))
         lines = store_credit_lines(amount, bonus, fee)
         refund = {
             "kind": "store_credit",

@@ -196,19 +196,22 @@ class ReturnReasons(Reducer):
 
     @on("rma.refund_requested")
     def _refund_requested(self, state: State, event: Event, out: list[Change]) -> None:
-        state.setdefault("keep_item", {})[event.data["refund_id"]] = bool(
-            event.data.get("keep_item")
+        # The domain puts the return's fee on one payout only (``Return.unbilled_fee``): the
+        # fee is kept when the refund that carries it settles.
+        state.setdefault("fee_carried", {})[event.data["refund_id"]] = bool(
+            money(event.data.get("restocking_fee"))
         )
 
     @on("rma.refund_settled")
     def _refund_settled(self, state: State, event: Event, out: list[Change]) -> None:
-        keep_item = state.get("keep_item", {}).get(event.data["refund_id"], False)
-        self._paid_back(state, money(event.data["amount"]), out, fee_kept=not keep_item)
+        fee_kept = state.get("fee_carried", {}).get(event.data["refund_id"], False)
+        self._paid_back(state, money(event.data["amount"]), out, fee_kept=fee_kept)
 
     @on("rma.store_credit_issued")
     def _store_credit(self, state: State, event: Event, out: list[Change]) -> None:
         total = money(event.data["amount"]) + money(event.data["bonus"])
-        self._paid_back(state, total, out, fee_kept=True)
+        fee_kept = bool(money(event.data.get("restocking_fee")))
+        self._paid_back(state, total, out, fee_kept=fee_kept)
 
     def _paid_back(
         self, state: State, total: Decimal, out: list[Change], *, fee_kept: bool
@@ -219,12 +222,9 @@ class ReturnReasons(Reducer):
         numbers = sorted(lines, key=int)
         weights = [Decimal(lines[n]["price"]) * lines[n]["quantity"] for n in numbers]
         fees = state.get("fees", {})
-        keep_fees = fee_kept and not state.get("fees_kept")
-        if keep_fees:
-            state["fees_kept"] = True  # once per return, with its first payment
         for line_no, part in zip(numbers, split_pro_rata(total, weights), strict=True):
             line = lines[line_no]
             deltas: dict[str, Decimal] = {"refunded": part}
-            if keep_fees and Decimal(fees.get(line_no, "0")):
+            if fee_kept and Decimal(fees.get(line_no, "0")):
                 deltas["restocking_fees_kept"] = Decimal(fees[line_no])
             self._cost(out, state, line["supplier"], line["sku"], **deltas)

@@ -1,17 +1,17 @@
 """RMA status for the portal and customer service: one row per return, and its timeline.
 
 The row belongs to one aggregate, so it is rewritten whole from the state on every event
-(an upsert); the status follows the Return aggregate's own transitions exactly
-(domain/returns.py ``Return.apply``), so the read model never invents a state.
+(an upsert); the status comes from the Return aggregate's own status machine
+(``domain.returns.status_after``), so the read model never invents a state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-from domain.returns import ReturnStatus
+from domain.returns import ReturnStatus, status_after
 from projections.core import (
     RETURN,
     Append,
@@ -57,27 +57,6 @@ SUMMARY_FIELDS = (
     "to_refund_method",
 )
 
-# Events that move the customer's leg, and where to (a settled refund depends on the
-# other refunds: its handler decides).
-NEXT_STATUS = {
-    "rma.requested": ReturnStatus.REQUESTED,
-    "rma.authorized": ReturnStatus.AUTHORIZED,
-    "rma.held_for_review": ReturnStatus.PENDING_REVIEW,
-    "rma.rejected": ReturnStatus.REJECTED,
-    "rma.parcel_received": ReturnStatus.RECEIVED,
-    "rma.blind_return_detected": ReturnStatus.BLIND_UNMATCHED,
-    "rma.blind_return_matched": ReturnStatus.RECEIVED,
-    "rma.in_store_return_recorded": ReturnStatus.RECEIVED,
-    "rma.items_inspected": ReturnStatus.INSPECTED,
-    "rma.refund_requested": ReturnStatus.REFUND_PENDING,
-    "rma.refund_failed": ReturnStatus.REFUND_FAILED,
-    "rma.store_credit_issued": ReturnStatus.PARTIALLY_REFUNDED,
-    "rma.keep_item_offered": ReturnStatus.KEEP_ITEM_OFFERED,
-    "rma.closed": ReturnStatus.CLOSED,
-    "rma.cancelled": ReturnStatus.CANCELLED,
-    "rma.expired": ReturnStatus.EXPIRED,
-}
-
 TIMES = ("requested_at", "authorized_at", "received_at", "inspected_at", "refunded_at", "closed_at")
 AMOUNTS = ("expected_refund", "restocking_fee", "refund_due", "refunded", "store_credit")
 
@@ -85,7 +64,8 @@ AMOUNTS = ("expected_refund", "restocking_fee", "refund_due", "refunded", "store
 class RmaStatus(Reducer):
     name = "rma_status"
     kinds = (RETURN,)
-    outbound_topic = "rma.status.v1"
+    # The one definition of this topic's name: adapters/topics.py derives from it.
+    outbound_topic: ClassVar[str] = "rma.status.v1"
 
     @property
     def tables(self) -> tuple[Table, ...]:
@@ -97,10 +77,12 @@ class RmaStatus(Reducer):
 
     def fold(self, state: State, event: Event, out: list[Change]) -> None:
         super().fold(state, event, out)
-        status = NEXT_STATUS.get(event.type)
-        if status is not None:
-            state["status"] = status.value
-        state.setdefault("status", ReturnStatus.REQUESTED.value)
+        refunds: dict[str, str] = state.get("refunds", {})
+        state["status"] = status_after(
+            ReturnStatus(state.get("status", ReturnStatus.REQUESTED)),
+            event.type,
+            refunds_in_flight=any(status == "requested" for status in refunds.values()),
+        ).value
         out.append(Upsert(STATUS, {"return_id": event.aggregate_id}, self._row(state, event)))
         cause = event.data.get("cause") or {}
         out.append(
@@ -247,9 +229,6 @@ class RmaStatus(Reducer):
         refunds[event.data["refund_id"]] = "settled"
         refunded = Decimal(state.get("refunded") or 0) + money(event.data["amount"])
         state.update(refunded=str(refunded), refunded_at=event.time.isoformat())
-        if all(status != "requested" for status in refunds.values()):
-            # Nothing in flight: paid so far, closed by the next event if nothing more is due.
-            state["status"] = ReturnStatus.PARTIALLY_REFUNDED.value
 
     @on("rma.store_credit_issued")
     def _store_credit(self, state: State, event: Event, out: list[Change]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
 MONEY = "numeric(18,2)"
 COUNT = "bigint"
@@ -136,18 +137,36 @@ OFFSETS_DDL = [
         consumer text PRIMARY KEY,
         notification_id bigint NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now())""",
+    # Stored events a projection could not apply (a value PostgreSQL refuses, a reducer
+    # that raised): skipped alone so the rest of their batch commits, and kept in sight
+    # here. Events are immutable: a fix is a new event, or a reducer fixed and a rebuild.
+    """CREATE TABLE IF NOT EXISTS rm_failed_events (
+        projection text NOT NULL,
+        event_id text NOT NULL,
+        aggregate_id text NOT NULL,
+        version bigint NOT NULL,
+        position bigint NOT NULL,
+        event_type text NOT NULL,
+        reason text NOT NULL,
+        failed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (projection, event_id))""",
 ]
 
 
 # ---------------------------------------------------------------- stock levels
-BUCKETS = (
-    "available",
-    "quarantined",
-    "in_repair",
-    "returned_to_vendor",
-    "scrapped",
-    "expected_returns",
-)
+class Bucket(StrEnum):
+    """Where stock of a SKU at a location sits: one counter column of rm_stock_levels each."""
+
+    AVAILABLE = "available"
+    QUARANTINED = "quarantined"
+    IN_REPAIR = "in_repair"
+    RETURNED_TO_VENDOR = "returned_to_vendor"
+    SCRAPPED = "scrapped"
+    EXPECTED_RETURNS = "expected_returns"
+
+
+# Plain strings (not the enum members): they name columns and JSON keys.
+BUCKETS: tuple[str, ...] = tuple(bucket.value for bucket in Bucket)
 
 STOCK_LEVELS = Table(
     "rm_stock_levels",
@@ -188,10 +207,10 @@ STOCK_MOVEMENTS = Table(
 
 # Recomputes ``available`` of the rows a count touched, or of rows where a movement arrived
 # that the event store had ordered before the row's count (another partition lagged).
-STOCK_REBASE_SQL = """
-UPDATE {rm_stock_levels} AS l SET available = l.counted + coalesce((
-        SELECT sum(m.delta) FROM {rm_stock_movements} AS m
-        WHERE m.sku = l.sku AND m.location_id = l.location_id AND m.bucket = 'available'
+STOCK_REBASE_SQL = f"""
+UPDATE {{rm_stock_levels}} AS l SET {Bucket.AVAILABLE} = l.counted + coalesce((
+        SELECT sum(m.delta) FROM {{rm_stock_movements}} AS m
+        WHERE m.sku = l.sku AND m.location_id = l.location_id AND m.bucket = '{Bucket.AVAILABLE}'
           AND m.kind <> 'count' AND m.position > l.counted_position), 0)
 FROM unnest(%(sku)s::text[], %(location_id)s::text[], %(position)s::bigint[])
     AS r(sku, location_id, position)

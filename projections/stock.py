@@ -34,16 +34,16 @@ from projections.core import (
     key_of,
     on,
 )
-from projections.schema import STOCK_LEVELS, STOCK_MOVEMENTS, STOCK_REBASE_SQL, Table
+from projections.schema import STOCK_LEVELS, STOCK_MOVEMENTS, STOCK_REBASE_SQL, Bucket, Table
 
 LEVELS = STOCK_LEVELS.name
 MOVEMENTS = STOCK_MOVEMENTS.name
 BUCKET_OF_DISPOSITION = {
-    "restock": "available",
-    "quarantine": "quarantined",
-    "repair": "in_repair",
-    "return_to_vendor": "returned_to_vendor",
-    "scrap": "scrapped",
+    "restock": Bucket.AVAILABLE,
+    "quarantine": Bucket.QUARANTINED,
+    "repair": Bucket.IN_REPAIR,
+    "return_to_vendor": Bucket.RETURNED_TO_VENDOR,
+    "scrap": Bucket.SCRAPPED,
 }
 
 
@@ -53,18 +53,19 @@ class _Moves:
     def __init__(self, event: Event, out: list[Change]) -> None:
         self.event, self.out, self.n = event, out, 0
 
-    def add(self, sku: str, location: str, bucket: str, delta: int, kind: str) -> None:
+    def add(self, sku: str, location: str, bucket: Bucket, delta: int, kind: str) -> None:
         if delta == 0:
             return
         key = {"sku": sku, "location_id": location}
         self._append(key, bucket, kind, delta=delta, counted=None)
-        self.out.append(Increment(LEVELS, key, {bucket: delta}))
-        if bucket == "available":
+        # ``.value``: a plain str, as a column name and a JSON key must be.
+        self.out.append(Increment(LEVELS, key, {bucket.value: delta}))
+        if bucket is Bucket.AVAILABLE:
             self.out.append(Rebase(LEVELS, key, self.event.position))
 
     def count(self, sku: str, location: str, quantity: int) -> None:
         key = {"sku": sku, "location_id": location}
-        self._append(key, "available", "count", delta=None, counted=quantity)
+        self._append(key, Bucket.AVAILABLE, "count", delta=None, counted=quantity)
         self.out.append(
             Upsert(
                 LEVELS,
@@ -79,7 +80,13 @@ class _Moves:
         self.out.append(Rebase(LEVELS, key, self.event.position))
 
     def _append(
-        self, key: dict[str, str], bucket: str, kind: str, *, delta: int | None, counted: int | None
+        self,
+        key: dict[str, str],
+        bucket: Bucket,
+        kind: str,
+        *,
+        delta: int | None,
+        counted: int | None,
     ) -> None:
         self.n += 1
         self.out.append(
@@ -88,7 +95,7 @@ class _Moves:
                 f"{self.event.id}:{self.n}",
                 {
                     **key,
-                    "bucket": bucket,
+                    "bucket": bucket.value,
                     "delta": delta,
                     "counted": counted,
                     "kind": kind,
@@ -104,7 +111,8 @@ class _Moves:
 class StockLevels(Reducer):
     name = "stock"
     kinds = (ORDER, RETURN, INVENTORY)
-    outbound_topic = "oms.stock-levels.v1"
+    # The one definition of this topic's name: adapters/topics.py derives from it.
+    outbound_topic: ClassVar[str] = "oms.stock-levels.v1"
     rebase_sql: ClassVar[Mapping[str, str]] = {LEVELS: STOCK_REBASE_SQL}
 
     @property
@@ -124,7 +132,7 @@ class StockLevels(Reducer):
     def _adjusted(self, state: State, event: Event, out: list[Change]) -> None:
         d = event.data
         _Moves(event, out).add(
-            d["sku"], d["location_id"], "available", int(d["delta"]), "adjustment"
+            d["sku"], d["location_id"], Bucket.AVAILABLE, int(d["delta"]), "adjustment"
         )
 
     # ------------------------------------------------------------ orders
@@ -136,7 +144,9 @@ class StockLevels(Reducer):
             # Sold and handed over at the counter: the order is fulfilled as it is placed.
             moves = _Moves(event, out)
             for line in d["lines"]:
-                moves.add(line["sku"], d["store_id"], "available", -int(line["quantity"]), "sale")
+                moves.add(
+                    line["sku"], d["store_id"], Bucket.AVAILABLE, -int(line["quantity"]), "sale"
+                )
 
     @on("order.lines_fulfilled")
     def _fulfilled(self, state: State, event: Event, out: list[Change]) -> None:
@@ -148,7 +158,7 @@ class StockLevels(Reducer):
                 moves.add(
                     sku,
                     event.data["location_id"],
-                    "available",
+                    Bucket.AVAILABLE,
                     -int(line["quantity"]),
                     "fulfilment",
                 )
@@ -168,7 +178,7 @@ class StockLevels(Reducer):
         state["expected"] = dict(state.get("lines", {}))
         moves = _Moves(event, out)
         for sku, quantity in sorted(state["expected"].items()):
-            moves.add(sku, destination, "expected_returns", quantity, "expected")
+            moves.add(sku, destination, Bucket.EXPECTED_RETURNS, quantity, "expected")
 
     @on("rma.parcel_received")
     def _received(self, state: State, event: Event, out: list[Change]) -> None:
@@ -179,7 +189,7 @@ class StockLevels(Reducer):
             if arrived:
                 expected[item["sku"]] -= arrived
                 moves.add(
-                    item["sku"], state["destination"], "expected_returns", -arrived, "received"
+                    item["sku"], state["destination"], Bucket.EXPECTED_RETURNS, -arrived, "received"
                 )
 
     @on("rma.cancelled", "rma.expired", "rma.closed", "rma.keep_item_accepted")
@@ -187,11 +197,12 @@ class StockLevels(Reducer):
         expected: dict[str, int] = state.pop("expected", {})
         moves = _Moves(event, out)
         for sku, quantity in sorted(expected.items()):
-            moves.add(sku, state["destination"], "expected_returns", -quantity, "released")
+            moves.add(sku, state["destination"], Bucket.EXPECTED_RETURNS, -quantity, "released")
 
     @on("rma.items_inspected")
     def _inspected(self, state: State, event: Event, out: list[Change]) -> None:
-        # Leg ids are "L<n>" over every item inspected on this return so far (domain/returns.py).
+        # Leg ids are "L<n>" over every item inspected on this return so far
+        # (domain/returns/state.py).
         start = int(state.get("inspected", 0))
         legs: dict[str, Any] = state.setdefault("legs", {})
         moves = _Moves(event, out)
@@ -209,8 +220,8 @@ class StockLevels(Reducer):
         if leg is not None and event.data["outcome"] == "beyond_repair":
             sku, location, quantity = leg
             moves = _Moves(event, out)
-            moves.add(sku, location, "in_repair", -quantity, "beyond_repair")
-            moves.add(sku, location, "scrapped", quantity, "beyond_repair")
+            moves.add(sku, location, Bucket.IN_REPAIR, -quantity, "beyond_repair")
+            moves.add(sku, location, Bucket.SCRAPPED, quantity, "beyond_repair")
 
     @on("rma.repaired_item_restocked")
     def _repaired_restocked(self, state: State, event: Event, out: list[Change]) -> None:
@@ -218,8 +229,8 @@ class StockLevels(Reducer):
         if leg is not None:
             sku, location, quantity = leg
             moves = _Moves(event, out)
-            moves.add(sku, location, "in_repair", -quantity, "repaired")
-            moves.add(sku, event.data["location_id"], "available", quantity, "repaired")
+            moves.add(sku, location, Bucket.IN_REPAIR, -quantity, "repaired")
+            moves.add(sku, event.data["location_id"], Bucket.AVAILABLE, quantity, "repaired")
 
     # ------------------------------------------------------------ the in-memory twin
     def rebase_in_memory(
@@ -240,8 +251,8 @@ class StockLevels(Reducer):
             for m in tables[MOVEMENTS].values()
             if m["sku"] == key["sku"]
             and m["location_id"] == key["location_id"]
-            and m["bucket"] == "available"
+            and m["bucket"] == Bucket.AVAILABLE
             and m["kind"] != "count"
             and m["position"] > row["counted_position"]
         )
-        row["available"] = row["counted"] + later
+        row[Bucket.AVAILABLE.value] = row["counted"] + later

@@ -29,6 +29,7 @@ from faust.types import TP, EventT, StreamT, TopicT
 from faust.types.transports import TransportT
 
 from adapters.settings import Settings
+from streams.resume import follow_relay_epoch
 from streams.topics import dlq
 
 _log = logging.getLogger(__name__)
@@ -530,6 +531,8 @@ class _TansuApp(faust.App):
         self.failure: str | None = None
         self.holding = _Holding()
         super().__init__(app_id, **options)
+        # A broker that lost its memory serves new logs under the same names.
+        follow_relay_epoch(self, resume)
 
     def fail(self, reason: str) -> None:
         """The worker cannot go on without skipping records: say so, loudly, once."""

@@ -20,7 +20,7 @@ import pytest
 from kafka import KafkaConsumer
 from psycopg import sql
 
-from adapters.embedded import EmbeddedKafka
+from adapters.embedded import EmbeddedKafka, provision_topics
 from adapters.readmodels import (
     ChangedRow,
     ReadModelStore,
@@ -32,7 +32,7 @@ from adapters.readmodels import (
     unbalanced_refunds,
 )
 from adapters.relay import cloud_event_for
-from adapters.topics import EVENT_TOPIC_BY_KIND
+from adapters.topics import EVENT_TOPIC_BY_KIND, topic_specs
 from domain.application import ReturnsService
 from domain.events import FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
 from domain.returns import CounterCheck, RequestedLine
@@ -714,6 +714,8 @@ def test_the_projector_publishes_rows_through_kafka_and_remakes_its_producer_aft
     # broker with the broker's default partition count, before the e2e tier provisions them.
     broker = EmbeddedKafka(tmp_path / "tansu").start()
     try:
+        # Provisioned as the relay does: our producers never auto-create a topic.
+        provision_topics(broker.bootstrap, topic_specs(PARTITIONS))
         publish_and_remake(store, database_url, broker.bootstrap)
     finally:
         broker.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import psycopg
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 
 from adapters.embedded import EmbeddedKafka
 from adapters.publishers import Client
@@ -25,6 +25,7 @@ from adapters.topics import (
     INVENTORY_EVENTS,
     NOTIFICATIONS,
     ORDER_EVENTS,
+    RELAY_EPOCH,
     RMA_EVENTS,
     topic_specs,
 )
@@ -215,6 +216,56 @@ def test_a_broker_that_comes_back_empty_is_refilled(
         relay.close()
     # Everything after the lowest position a consumer recorded was republished (the whole
     # log if none had): exactly what the emptied broker now holds.
+    expected = stored_ids(database_url, after=low)
+    records = read_all(fresh_broker.bootstrap, EVENT_TOPICS, len(expected))
+    assert {r["id"] for r in records} == expected
+    assert any(r["data"].get("order_number") == number for r in records)
+
+
+@pytest.mark.timeout(240)
+def test_a_broker_restart_is_caught_before_the_next_batch_though_the_marker_topic_reappears(
+    service: ReturnsService, database_url: str, fresh_broker: EmbeddedKafka
+) -> None:
+    name = f"relay-{uuid.uuid4().hex[:6]}"
+    # Idle checks never come due here: only the check before each batch can see it.
+    relay = Relay(
+        database_url,
+        fresh_broker.bootstrap,
+        topic_specs=topic_specs(2),
+        name=name,
+        epoch_check_s=3600,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        delivered_order(service)
+        deadline = time.monotonic() + 60
+        while lag(database_url, name)["lag"] > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        low = lowest_consumer_position(database_url)
+        fresh_broker.restart()
+        # A client's metadata request auto-creates the marker topic on the new broker, empty
+        # and with Tansu's 4 partitions, before the relay looks again (as its own producer
+        # did when it could auto-create topics).
+        probe = KafkaProducer(bootstrap_servers=fresh_broker.bootstrap)
+        assert probe.partitions_for(RELAY_EPOCH)
+        probe.close()
+        restarted = time.monotonic()
+        number = delivered_order(service)
+        deadline = time.monotonic() + 90
+        while (lag(database_url, name)["lag"] > 0 or len(relay.stats.epochs) < 2) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        recovered_after = time.monotonic() - restarted
+        assert len(relay.stats.epochs) == 2
+        # Promptly: no client waits out a long timeout or backoff on the dead connection.
+        assert recovered_after < 15, recovered_after
+    finally:
+        stop.set()
+        thread.join(20)
+        relay.close()
     expected = stored_ids(database_url, after=low)
     records = read_all(fresh_broker.bootstrap, EVENT_TOPICS, len(expected))
     assert {r["id"] for r in records} == expected

@@ -7,13 +7,40 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.events import RefundFailed, RefundRequested, RefundSettled, StoreCreditIssued
+from adapters.relay import cloud_event_for
+from domain.events import (
+    RefundFailed,
+    RefundRequested,
+    RefundSettled,
+    ReturnEvent,
+    StoreCreditIssued,
+)
+from domain.serialization import event_to_json
 from projections.core import Event, InMemoryReadModel, key_of
 from projections.ledger import RefundLedger
-from tests.unit.builders import Story, assert_folds_like_reduce, eur, uid, wire
+from tests.unit.builders import (
+    CAUSE,
+    Story,
+    assert_folds_like_reduce,
+    day,
+    decide,
+    delivered_order,
+    eur,
+    inspect,
+    inspected,
+    receive,
+    received,
+    request_refund,
+    requested_return,
+    uid,
+    wants,
+    wire,
+)
+from tests.unit.builders import line as order_line
 
 RMA = uid("ledger-rma")
 
@@ -85,8 +112,9 @@ def test_a_failed_refund_is_reversed_and_its_fee_rides_on_the_next_request() -> 
     story = Story()
     requested(story, "RF-1", [("card", "90.00")], fee="10.00")
     story.add(RefundFailed, RMA, refund_id="RF-1", reason="card expired")
+    # What the domain emits (Return.unbilled_fee): the fee again on the retry, none after.
     requested(story, "RF-2", [("card", "90.00")], fee="10.00")
-    requested(story, "RF-3", [("card", "5.00")], fee="10.00")
+    requested(story, "RF-3", [("card", "5.00")], fee="0.00")
     model = InMemoryReadModel(RefundLedger())
     model.apply(story.events)
     assert [line for line in lines_of(model, "RF-1") if line[0] == "failed"] == [
@@ -131,10 +159,52 @@ def test_a_refund_to_a_store_credit_payment_credits_the_liability_not_cash() -> 
 
 def test_a_keep_the_item_refund_withholds_no_fee() -> None:
     story = Story()
-    requested(story, "RF-1", [("card", "15.00")], fee="3.00", keep_item=True)
+    requested(story, "RF-1", [("card", "15.00")], fee="0.00", keep_item=True)
     model = InMemoryReadModel(RefundLedger())
     model.apply(story.events)
     assert all(line[1] != "restocking_fee_income" for line in lines_of(model, "RF-1"))
+
+
+def test_the_fee_a_return_emits_is_income_once_through_a_failed_refund_and_its_retry() -> None:
+    order = delivered_order(order_line(quantity=2, price="40.00"))
+    rma = requested_return(order, wants(quantity=2), at=day(20))
+    decide(rma, order, at=day(20))
+    receive(rma, received(quantity=2), at=day(22))
+    inspect(rma, inspected(quantity=2), at=day(23))
+    fee = rma.unbilled_fee()
+    due = str(rma.items_due_unpaid().amount)
+    request_refund(rma, due, "RF-1", at=day(23))
+    rma.fail_refund("RF-1", "card expired", day(24), CAUSE)
+    request_refund(rma, due, "RF-2", at=day(25))
+    rma.settle_refund("RF-2", "psp-2", eur(due), day(26), CAUSE)
+    model = InMemoryReadModel(RefundLedger())
+    model.apply(relayed(rma.pending_events))
+    income = [
+        (r["refund_id"], r["credit"] - r["debit"])
+        for r in sorted(model.rows("rm_ledger_lines"), key=lambda r: (r["position"], r["id"]))
+        if r["account"] == "restocking_fee_income"
+    ]
+    assert fee.amount > 0
+    assert income == [("RF-1", fee.amount), ("RF-1", -fee.amount), ("RF-2", fee.amount)]
+    assert refund_row(model, "RF-2")["restocking_fee"] == fee.amount
+
+
+def relayed(events: list[ReturnEvent]) -> list[Event]:
+    """The aggregate's own events as projectors consume them, numbered like the store."""
+    return [
+        Event.from_cloud_event(
+            cloud_event_for(
+                (
+                    position,
+                    event.originator_id,
+                    event.originator_version,
+                    event.type_name,
+                    orjson.dumps(event_to_json(event)),
+                )
+            )
+        )
+        for position, event in enumerate(events, start=1)
+    ]
 
 
 # ---------------------------------------------------------------- properties
@@ -154,18 +224,31 @@ operation = st.one_of(
 
 
 def story_of(script: list[tuple[int, tuple[Any, ...]]]) -> Story:
-    """Any sequence of refund events over three returns, sensible or not."""
+    """Any sequence of refund events over three returns, sensible or not, except that a fee
+    rides only where the domain puts it (``Return.unbilled_fee``): on the first payout that
+    has not failed, never on a keep-the-item refund."""
     story = Story()
     refunds: dict[int, list[str]] = defaultdict(list)
+    failed: set[str] = set()
+    settled: set[str] = set()
+    credited: set[int] = set()
+
+    def unbilled(rma_no: int, fee: str) -> str:
+        billed = rma_no in credited or any(r not in failed for r in refunds[rma_no])
+        return "0.00" if billed else fee
+
     for n, (rma_no, op) in enumerate(script):
         rma = uid(f"p-rma-{rma_no}")
         match op:
             case ("request", parts, fee, keep):
                 refund_id = f"RF-{rma_no}-{n}"
+                carried = "0.00" if keep else unbilled(rma_no, fee)
                 refunds[rma_no].append(refund_id)
-                requested(story, refund_id, list(parts), fee=fee, aggregate=rma, keep_item=keep)
+                requested(story, refund_id, list(parts), fee=carried, aggregate=rma, keep_item=keep)
             case ("settle", pick) if refunds[rma_no]:
                 refund_id = refunds[rma_no][pick % len(refunds[rma_no])]
+                if refund_id not in failed:
+                    settled.add(refund_id)
                 story.add(
                     RefundSettled,
                     rma,
@@ -175,15 +258,19 @@ def story_of(script: list[tuple[int, tuple[Any, ...]]]) -> Story:
                 )
             case ("fail", pick) if refunds[rma_no]:
                 refund_id = refunds[rma_no][pick % len(refunds[rma_no])]
+                if refund_id not in settled:
+                    failed.add(refund_id)
                 story.add(RefundFailed, rma, refund_id=refund_id, reason="no")
             case ("credit", amount, bonus, fee):
+                carried = unbilled(rma_no, fee)
+                credited.add(rma_no)
                 story.add(
                     StoreCreditIssued,
                     rma,
                     credit_id=f"SC-{rma_no}-{n}",
                     amount=eur(amount),
                     bonus=eur(bonus),
-                    restocking_fee=eur(fee),
+                    restocking_fee=eur(carried),
                 )
     return story
 

@@ -212,7 +212,8 @@ def test_refunds_are_attributed_to_lines_by_value_and_fees_are_kept_once() -> No
         credit_id="SC-1",
         amount=eur("10.00"),
         bonus=eur("0.00"),
-        restocking_fee=eur("10.00"),
+        # The fee went with RF-1: the domain records it once (Return.unbilled_fee).
+        restocking_fee=eur("0.00"),
     )
     model = InMemoryReadModel(ReturnReasons())
     model.apply(story.events)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
+import orjson
+import pytest
+
+from adapters.relay import cloud_event_for
 from domain.events import (
     BlindReturnDetected,
     BlindReturnMatched,
@@ -29,10 +34,33 @@ from domain.events import (
     ReturnUnexpectedParcelReceived,
     StoreCreditIssued,
 )
+from domain.order import Order
 from domain.returns import Return
-from projections.core import InMemoryReadModel, key_of
+from domain.serialization import event_to_json
+from projections.core import Event, InMemoryReadModel, key_of
 from projections.rma_status import RmaStatus
-from tests.unit.builders import T0, Story, decision, eur, return_line, uid, wire
+from tests.unit.builders import (
+    BOOK,
+    CAUSE,
+    T0,
+    Story,
+    blind_parcel,
+    day,
+    decide,
+    decision,
+    delivered_order,
+    eur,
+    inspect,
+    issue_store_credit,
+    line,
+    receive,
+    request_refund,
+    requested_return,
+    return_line,
+    uid,
+    wants,
+    wire,
+)
 
 RMA, BLIND = uid("status-rma"), uid("status-blind")
 
@@ -265,3 +293,113 @@ def test_a_changed_resolution_is_the_refund_method_shown() -> None:
     assert row["last_event"] == "rma.resolution_changed"
     last = max(model.rows("rm_rma_timeline"), key=lambda r: r["version"])
     assert last["summary"] == {"to_refund_method": "store_credit", "reason": "customer called"}
+
+
+# ---------------------------------------------------------------- histories the domain emits
+def relayed(events: list[ReturnEvent]) -> list[Event]:
+    """The aggregate's own events as projectors consume them, numbered like the store."""
+    return [
+        Event.from_cloud_event(
+            cloud_event_for(
+                (
+                    position,
+                    event.originator_id,
+                    event.originator_version,
+                    event.type_name,
+                    orjson.dumps(event_to_json(event)),
+                )
+            )
+        )
+        for position, event in enumerate(events, start=1)
+    ]
+
+
+def settled_life(rma: Return) -> None:
+    """Inspected: two refunds in flight at once, one fails, its amount asked for again."""
+    due = rma.items_due_unpaid().amount + rma.shipping_due_unpaid().amount
+    half = (due / 2).quantize(Decimal("0.01"))
+    request_refund(rma, str(half), "RF-1")
+    request_refund(rma, str(due - half), "RF-2")
+    rma.settle_refund("RF-1", "psp-1", eur(str(half)), day(17), CAUSE)
+    rma.fail_refund("RF-2", "card expired", day(17), CAUSE)
+    request_refund(rma, str(due - half), "RF-3")
+    rma.settle_refund("RF-3", "psp-3", eur(str(due - half)), day(18), CAUSE)
+
+
+def inspected_live(order: Order) -> Return:
+    rma = requested_return(order)
+    decide(rma, order)
+    receive(rma)
+    inspect(rma)
+    return rma
+
+
+def refunded(order: Order) -> Return:
+    rma = inspected_live(order)
+    settled_life(rma)
+    return rma
+
+
+def store_credit(order: Order) -> Return:
+    rma = inspected_live(order)
+    issue_store_credit(rma, str(rma.items_due_unpaid().amount), bonus="2.00")
+    return rma
+
+
+def kept(order: Order) -> Return:
+    rma = requested_return(order)
+    decide(rma, order)
+    offer = rma.offer_keep_item(BOOK, day(20), day(11), CAUSE)
+    rma.accept_keep_item(day(12), CAUSE)
+    request_refund(rma, str(offer.amount), "RF-K", keep_item=True, at=day(12))
+    rma.fail_refund("RF-K", "card expired", day(13), CAUSE)
+    request_refund(rma, str(offer.amount), "RF-K2", keep_item=True, at=day(13))
+    rma.settle_refund("RF-K2", "psp", offer, day(14), CAUSE)
+    return rma
+
+
+def cancelled(order: Order) -> Return:
+    rma = requested_return(order)
+    decide(rma, order)
+    rma.cancel("changed my mind", day(11), CAUSE)
+    return rma
+
+
+def expired(order: Order) -> Return:
+    rma = requested_return(order)
+    decide(rma, order)
+    rma.expire(BOOK, day(60), CAUSE)
+    receive(rma, at=day(61))
+    return rma
+
+
+def blind(order: Order) -> Return:
+    rma = blind_parcel()
+    rma.match_blind(
+        order=order,
+        lines=(wants(),),
+        matched_by="agent-7",
+        rma_number="RMA-BLND-0001",
+        book=BOOK,
+        at=day(13),
+        cause=CAUSE,
+    )
+    inspect(rma, receipt_id="RCPT-B1", at=day(14))
+    settled_life(rma)
+    return rma
+
+
+@pytest.mark.parametrize(
+    "life", [refunded, store_credit, kept, cancelled, expired, blind], ids=lambda f: f.__name__
+)
+def test_the_reducer_status_equals_the_aggregate_status_on_every_history_it_emits(
+    life: Callable[[Order], Return],
+) -> None:
+    rma = life(delivered_order(line(quantity=2, price="12.00")))
+    history = rma.pending_events
+    model = InMemoryReadModel(RmaStatus())
+    for n, event in enumerate(relayed(history), start=1):
+        model.apply([event])
+        expected = Return.replay(rma.id, history[:n]).state.status.value
+        assert status_row(model, rma.id)["status"] == expected, event.type
+    assert status_row(model, rma.id)["status"] == rma.state.status.value

@@ -1,0 +1,449 @@
+"""The Return aggregate (the RMA): from request or blind arrival to refund and closure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from domain.errors import (
+    InvalidCommand,
+    InvalidTransition,
+    PolicyViolation,
+)
+from domain.events import (
+    BlindReturnDetected,
+    BlindReturnMatched,
+    Cause,
+    InspectedItem,
+    InStoreReturnRecorded,
+    ItemsInspected,
+    LineDecision,
+    ReceivedItem,
+    RepairCompleted,
+    RepairedItemRestocked,
+    RepairSent,
+    ReturnAuthorized,
+    ReturnCancelled,
+    ReturnExpired,
+    ReturnHeldForReview,
+    ReturnLabelIssued,
+    ReturnParcelReceived,
+    ReturnRejected,
+    ReturnRequested,
+    ReturnUnexpectedParcelReceived,
+    SupplierCreditReceived,
+    VendorReturnShipped,
+)
+from domain.order import Order
+from domain.policy import PolicyBook
+from domain.returns.lines import (
+    RequestedLine,
+    assign_lines,
+    blind_return_id_for,
+    decide_lines,
+    enrich_lines,
+    packing_instructions,
+    rejection_message,
+    shipping_refund_for,
+    store_return_id_for,
+    sum_fees,
+)
+from domain.returns.payouts import max_zero
+from domain.returns.settlement import Settlement
+from domain.returns.state import (
+    CANCELLABLE,
+    OPEN_FOR_MORE_PARCELS,
+    OPEN_FOR_PARCELS,
+    SETTLING,
+    ReturnStatus,
+)
+from domain.values import (
+    Disposition,
+    Money,
+    ReasonCode,
+    RefundMethod,
+    ReturnChannel,
+    ReturnMethod,
+)
+
+
+class Return(Settlement):
+    """The RMA's commands: creation, review, parcels, inspection, cancel, expiry and legs.
+
+    Paying back lives in ``Settlement``, the money owed and the shared guards in
+    ``Payouts``, the state and its evolution in ``state.py``: one class, read by concept."""
+
+    @classmethod
+    def request(
+        cls,
+        return_id: UUID,
+        *,
+        order: Order,
+        lines: tuple[RequestedLine, ...],
+        channel: ReturnChannel,
+        method: ReturnMethod,
+        refund_method: RefundMethod,
+        comment: str,
+        at: datetime,
+        cause: Cause,
+    ) -> Return:
+        """Record the request; deciding it is a separate step so the request is always kept."""
+        order.check_not_cancelled()
+        return_lines = enrich_lines(order, lines)
+        rma = cls(return_id)
+        rma._trigger(
+            ReturnRequested,
+            cause,
+            at,
+            order_id=order.id,
+            order_number=order.state.order_number,
+            customer_id=order.state.customer_id,
+            channel=channel,
+            order_channel=order.state.channel,
+            method=method,
+            refund_method=refund_method,
+            currency=order.state.currency,
+            lines=return_lines,
+            customer_comment=comment,
+        )
+        return rma
+
+    def decide(
+        self,
+        *,
+        order: Order,
+        book: PolicyBook,
+        rma_number: str,
+        destination_warehouse: str,
+        label_reference: str,
+        at: datetime,
+        cause: Cause,
+    ) -> None:
+        """Apply the policy: authorize, hold for review, or reject with the policy's reason."""
+        self.check_status(ReturnStatus.REQUESTED)
+        decisions = decide_lines(order, tuple(self.state.lines.values()), book, at, blind=False)
+        refused = [d for d in decisions if not d.accepted]
+        if refused:
+            first = refused[0]
+            self._trigger(
+                ReturnRejected,
+                cause,
+                at,
+                code=first.code,
+                reason=rejection_message(first),
+                decisions=decisions,
+            )
+            return
+        fee = sum_fees(decisions, self.state.currency)
+        shipping = shipping_refund_for(order, tuple(self.state.lines.values()))
+        expected = max_zero(self.lines_value() - fee + shipping)
+        policy = self.policy(book)
+        if expected.amount > policy.review_threshold:
+            self._trigger(
+                ReturnHeldForReview,
+                cause,
+                at,
+                reason=f"expected refund {expected} is above the review threshold "
+                f"{policy.review_threshold} {self.state.currency}",
+                decisions=decisions,
+            )
+            return
+        self._authorize(
+            decisions,
+            rma_number,
+            destination_warehouse,
+            label_reference,
+            fee,
+            shipping,
+            book,
+            at,
+            cause,
+        )
+
+    def approve(
+        self,
+        *,
+        order: Order,
+        book: PolicyBook,
+        rma_number: str,
+        destination_warehouse: str,
+        label_reference: str,
+        at: datetime,
+        cause: Cause,
+    ) -> None:
+        self.check_status(ReturnStatus.PENDING_REVIEW)
+        decisions = tuple(self.state.decisions.values())
+        fee = sum_fees(decisions, self.state.currency)
+        shipping = shipping_refund_for(order, tuple(self.state.lines.values()))
+        self._authorize(
+            decisions,
+            rma_number,
+            destination_warehouse,
+            label_reference,
+            fee,
+            shipping,
+            book,
+            at,
+            cause,
+        )
+
+    def refuse(self, reason: str, at: datetime, cause: Cause) -> None:
+        self.check_status(ReturnStatus.PENDING_REVIEW, ReturnStatus.REQUESTED)
+        self._trigger(ReturnRejected, cause, at, code="refused_by_review", reason=reason)
+
+    def _authorize(
+        self,
+        decisions: tuple[LineDecision, ...],
+        rma_number: str,
+        destination_warehouse: str,
+        label_reference: str,
+        fee: Money,
+        shipping: Money,
+        book: PolicyBook,
+        at: datetime,
+        cause: Cause,
+    ) -> None:
+        policy = self.policy(book)
+        keep_eligible = self.lines_value().amount < policy.keep_item_threshold and all(
+            line.reason is not ReasonCode.WRONG_ITEM for line in self.state.lines.values()
+        )
+        self._trigger(
+            ReturnAuthorized,
+            cause,
+            at,
+            rma_number=rma_number,
+            destination_warehouse=destination_warehouse,
+            label_reference=label_reference,
+            instructions=packing_instructions(self.state, rma_number),
+            expected_refund=max_zero(self.lines_value() - fee + shipping),
+            restocking_fee=fee,
+            shipping_refund=shipping,
+            decisions=decisions,
+            keep_item_eligible=keep_eligible,
+        )
+
+    @classmethod
+    def detect_blind(
+        cls,
+        *,
+        receipt_id: str,
+        warehouse_id: str,
+        tracking_number: str | None,
+        claimed_rma_number: str | None,
+        order_number_hint: str | None,
+        items: tuple[ReceivedItem, ...],
+        at: datetime,
+        cause: Cause,
+    ) -> Return:
+        if not items:
+            raise InvalidCommand(f"receipt {receipt_id} lists no items")
+        rma = cls(blind_return_id_for(receipt_id))
+        rma._trigger(
+            BlindReturnDetected,
+            cause,
+            at,
+            receipt_id=receipt_id,
+            warehouse_id=warehouse_id,
+            tracking_number=tracking_number,
+            claimed_rma_number=claimed_rma_number,
+            order_number_hint=order_number_hint,
+            items=items,
+        )
+        return rma
+
+    def match_blind(
+        self,
+        *,
+        order: Order,
+        lines: tuple[RequestedLine, ...],
+        matched_by: str,
+        rma_number: str,
+        book: PolicyBook,
+        at: datetime,
+        cause: Cause,
+    ) -> None:
+        self.check_status(ReturnStatus.BLIND_UNMATCHED)
+        order.check_not_cancelled()
+        return_lines = enrich_lines(order, lines)
+        decisions = decide_lines(order, return_lines, book, at, blind=True)
+        self._trigger(
+            BlindReturnMatched,
+            cause,
+            at,
+            order_id=order.id,
+            order_number=order.state.order_number,
+            customer_id=order.state.customer_id,
+            order_channel=order.state.channel,
+            currency=order.state.currency,
+            matched_by=matched_by,
+            rma_number=rma_number,
+            lines=return_lines,
+            decisions=decisions,
+            restocking_fee=sum_fees(decisions, order.state.currency),
+        )
+
+    @classmethod
+    def record_in_store(
+        cls,
+        *,
+        store_return_id: str,
+        store_id: str,
+        staff_id: str,
+        order: Order,
+        lines: tuple[RequestedLine, ...],
+        refund_method: RefundMethod,
+        rma_number: str,
+        book: PolicyBook,
+        at: datetime,
+        cause: Cause,
+    ) -> Return:
+        """A web order brought back to a store counter: checked by policy before it is taken."""
+        order.check_not_cancelled()
+        return_lines = enrich_lines(order, lines)
+        decisions = decide_lines(order, return_lines, book, at, blind=False)
+        refused = [d for d in decisions if not d.accepted]
+        if refused:
+            raise PolicyViolation(refused[0].code, rejection_message(refused[0]))
+        rma = cls(store_return_id_for(store_id, store_return_id))
+        rma._trigger(
+            InStoreReturnRecorded,
+            cause,
+            at,
+            store_return_id=store_return_id,
+            store_id=store_id,
+            staff_id=staff_id,
+            order_id=order.id,
+            order_number=order.state.order_number,
+            customer_id=order.state.customer_id,
+            order_channel=order.state.channel,
+            rma_number=rma_number,
+            currency=order.state.currency,
+            refund_method=refund_method,
+            lines=return_lines,
+            decisions=decisions,
+            restocking_fee=sum_fees(decisions, order.state.currency),
+        )
+        return rma
+
+    # ------------------------------------------------------------ the customer's leg
+    def issue_label(self, label_reference: str, carrier: str, at: datetime, cause: Cause) -> None:
+        self.check_status(ReturnStatus.AUTHORIZED)
+        self._trigger(
+            ReturnLabelIssued, cause, at, label_reference=label_reference, carrier=carrier
+        )
+
+    def receive_parcel(
+        self,
+        *,
+        receipt_id: str,
+        warehouse_id: str,
+        tracking_number: str | None,
+        items: tuple[ReceivedItem, ...],
+        at: datetime,
+        cause: Cause,
+    ) -> None:
+        if receipt_id in self.state.receipts or receipt_id in self.state.unexpected_receipts:
+            return  # the same receipt again: already recorded
+        if not items:
+            raise InvalidCommand(f"receipt {receipt_id} lists no items")
+        if self.state.status in OPEN_FOR_PARCELS or (
+            self.state.status in OPEN_FOR_MORE_PARCELS and self.outstanding_quantity() > 0
+        ):
+            self._trigger(
+                ReturnParcelReceived,
+                cause,
+                at,
+                receipt_id=receipt_id,
+                warehouse_id=warehouse_id,
+                tracking_number=tracking_number,
+                items=items,
+            )
+            return
+        # Goods physically arrived for an RMA that can no longer take them: a business fact
+        # for customer service to resolve, never a message to drop.
+        self._trigger(
+            ReturnUnexpectedParcelReceived,
+            cause,
+            at,
+            receipt_id=receipt_id,
+            warehouse_id=warehouse_id,
+            tracking_number=tracking_number,
+            items=items,
+            state_at_arrival=self.state.status.value,
+        )
+
+    def inspect(
+        self,
+        *,
+        receipt_id: str | None,
+        items: tuple[InspectedItem, ...],
+        book: PolicyBook,
+        at: datetime,
+        cause: Cause,
+    ) -> None:
+        if receipt_id in self.state.unexpected_receipts:
+            raise InvalidCommand(
+                f"receipt {receipt_id} came after this return could take it: inspect it as"
+                " the blind return it opened, once customer service has matched it"
+            )
+        self.check_status(*SETTLING)
+        if receipt_id is not None and receipt_id not in self.state.receipts:
+            raise InvalidCommand(f"receipt {receipt_id} was not received for this return")
+        if receipt_id in self.state.inspected_receipts:
+            raise InvalidTransition(f"receipt {receipt_id} is already inspected")
+        if not items:
+            raise InvalidCommand("an inspection lists at least one item")
+        assigned = assign_lines(self.state, items)
+        due = self.refund_for(assigned, book)
+        self._trigger(
+            ItemsInspected, cause, at, receipt_id=receipt_id, items=assigned, refund_due=due
+        )
+
+    def cancel(self, reason: str, at: datetime, cause: Cause) -> None:
+        self.check_status(*CANCELLABLE)
+        self._trigger(ReturnCancelled, cause, at, reason=reason)
+
+    def expire(self, book: PolicyBook, at: datetime, cause: Cause) -> bool:
+        if self.state.status is not ReturnStatus.AUTHORIZED or self.state.authorized_at is None:
+            return False
+        days = (at - self.state.authorized_at).days
+        if days < self.policy(book).expiry_days:
+            return False
+        self._trigger(ReturnExpired, cause, at, authorized_days=days)
+        return True
+
+    # ------------------------------------------------------------ repair and vendor legs
+    def send_to_repair(self, leg_id: str, repair_center: str, at: datetime, cause: Cause) -> None:
+        self.check_leg(leg_id, Disposition.REPAIR, "awaiting_dispatch")
+        self._trigger(RepairSent, cause, at, leg_id=leg_id, repair_center=repair_center)
+
+    def complete_repair(self, leg_id: str, outcome: str, at: datetime, cause: Cause) -> None:
+        self.check_leg(leg_id, Disposition.REPAIR, "at_repair")
+        if outcome not in {"repaired", "replaced", "beyond_repair"}:
+            raise InvalidCommand(f"unknown repair outcome {outcome!r}")
+        self._trigger(RepairCompleted, cause, at, leg_id=leg_id, outcome=outcome)
+
+    def restock_repaired(self, leg_id: str, location_id: str, at: datetime, cause: Cause) -> None:
+        leg = self.check_leg(leg_id, Disposition.REPAIR, "repaired")
+        if leg.outcome == "beyond_repair":
+            raise InvalidTransition(f"leg {leg_id} was beyond repair: nothing to restock")
+        self._trigger(RepairedItemRestocked, cause, at, leg_id=leg_id, location_id=location_id)
+
+    def ship_to_vendor(self, leg_id: str, vendor_rma: str, at: datetime, cause: Cause) -> None:
+        leg = self.check_leg(leg_id, Disposition.RETURN_TO_VENDOR, "awaiting_dispatch")
+        self._trigger(
+            VendorReturnShipped,
+            cause,
+            at,
+            leg_id=leg_id,
+            supplier=leg.supplier,
+            vendor_rma=vendor_rma,
+        )
+
+    def receive_supplier_credit(
+        self, leg_id: str, amount: Money, at: datetime, cause: Cause
+    ) -> None:
+        self.check_leg(leg_id, Disposition.RETURN_TO_VENDOR, "at_vendor")
+        if amount.currency != self.state.currency or amount.amount < 0:
+            raise InvalidCommand(f"supplier credit must be a non-negative {self.state.currency}")
+        self._trigger(SupplierCreditReceived, cause, at, leg_id=leg_id, amount=amount)

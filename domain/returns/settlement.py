@@ -1,0 +1,232 @@
+"""Paying the customer back: refunds, store credit, exchange, keep-the-item, and closing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from domain.errors import (
+    InvalidCommand,
+    InvalidTransition,
+    PolicyViolation,
+    ResolutionLocked,
+)
+from domain.events import (
+    Cause,
+    ExchangeOrdered,
+    KeepItemAccepted,
+    KeepItemOffered,
+    OrderLine,
+    RefundAllocation,
+    RefundFailed,
+    RefundRequested,
+    RefundSettled,
+    ReturnResolutionChanged,
+    StoreCreditIssued,
+)
+from domain.policy import PolicyBook
+from domain.returns.payouts import Payouts, max_zero
+from domain.returns.state import (
+    ENDED,
+    SETTLING,
+    ReturnStatus,
+)
+from domain.values import (
+    Money,
+    RefundMethod,
+)
+
+
+class Settlement(Payouts):
+    """The commands that pay the customer back or close the return; a base of ``Return``."""
+
+    def request_refund(
+        self,
+        *,
+        refund_id: str,
+        amount: Money,
+        allocations: tuple[RefundAllocation, ...],
+        at: datetime,
+        cause: Cause,
+        shipping: Money | None = None,
+        keep_item: bool = False,
+    ) -> None:
+        zero = Money.zero(self.state.currency)
+        if keep_item:
+            if not self.state.keep_item_accepted:
+                raise InvalidTransition("the keep-the-item offer was not accepted")
+            self.check_status(ReturnStatus.KEEP_ITEM_OFFERED, ReturnStatus.REFUND_FAILED)
+            shipping = zero
+            limit = max_zero((self.state.keep_item_offer or zero) - self.paid_out())
+        else:
+            self.check_status(*SETTLING)
+            shipping = self.checked_shipping(amount, shipping)
+            limit = self.items_due_unpaid() + shipping
+        if refund_id in self.state.refunds:
+            raise InvalidTransition(f"refund {refund_id} already exists")
+        self.check_payout(amount, limit)
+        self._trigger(
+            RefundRequested,
+            cause,
+            at,
+            refund_id=refund_id,
+            amount=amount,
+            restocking_fee=zero if keep_item else self.unbilled_fee(),
+            shipping_refund=shipping,
+            allocations=allocations,
+            keep_item=keep_item,
+        )
+
+    def settle_refund(
+        self, refund_id: str, provider_reference: str, amount: Money, at: datetime, cause: Cause
+    ) -> None:
+        refund = self.refund(refund_id)
+        if refund.status == "settled":
+            return  # the provider told us twice
+        if refund.status == "failed":
+            raise InvalidTransition(f"refund {refund_id} already failed")
+        if amount != refund.amount:
+            raise InvalidCommand(f"refund {refund_id} was {refund.amount}, settled {amount}")
+        self._trigger(
+            RefundSettled,
+            cause,
+            at,
+            refund_id=refund_id,
+            provider_reference=provider_reference,
+            amount=amount,
+        )
+        self._close_if_done("refunded", at, cause)
+
+    def fail_refund(self, refund_id: str, reason: str, at: datetime, cause: Cause) -> bool:
+        """Returns whether anything changed, so the caller releases the money only once."""
+        refund = self.refund(refund_id)
+        if refund.status == "failed":
+            return False
+        if refund.status == "settled":
+            raise InvalidTransition(f"refund {refund_id} already settled")
+        self._trigger(RefundFailed, cause, at, refund_id=refund_id, reason=reason)
+        return True
+
+    def issue_store_credit(
+        self,
+        *,
+        credit_id: str,
+        amount: Money,
+        bonus: Money,
+        at: datetime,
+        cause: Cause,
+        shipping: Money | None = None,
+    ) -> None:
+        self.check_status(*SETTLING)
+        shipping = self.checked_shipping(amount, shipping)
+        self.check_payout(amount, self.items_due_unpaid() + shipping)
+        if bonus.currency != self.state.currency or bonus.amount < 0:
+            raise InvalidCommand(f"a store credit bonus is a non-negative {self.state.currency}")
+        self._trigger(
+            StoreCreditIssued,
+            cause,
+            at,
+            credit_id=credit_id,
+            amount=amount,
+            bonus=bonus,
+            restocking_fee=self.unbilled_fee(),
+            shipping=shipping,
+        )
+        self._close_if_done("store_credit", at, cause)
+
+    def close_if_settled(self, at: datetime, cause: Cause) -> None:
+        """Nothing more to pay for what was inspected: close, if nothing else is pending."""
+        self.check_status(*SETTLING)
+        if self.state.replacement_order_id is not None:
+            outcome = "exchanged"
+        elif self.paid_out().is_zero:
+            outcome = "nothing_due"  # wrong item, non-returnable, condition worth nothing
+        elif self.state.refunds:
+            outcome = "refunded"
+        else:
+            outcome = "store_credit"
+        self._close_if_done(outcome, at, cause)
+
+    def order_exchange(
+        self,
+        *,
+        replacement_order_id: UUID,
+        replacement_order_number: str,
+        lines: tuple[OrderLine, ...],
+        at: datetime,
+        cause: Cause,
+    ) -> None:
+        self.check_status(ReturnStatus.INSPECTED)
+        if self.state.replacement_order_id is not None:
+            raise InvalidTransition("an exchange was already ordered for this return")
+        self._trigger(
+            ExchangeOrdered,
+            cause,
+            at,
+            replacement_order_id=replacement_order_id,
+            replacement_order_number=replacement_order_number,
+            lines=lines,
+        )
+        self._close_if_done("exchanged", at, cause)
+
+    def change_resolution(
+        self, refund_method: RefundMethod, reason: str, at: datetime, cause: Cause
+    ) -> bool:
+        """Settle the customer another way (refund, store credit, exchange) than first chosen.
+
+        Only until the first payment or exchange: after that the money or goods have moved
+        and a change would need undoing them. Returns whether anything changed (asking for
+        the method already chosen records nothing).
+        """
+        s = self.state
+        if s.status in ENDED or s.status is ReturnStatus.EXCEPTION:
+            raise ResolutionLocked(
+                f"return {s.rma_number or self.id} is {s.status.value}: "
+                "its resolution can no longer change"
+            )
+        if s.refunds or s.store_credit_paid is not None or s.keep_item_accepted:
+            raise ResolutionLocked(
+                f"return {s.rma_number or self.id} has paid the customer already "
+                f"({s.refund_method.value})"
+            )
+        if s.replacement_order_id is not None:
+            raise ResolutionLocked(f"return {s.rma_number or self.id} has ordered an exchange")
+        if refund_method is s.refund_method:
+            return False
+        self._trigger(
+            ReturnResolutionChanged,
+            cause,
+            at,
+            from_refund_method=s.refund_method,
+            to_refund_method=refund_method,
+            reason=reason,
+        )
+        return True
+
+    def offer_keep_item(
+        self, book: PolicyBook, expires_at: datetime, at: datetime, cause: Cause
+    ) -> Money:
+        self.check_status(ReturnStatus.AUTHORIZED)
+        if not self.state.keep_item_eligible:
+            raise PolicyViolation(
+                "keep_item_not_eligible",
+                f"return {self.state.rma_number} is worth too much to let the customer keep it",
+            )
+        rate = self.policy(book).keep_item_refund_rate
+        offer = self.lines_value().times(rate)
+        self._trigger(KeepItemOffered, cause, at, refund_amount=offer, expires_at=expires_at)
+        return offer
+
+    def accept_keep_item(self, at: datetime, cause: Cause) -> Money:
+        self.check_status(ReturnStatus.KEEP_ITEM_OFFERED)
+        offer = self.state.keep_item_offer
+        if offer is None:
+            raise InvalidTransition("no keep-the-item offer to accept")
+        expires_at = self.state.keep_item_expires_at
+        if expires_at is not None and at > expires_at:
+            raise InvalidTransition(
+                f"the keep-the-item offer of {self.state.rma_number} "
+                f"expired at {expires_at:%Y-%m-%d}"
+            )
+        self._trigger(KeepItemAccepted, cause, at)
+        return offer
