@@ -60,7 +60,7 @@ from streams.worker import WorkerProcess
 from tests.integration.builders import order_placed
 
 PARTITIONS = 4
-SOURCE = "commerce/web"  # what tests.integration.messages.order_placed sets
+SOURCE = "commerce/web"  # what tests.integration.builders.order_placed sets
 TARGET = 5_000
 
 

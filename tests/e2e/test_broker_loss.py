@@ -3,10 +3,12 @@ the event store by themselves, and later orders are projected.
 
 A database and a Tansu of its own (the broker is restarted here), the relay in a thread,
 the integrations and projections workers in their own processes, outside systems
-publishing orders, fulfilments, deliveries, store returns and stock counts throughout.
+publishing orders, fulfilments, deliveries, store returns and stock counts throughout, and
+refunds requested before and after the restart.
 Inbound messages the broker acknowledged but the workers had not stored yet are lost with
 it (README, Operations): what must hold is that every read model equals a replay of the
-event store, whatever it holds, with no manual step.
+event store, whatever it holds, with no manual step, and that every refund ends settled or
+failed (none left pending: the integrations worker re-sends what the broker lost).
 """
 
 from __future__ import annotations
@@ -29,11 +31,19 @@ from adapters.readmodels import ReadModelStore, projection_lag
 from adapters.relay import Relay, lag
 from adapters.topics import ORDERS, POS_RETURNS, WMS_RECEIPTS, topic_specs
 from domain.application import ReturnsService
+from domain.returns import RequestedLine
+from domain.values import ReasonCode
 from projections import default_projections
 from streams.worker import WorkerProcess
 from tests.e2e.builders import eventually
 from tests.integration import builders as m
-from tests.integration.builders import fresh_database, place_orders_in_batches
+from tests.integration.builders import (
+    ctx,
+    delivered_order,
+    fresh_database,
+    place_orders_in_batches,
+    receive_and_inspect,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -71,6 +81,9 @@ def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
         "OMS_KAFKA_BOOTSTRAP": broker.bootstrap,
         "OMS_DATA_DIR": str(tmp_path / "data"),
         "OMS_TOPIC_PARTITIONS": str(PARTITIONS),
+        # Short, so refunds whose request or settlement the broker lost are re-sent in time.
+        "OMS_REFUND_RESEND_AFTER_S": "4",
+        "OMS_SANDBOX_SETTLEMENT_DELAY_S": "0.5",
     }
     integrations = WorkerProcess(
         "streams.integrations:app_from_env", workdir=tmp_path / "integrations", env=env, cwd=ROOT
@@ -193,6 +206,33 @@ def projected(stack: Stack, order: str) -> bool:
     return bool(row and row[0] == 1)
 
 
+def request_refunds(service: ReturnsService, count: int) -> list[str]:
+    refund_ids = []
+    for _ in range(count):
+        number = delivered_order(service)
+        rma = service.request_return(
+            ctx(),
+            order_number=number,
+            lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+        )
+        assert rma.rma_number is not None
+        refund = receive_and_inspect(service, rma.rma_number)
+        assert refund.refund_id is not None
+        refund_ids.append(refund.refund_id)
+    return refund_ids
+
+
+def refunds_pending(stack: Stack, refund_ids: list[str]) -> list[str]:
+    """The refunds the event store still holds as requested (neither settled nor failed)."""
+    pending = []
+    for refund_id in refund_ids:
+        return_id = stack.service.lookups.return_id_for_refund(refund_id)
+        assert return_id is not None
+        if stack.service.get_return(return_id).state.refunds[refund_id].status == "requested":
+            pending.append(refund_id)
+    return pending
+
+
 def converged(stack: Stack) -> bool:
     # The cheap condition first: a replay is compared only once nothing is behind.
     return caught_up(stack) and rebuild_check(stack.database_url) == []
@@ -209,6 +249,8 @@ def test_a_broker_restarted_empty_under_load_leaves_read_models_equal_to_the_sto
         eventually(lambda: load.sent >= 400, timeout=180, what="400 inbound messages sent")
         eventually(lambda: stored_orders(stack) >= 100, timeout=180, what="100 orders stored")
         eventually(lambda: caught_up(stack), timeout=180, what="the projections to catch up")
+        # Refunds on their way to the provider, or their settlements on their way back.
+        refund_ids = request_refunds(stack.service, 10)
         # A burst stored meanwhile keeps the projections worker busy: the broker goes while
         # batches are in flight, and their acks come after it.
         burst = threading.Thread(
@@ -222,6 +264,7 @@ def test_a_broker_restarted_empty_under_load_leaves_read_models_equal_to_the_sto
         )
         stack.broker.restart()  # memory storage: topics, records and group offsets are gone
         sent_at_restart, orders_at_restart = load.sent, stored_orders(stack)
+        refund_ids += request_refunds(stack.service, 10)
         eventually(
             lambda: load.sent >= sent_at_restart + 300,
             timeout=240,
@@ -258,6 +301,9 @@ def test_a_broker_restarted_empty_under_load_leaves_read_models_equal_to_the_sto
     producer.close()
     eventually(lambda: projected(stack, later), timeout=120, what=f"{later} projected")
     eventually(lambda: converged(stack), timeout=300, what="the read models to converge again")
-    # Hook: refunds settled after a broker restart (the sandbox publishes them to
-    # psp.refunds.v1) are made recoverable by another change; assert their settlement here
-    # once it is merged.
+    # Every refund, requested before or after the restart, was answered by the provider.
+    eventually(
+        lambda: refunds_pending(stack, refund_ids) == [],
+        timeout=240,
+        what="every refund to be settled or failed",
+    )
