@@ -46,7 +46,8 @@ from bench.common import RESULTS_DIR, ROOT, median, progress, stack, tree_cpu_se
 from domain.application import Ctx, ReturnsService
 from domain.events import Cause, FulfilledLine, OrderLine, Payment
 from domain.returns import RequestedLine
-from domain.values import Channel, Money, PaymentMethod, ReasonCode
+from domain.values import Channel, PaymentMethod, ReasonCode
+from tests.unit.builders import eur
 
 KEYS = {"bench-cs": ("agent", "customer_service"), "bench-portal": ("portal-web", "portal")}
 CS = {"Authorization": "Bearer bench-cs"}
@@ -54,10 +55,6 @@ CS = {"Authorization": "Bearer bench-cs"}
 
 def ctx() -> Ctx:
     return Ctx(Cause(actor="bench", source="bench", correlation_id=str(uuid.uuid4())))
-
-
-def eur(amount: str) -> Money:
-    return Money.of(amount, "EUR")
 
 
 def delivered_order(service: ReturnsService, number: str) -> None:

@@ -49,7 +49,8 @@ from domain.events import Cause, FulfilledLine, OrderLine, Payment
 from domain.order import Order, order_id_for
 from domain.returns import RequestedLine
 from domain.unit_of_work import UnitOfWork
-from domain.values import Channel, Money, PaymentMethod, ReasonCode
+from domain.values import Channel, PaymentMethod, ReasonCode
+from tests.unit.builders import eur
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RAW_TABLE = "bench_raw_events"
@@ -162,10 +163,6 @@ class OrderSpec:
     payments: tuple[Payment, ...]
     fulfilment: tuple[FulfilledLine, ...]
     serial: str
-
-
-def eur(amount: str) -> Money:
-    return Money.of(amount, "EUR")
 
 
 def order_spec(number: str) -> OrderSpec:

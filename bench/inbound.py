@@ -57,10 +57,10 @@ from domain.application import ReturnsService
 from streams.inbound import context, process_batch, to_command
 from streams.topics import ORDERS, all_topic_specs
 from streams.worker import WorkerProcess
-from tests.integration.messages import order_placed
+from tests.integration.builders import order_placed
 
 PARTITIONS = 4
-SOURCE = "commerce/web"  # what tests.integration.messages.order_placed sets
+SOURCE = "commerce/web"  # what tests.integration.builders.order_placed sets
 TARGET = 5_000
 
 

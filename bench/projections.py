@@ -128,7 +128,7 @@ from projections import Event, Projection, default_projections
 from projections.core import ORDER, InMemoryReadModel, State, all_tables, merge, reduce_all
 from projections.schema import state_table
 from streams.worker import WorkerProcess
-from tests.integration.messages import order_placed
+from tests.integration.builders import order_placed
 
 PARTITIONS = 4
 FETCH_WAIT_MS = int(os.environ.get("OMS_FETCH_MAX_WAIT_MS", "20"))

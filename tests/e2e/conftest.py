@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,12 @@ from adapters.embedded import provision_topics
 from adapters.eventstore import create_service
 from adapters.relay import Relay
 from adapters.topics import topic_specs
-from domain.application import ReturnsService
 from streams.worker import WorkerProcess
-from tests.integration.helpers import fresh_database
+from tests.e2e.builders import System
+from tests.integration.builders import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 2
-
-
-@dataclass
-class System:
-    database_url: str
-    bootstrap: str
-    service: ReturnsService
-    worker: WorkerProcess
-    projections: WorkerProcess
 
 
 @pytest.fixture(scope="session")

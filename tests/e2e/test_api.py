@@ -29,7 +29,8 @@ from adapters.readmodels import rebuild
 from domain.application import ReturnsService
 from domain.events import ReceivedItem
 from projections import default_projections
-from tests.integration.helpers import ctx, delivered_order, eur, receive_and_inspect
+from tests.integration.builders import ctx, delivered_order, receive_and_inspect
+from tests.unit.builders import eur
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

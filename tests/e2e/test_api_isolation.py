@@ -18,7 +18,7 @@ from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
 from adapters.api.app import secured_routes
 from adapters.api.serving import served
 from domain.application import ReturnsService
-from tests.integration.helpers import delivered_order
+from tests.integration.builders import delivered_order
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -26,7 +26,7 @@ from adapters.api.serving import served
 from domain.application import ReturnsService
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
-from tests.integration.helpers import ctx, delivered_order, receive_and_inspect
+from tests.integration.builders import ctx, delivered_order, receive_and_inspect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -35,9 +35,9 @@ from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from projections import default_projections
 from streams.worker import WorkerProcess
-from tests.e2e.test_integrations import eventually
-from tests.integration import messages as m
-from tests.integration.helpers import (
+from tests.e2e.builders import eventually
+from tests.integration import builders as m
+from tests.integration.builders import (
     ctx,
     delivered_order,
     fresh_database,

@@ -11,9 +11,8 @@ import pytest
 
 from adapters.cli import main
 from adapters.topics import ORDERS
-from tests.e2e.conftest import System
-from tests.e2e.test_integrations import eventually, publish
-from tests.integration import messages as m
+from tests.e2e.builders import System, eventually, publish
+from tests.integration import builders as m
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -28,8 +28,8 @@ from adapters.eventstore import create_service
 from adapters.topics import ORDERS, dlq, topic_specs
 from domain.application import ReturnsService
 from streams.worker import WorkerProcess
-from tests.integration import messages as m
-from tests.integration.helpers import fresh_database
+from tests.integration import builders as m
+from tests.integration.builders import fresh_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -21,10 +21,9 @@ from adapters.topics import ORDERS, WMS_RECEIPTS
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from projections import default_projections
-from tests.e2e.conftest import System
-from tests.e2e.test_integrations import delivered_web_order, eventually, publish
-from tests.integration import messages as m
-from tests.integration.helpers import ctx
+from tests.e2e.builders import System, delivered_web_order, eventually, publish
+from tests.integration import builders as m
+from tests.integration.builders import ctx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -29,13 +29,8 @@ from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from projections import default_projections
 from streams.worker import WorkerProcess
-from tests.e2e.test_integrations import eventually
-from tests.integration.helpers import (
-    ctx,
-    delivered_order,
-    fresh_database,
-    place_orders_in_batches,
-)
+from tests.e2e.builders import eventually
+from tests.integration.builders import ctx, delivered_order, fresh_database, place_orders_in_batches
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -16,7 +16,7 @@ from domain.application import ReturnsService
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from streams.integrations import resend_due_refunds
-from tests.integration.helpers import ctx, delivered_order, receive_and_inspect
+from tests.integration.builders import ctx, delivered_order, receive_and_inspect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

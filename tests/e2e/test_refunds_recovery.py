@@ -23,8 +23,8 @@ from domain.application import ReturnsService
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from streams.worker import WorkerProcess
-from tests.e2e.test_integrations import eventually
-from tests.integration.helpers import ctx, delivered_order, fresh_database, receive_and_inspect
+from tests.e2e.builders import eventually
+from tests.integration.builders import ctx, delivered_order, fresh_database, receive_and_inspect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

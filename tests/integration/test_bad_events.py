@@ -31,7 +31,8 @@ from domain.events import OrderLine, Payment
 from domain.values import Channel, PaymentMethod
 from projections import default_projections
 from projections.core import Event
-from tests.integration.helpers import ctx, eur
+from tests.integration.builders import ctx
+from tests.unit.builders import eur
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

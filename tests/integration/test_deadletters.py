@@ -22,7 +22,7 @@ from adapters.deadletters import DeadLetterFilter, count, list_page, plan_replay
 from adapters.embedded import TopicSpec, provision_topics
 from adapters.topics import dlq
 from streams.app import DeadLetter, InboundRecord, dlq_headers
-from tests.integration import messages as m
+from tests.integration import builders as m
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -11,8 +11,8 @@ from domain.application import ReturnsService
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from streams.inbound import process_batch
-from tests.integration import messages as m
-from tests.integration.helpers import ctx
+from tests.integration import builders as m
+from tests.integration.builders import ctx
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

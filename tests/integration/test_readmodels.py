@@ -41,7 +41,8 @@ from projections import default_projections
 from projections.core import Event, Projection, all_tables
 from projections.customers import CustomerHistory
 from projections.stock import StockLevels
-from tests.integration.helpers import ctx, eur
+from tests.integration.builders import ctx
+from tests.unit.builders import eur
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

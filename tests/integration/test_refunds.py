@@ -25,7 +25,7 @@ from domain.application import ReturnsService
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from streams.integrations import kafka_publisher, refund_dispatcher, resend_due_refunds
-from tests.integration.helpers import ctx, delivered_order, fresh_database, receive_and_inspect
+from tests.integration.builders import ctx, delivered_order, fresh_database, receive_and_inspect
 
 pytestmark = pytest.mark.timeout(180)
 

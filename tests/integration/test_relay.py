@@ -32,7 +32,7 @@ from adapters.topics import (
 from domain.application import ReturnsService
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
-from tests.integration.helpers import ctx, delivered_order, place_orders_in_batches
+from tests.integration.builders import ctx, delivered_order, place_orders_in_batches
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 EVENT_TOPICS = [ORDER_EVENTS, RMA_EVENTS, INVENTORY_EVENTS]

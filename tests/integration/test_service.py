@@ -26,7 +26,8 @@ from domain.errors import (
 from domain.events import InspectedItem, ReceivedItem
 from domain.returns import RequestedLine, ReturnStatus
 from domain.values import Condition, Disposition, ReasonCode
-from tests.integration.helpers import ctx, delivered_order, eur, receive_and_inspect
+from tests.integration.builders import ctx, delivered_order, receive_and_inspect
+from tests.unit.builders import eur
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -7,12 +7,19 @@ test's ``pending_events`` holds exactly what its "when" step emitted.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
-from uuid import UUID
+from uuid import UUID, uuid5
 
+import orjson
+
+from adapters.relay import cloud_event_for
 from domain.events import (
     Cause,
+    DomainEvent,
     FulfilledLine,
     InspectedItem,
     OrderCancelled,
@@ -28,10 +35,13 @@ from domain.events import (
     Payment,
     ReceivedItem,
     RefundAllocation,
+    ReturnLine,
+    ReturnRequested,
 )
 from domain.order import Order, order_id_for
 from domain.policy import PolicyBook
 from domain.returns import RequestedLine, Return
+from domain.serialization import event_to_json
 from domain.values import (
     Channel,
     Condition,
@@ -43,6 +53,7 @@ from domain.values import (
     ReturnChannel,
     ReturnMethod,
 )
+from projections.core import Event, Projection, State, reduce_all
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 """When the order of every test is placed; ``day(n)`` counts from here."""
@@ -489,3 +500,229 @@ def blind_parcel(receipt_id: str = "RCPT-B1", *items: ReceivedItem) -> Return:
         at=day(12),
         cause=CAUSE,
     )
+
+
+# ---------------------------------------------------------------- the shop order and its returns
+# Shared by the Return aggregate tests (test_return_requests.py and its siblings).
+def shop_lines() -> tuple[OrderLine, ...]:
+    return (
+        line(1, quantity=2, price="40.00", serials=("SN-1", "SN-2")),
+        line(2, price="10.00"),
+    )
+
+
+def shop_history() -> OrderHistory:
+    return OrderHistory().placed(*shop_lines(), shipping="5.00").fulfilled().delivered(day(2))
+
+
+def shop_order() -> Order:
+    """Delivered on day 2: line 1 is two of SKU-1 at 40.00 with serials SN-1 and SN-2,
+    line 2 one SKU-2 at 10.00; shipping 5.00, paid by card."""
+    return shop_history().order()
+
+
+def last(rma: Return) -> Any:
+    return rma.pending_events[-1]
+
+
+def types(rma: Return) -> tuple[type[Any], ...]:
+    return tuple(type(event) for event in rma.pending_events)
+
+
+def snapshot(rma: Return) -> tuple[int, dict[str, Any]]:
+    return rma.version, dataclasses.asdict(rma.state)
+
+
+def record_in_store(
+    order: Order, *lines: RequestedLine, at: datetime, book: PolicyBook = BOOK
+) -> Return:
+    return Return.record_in_store(
+        store_return_id="SR-1",
+        store_id="STORE-PARIS-1",
+        staff_id="STAFF-9",
+        order=order,
+        lines=lines or (wants(),),
+        refund_method=RefundMethod.ORIGINAL_PAYMENT,
+        rma_number=RMA,
+        book=book,
+        at=at,
+        cause=CAUSE,
+    )
+
+
+def match(rma: Return, order: Order, *lines: RequestedLine, at: datetime | None = None) -> None:
+    rma.match_blind(
+        order=order,
+        lines=lines or (wants(),),
+        matched_by="serial",
+        rma_number=RMA,
+        book=BOOK,
+        at=at or day(13),
+        cause=CAUSE,
+    )
+
+
+def expensive_order() -> Order:
+    return (
+        OrderHistory()
+        .placed(line(1, quantity=2, price="600.00"), shipping="0.00")
+        .fulfilled()
+        .delivered()
+        .order()
+    )
+
+
+def two_item_rma(reason: ReasonCode = ReasonCode.CHANGED_MIND) -> Return:
+    """Two SKU-1 (SN-1, SN-2) authorized on day 10; nothing received yet."""
+    return authorized_return(shop_order(), wants(1, quantity=2, reason=reason))
+
+
+# ---------------------------------------------------------------- relayed event stories
+# The reducer tests tell stories with the real event catalogue (domain/events.py), turned
+# into what projectors consume exactly as the relay does (``cloud_event_for``), so a
+# renamed field breaks these tests rather than production. ``story_line`` and
+# ``story_payment`` have their own defaults (supplier "Acme", category "shoes", a "PAY-1"
+# card): importers alias them to ``line`` and ``payment``.
+_NS = UUID("6f1c4a52-0000-4000-8000-000000000000")
+
+
+def uid(name: str) -> UUID:
+    return uuid5(_NS, name)
+
+
+def wire(amount: str) -> dict[str, str]:
+    return {"amount": amount, "currency": "EUR"}
+
+
+class Story:
+    """Events of several aggregates in event-store order, numbered like the real store."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.domain_events: list[DomainEvent] = []
+        self._versions: dict[UUID, int] = {}
+        self._clock = itertools.count()
+
+    def add(
+        self, cls: type[DomainEvent], aggregate: UUID, at: datetime | None = None, **fields: Any
+    ) -> Event:
+        version = self._versions.get(aggregate, 0) + 1
+        self._versions[aggregate] = version
+        moment = at or T0 + timedelta(minutes=next(self._clock))
+        event = cls(
+            originator_id=aggregate,
+            originator_version=version,
+            timestamp=moment,
+            cause=CAUSE,
+            **fields,
+        )
+        self.domain_events.append(event)
+        position = len(self.events) + 1
+        row = (position, aggregate, version, cls.type_name, orjson.dumps(event_to_json(event)))
+        relayed = Event.from_cloud_event(cloud_event_for(row))
+        self.events.append(relayed)
+        return relayed
+
+
+def story_line(
+    line_no: int = 1,
+    sku: str = "SKU-1",
+    quantity: int = 1,
+    price: str = "50.00",
+    supplier: str = "Acme",
+    category: str = "shoes",
+) -> OrderLine:
+    return OrderLine(
+        line_no=line_no,
+        sku=sku,
+        quantity=quantity,
+        unit_price=eur(price),
+        supplier=supplier,
+        category=category,
+    )
+
+
+def story_payment(amount: str, method: str = "card", payment_id: str = "PAY-1") -> Payment:
+    return Payment.model_validate(
+        {"payment_id": payment_id, "method": method, "amount": wire(amount)}
+    )
+
+
+def return_line(
+    line_no: int = 1,
+    sku: str = "SKU-1",
+    quantity: int = 1,
+    reason: str = "size_too_small",
+    price: str = "50.00",
+    supplier: str = "Acme",
+    category: str = "shoes",
+) -> ReturnLine:
+    return ReturnLine.model_validate(
+        {
+            "line_no": line_no,
+            "sku": sku,
+            "quantity": quantity,
+            "reason": reason,
+            "unit_price": wire(price),
+            "supplier": supplier,
+            "category": category,
+        }
+    )
+
+
+def return_requested(
+    story: Story, return_id: UUID, order_id: UUID, lines: tuple[ReturnLine, ...], **overrides: Any
+) -> Event:
+    """A portal request of order WEB-1 by customer C-1, refunded to the original payment."""
+    fields: dict[str, Any] = {
+        "order_id": order_id,
+        "order_number": "WEB-1",
+        "customer_id": "C-1",
+        "channel": "portal",
+        "order_channel": "web",
+        "method": "carrier_drop_off",
+        "refund_method": "original_payment",
+        "currency": "EUR",
+        "lines": lines,
+    }
+    return story.add(ReturnRequested, return_id, **{**fields, **overrides})
+
+
+def decision(line_no: int = 1, fee: str = "0.00", accepted: bool = True) -> dict[str, Any]:
+    return {
+        "line_no": line_no,
+        "accepted": accepted,
+        "code": "accepted" if accepted else "outside_return_window",
+        "within_window": accepted,
+        "under_warranty": False,
+        "restocking_fee": wire(fee),
+        "terms": {
+            "window_days": 30,
+            "warranty_months": 24,
+            "restocking_fee_rate": "0.10",
+            "late_change_of_mind_days": 14,
+            "returnable": True,
+        },
+    }
+
+
+def assert_folds_like_reduce(projection: Projection, events: Sequence[Event]) -> None:
+    """``reduce_all`` (what the store and a rebuild run) against ``reduce`` event by event
+    (the pure definition): same states, same changes, and the events left untouched
+    (several projections read the same events of a batch one after another)."""
+    before = [orjson.dumps(event.data) for event in events]
+    states: dict[str, State] = {}
+    expected: list[Any] = []
+    for event in [*events, *events[:3]]:  # the tail again: a redelivery
+        new, produced = projection.reduce(states.get(event.aggregate_id), event)
+        if new is not None:
+            states[event.aggregate_id] = new
+        expected += produced
+    folded: dict[str, State] = {}
+    got = reduce_all(projection, folded, events)
+    got += reduce_all(projection, folded, events[:3])
+    assert orjson.dumps(folded, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+        states, option=orjson.OPT_SORT_KEYS
+    )
+    assert got == expected
+    assert [orjson.dumps(event.data) for event in events] == before

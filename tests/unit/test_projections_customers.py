@@ -25,18 +25,18 @@ from domain.events import (
 )
 from projections.core import InMemoryReadModel, key_of
 from projections.customers import CustomerHistory
-from tests.unit.test_projections_events import (
+from tests.unit.builders import (
     T0,
     Story,
     decision,
     eur,
-    line,
-    payment,
     return_line,
     return_requested,
     uid,
     wire,
 )
+from tests.unit.builders import story_line as line
+from tests.unit.builders import story_payment as payment
 
 ORDER, OTHER_ORDER, RMA, BLIND, STORE_RMA = (
     uid("o1"),

@@ -24,19 +24,23 @@ from projections.core import Event, InMemoryReadModel, key_of
 from projections.ledger import RefundLedger
 from tests.unit.builders import (
     CAUSE,
+    Story,
+    assert_folds_like_reduce,
     day,
     decide,
     delivered_order,
+    eur,
     inspect,
     inspected,
     receive,
     received,
     request_refund,
     requested_return,
+    uid,
     wants,
+    wire,
 )
 from tests.unit.builders import line as order_line
-from tests.unit.test_projections_events import Story, assert_folds_like_reduce, eur, uid, wire
 
 RMA = uid("ledger-rma")
 

@@ -22,17 +22,17 @@ from domain.events import (
 )
 from projections.core import InMemoryReadModel, key_of
 from projections.reasons import ReturnReasons
-from tests.unit.test_projections_events import (
+from tests.unit.builders import (
     Story,
     decision,
     eur,
-    line,
-    payment,
     return_line,
     return_requested,
     uid,
     wire,
 )
+from tests.unit.builders import story_line as line
+from tests.unit.builders import story_payment as payment
 
 ORDER, CANCELLED, RMA = uid("o"), uid("o-cancelled"), uid("r")
 

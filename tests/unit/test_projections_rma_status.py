@@ -42,19 +42,25 @@ from projections.rma_status import RmaStatus
 from tests.unit.builders import (
     BOOK,
     CAUSE,
+    T0,
+    Story,
     blind_parcel,
     day,
     decide,
+    decision,
     delivered_order,
+    eur,
     inspect,
     issue_store_credit,
     line,
     receive,
     request_refund,
     requested_return,
+    return_line,
+    uid,
     wants,
+    wire,
 )
-from tests.unit.test_projections_events import T0, Story, decision, eur, return_line, uid, wire
 
 RMA, BLIND = uid("status-rma"), uid("status-blind")
 

@@ -25,17 +25,17 @@ from domain.events import (
 )
 from projections.core import Event, InMemoryReadModel, key_of
 from projections.stock import StockLevels
-from tests.unit.test_projections_events import (
+from tests.unit.builders import (
     Story,
     assert_folds_like_reduce,
     decision,
     eur,
-    line,
-    payment,
     return_line,
     return_requested,
     uid,
 )
+from tests.unit.builders import story_line as line
+from tests.unit.builders import story_payment as payment
 
 ORDER, RMA, INVENTORY = uid("order"), uid("rma"), uid("inventory")
 
