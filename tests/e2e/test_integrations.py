@@ -12,6 +12,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from adapters.topics import ORDERS, PSP_REFUNDS, RMA_EVENTS, WMS_RECEIPTS, dlq
+from domain.commands import RequestReturn
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from tests.e2e.conftest import System
@@ -98,10 +99,12 @@ def test_a_portal_rma_is_received_inspected_and_refunded_through_the_topics(
     system: System,
 ) -> None:
     order_id = delivered_web_order(system)
-    rma = system.service.request_return(
+    rma = system.service.run(
         ctx(),
-        order_number=order_id,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+        RequestReturn(
+            order_number=order_id,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+        ),
     )
     assert rma.rma_number
     receipt = f"REC-{order_id}"
@@ -170,10 +173,12 @@ def rma_events_eventually(system: System, return_id: uuid.UUID) -> list[str]:
 
 def test_the_same_receipt_published_five_times_has_one_effect(system: System) -> None:
     order_id = delivered_web_order(system)
-    rma = system.service.request_return(
+    rma = system.service.run(
         ctx(),
-        order_number=order_id,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)],
+        RequestReturn(
+            order_number=order_id,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND),),
+        ),
     )
     assert rma.rma_number
     receipt = m.parcel_received(f"REC5-{order_id}", rma.rma_number, event_id=f"wms-{order_id}")
