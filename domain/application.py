@@ -196,15 +196,13 @@ class ReturnsService(ReturnsQueries, Application[UUID]):
         self,
         commands: Sequence[tuple[Ctx, Command]],
         trackings: Sequence[Tracking] = (),
-        prefetch: bool | Sequence[UUID] = True,
+        prefetch: bool = True,
     ) -> list[Outcome | DomainError]:
         """Run many commands in one transaction; refused ones are returned, not raised.
 
         With ``prefetch`` the aggregates the commands name in ``reads()`` are loaded in one
         round trip instead of one query each; idempotency keys are checked in one query too.
         """
-        if not isinstance(prefetch, bool):  # TODO(A3): the old list of ids; remove
-            prefetch = bool(prefetch)
         reads = [r for _, c in commands if (r := c.reads()) is not None] if prefetch else []
         for attempt in range(MAX_ATTEMPTS):
             if trackings and self._already_tracked(trackings):
@@ -431,75 +429,3 @@ def refund_rows(rma: Return) -> list[RefundRow]:
                 prior.currency,
             )
     return list(rows.values())
-
-
-# ---------------------------------------------------------------- TODO(A3): temporary shims
-# The old method names, so callers move to ``run(ctx, Command)`` one at a time.
-def _as_command(cls: type[Command], fields: dict[str, Any]) -> Command:
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    return cls(**fields)
-
-
-def _wrapper(cls: type[Command]) -> Callable[..., Outcome]:
-    def call(self: ReturnsService, ctx: Ctx, **fields: Any) -> Outcome:
-        return self.run(ctx, _as_command(cls, fields))
-
-    return call
-
-
-def _builder(cls: type[Command]) -> Callable[..., Command]:
-    def build(self: ReturnsService, ctx: Ctx, **fields: Any) -> Command:
-        return _as_command(cls, fields)
-
-    return build
-
-
-def _leg_command(
-    self: ReturnsService, ctx: Ctx, *, return_id: UUID, leg_id: str, action: str, **args: Any
-) -> Outcome:
-    cls = _LEGS[action]
-    return self.run(ctx, cls(return_id=return_id, leg_id=leg_id, **args))
-
-
-def _install_shims() -> None:
-    from domain import commands as c
-
-    names: dict[str, type[Command]] = {
-        "place_order": c.PlaceOrder,
-        "fulfil_order": c.FulfilOrder,
-        "deliver_order": c.DeliverOrder,
-        "cancel_order": c.CancelOrder,
-        "request_return": c.RequestReturn,
-        "approve_return": c.ApproveReturn,
-        "refuse_return": c.RefuseReturn,
-        "issue_label": c.IssueLabel,
-        "cancel_return": c.CancelReturn,
-        "receive_parcel": c.ReceiveParcel,
-        "match_blind_return": c.MatchBlindReturn,
-        "inspect_items": c.InspectItems,
-        "settle_refund": c.SettleRefund,
-        "fail_refund": c.FailRefund,
-        "retry_refund": c.RetryRefund,
-        "resend_refund": c.ResendRefund,
-        "change_resolution": c.ChangeResolution,
-        "offer_keep_item": c.OfferKeepItem,
-        "accept_keep_item": c.AcceptKeepItem,
-        "record_in_store_return": c.RecordInStoreReturn,
-        "count_stock": c.CountStock,
-        "adjust_stock": c.AdjustStock,
-    }
-    for name, cls in names.items():
-        setattr(ReturnsService, name, _wrapper(cls))
-        setattr(ReturnsService, f"cmd_{name}", _builder(cls))
-    _LEGS.update(
-        send_to_repair=c.SendToRepair,
-        complete_repair=c.CompleteRepair,
-        restock_repaired=c.RestockRepaired,
-        ship_to_vendor=c.ShipToVendor,
-        receive_supplier_credit=c.ReceiveSupplierCredit,
-    )
-    ReturnsService.leg_command = _leg_command  # type: ignore[attr-defined]
-
-
-_LEGS: dict[str, type[Any]] = {}
-_install_shims()
