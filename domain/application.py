@@ -196,6 +196,7 @@ class ReturnsService(ReturnsQueries, Application[UUID]):
         self,
         commands: Sequence[tuple[Ctx, Command]],
         trackings: Sequence[Tracking] = (),
+        *,
         prefetch: bool = True,
     ) -> list[Outcome | DomainError]:
         """Run many commands in one transaction; refused ones are returned, not raised.
