@@ -44,6 +44,7 @@ from adapters.api.auth import hash_key
 from adapters.eventstore import create_service
 from bench.common import RESULTS_DIR, ROOT, median, progress, stack, tree_cpu_seconds
 from domain.application import Ctx, ReturnsService
+from domain.commands import DeliverOrder, FulfilOrder, PlaceOrder, RequestReturn
 from domain.events import Cause, FulfilledLine, OrderLine, Payment
 from domain.returns import RequestedLine
 from domain.values import Channel, PaymentMethod, ReasonCode
@@ -58,31 +59,38 @@ def ctx() -> Ctx:
 
 
 def delivered_order(service: ReturnsService, number: str) -> None:
-    service.place_order(
+    service.run(
         ctx(),
-        order_number=number,
-        customer_id=f"cust-{number}",
-        customer_email=f"{number.lower()}@example.com",
-        channel=Channel.WEB,
-        lines=[
-            OrderLine(
-                line_no=1,
-                sku="SHOE-RED-42",
-                name="Red shoe",
-                quantity=2,
-                unit_price=eur("50.00"),
-                serials=(),
-                supplier="Acme",
-                category="shoes",
-            )
-        ],
-        payments=[Payment(payment_id="pay-1", method=PaymentMethod.CARD, amount=eur("105.00"))],
-        shipping=eur("5.00"),
+        PlaceOrder(
+            order_number=number,
+            customer_id=f"cust-{number}",
+            customer_email=f"{number.lower()}@example.com",
+            channel=Channel.WEB,
+            lines=(
+                OrderLine(
+                    line_no=1,
+                    sku="SHOE-RED-42",
+                    name="Red shoe",
+                    quantity=2,
+                    unit_price=eur("50.00"),
+                    serials=(),
+                    supplier="Acme",
+                    category="shoes",
+                ),
+            ),
+            payments=(
+                Payment(payment_id="pay-1", method=PaymentMethod.CARD, amount=eur("105.00")),
+            ),
+            shipping=eur("5.00"),
+        ),
     )
-    service.fulfil_order(
-        ctx(), order_number=number, location_id="WH-1", lines=[FulfilledLine(line_no=1, quantity=2)]
+    service.run(
+        ctx(),
+        FulfilOrder(
+            order_number=number, location_id="WH-1", lines=(FulfilledLine(line_no=1, quantity=2),)
+        ),
     )
-    service.deliver_order(ctx(), order_number=number)
+    service.run(ctx(), DeliverOrder(order_number=number))
 
 
 @dataclass
@@ -104,10 +112,12 @@ def seed(url: str, with_rma: int, fresh: int) -> Seed:
         for i in range(with_rma):
             number = f"BURST-{uuid.uuid4().hex[:8]}-{i}"
             delivered_order(service, number)
-            outcome = service.request_return(
+            outcome = service.run(
                 ctx(),
-                order_number=number,
-                lines=[RequestedLine(1, 1, ReasonCode.SIZE_TOO_SMALL, None, "")],
+                RequestReturn(
+                    order_number=number,
+                    lines=(RequestedLine(1, 1, ReasonCode.SIZE_TOO_SMALL, None, ""),),
+                ),
             )
             rmas.append((number, outcome.rma_number or str(outcome.aggregate_id)))
         orders = []

@@ -44,11 +44,11 @@ import psycopg
 from adapters.embedded import EmbeddedPostgres
 from adapters.eventstore import create_service
 from domain.application import Ctx, Outcome, ReturnsService
+from domain.commands import Command, DeliverOrder, FulfilOrder, PlaceOrder, RequestReturn
 from domain.errors import DomainError
 from domain.events import Cause, FulfilledLine, OrderLine, Payment
-from domain.order import Order, order_id_for
+from domain.order import Order
 from domain.returns import RequestedLine
-from domain.unit_of_work import UnitOfWork
 from domain.values import Channel, PaymentMethod, ReasonCode
 from tests.unit.builders import eur
 
@@ -61,7 +61,6 @@ RAW_LOOKUPS = {
     "bench_raw_serials": "oms_serials",
 }
 
-Command = Callable[[UnitOfWork, datetime], Outcome]
 Call = Callable[[], object]
 
 
@@ -208,9 +207,8 @@ class Workload:
     def ctx(self, key: str | None) -> Ctx:
         return Ctx(self.cause, idempotency_key=key)
 
-    def place(self, svc: ReturnsService, spec: OrderSpec, ctx: Ctx) -> Command:
-        return svc.cmd_place_order(
-            ctx,
+    def place(self, spec: OrderSpec) -> PlaceOrder:
+        return PlaceOrder(
             order_number=spec.number,
             customer_id=f"cust-{spec.number}",
             customer_email=f"{spec.number}@example.com",
@@ -233,13 +231,13 @@ def check(results: Sequence[Outcome | DomainError]) -> None:
 
 def place_call(work: Workload, svc: ReturnsService, spec: OrderSpec, ctx: Ctx) -> Call:
     def call() -> None:
-        svc.run(ctx, work.place(svc, spec, ctx))
+        svc.run(ctx, work.place(spec))
 
     return call
 
 
 def batch_call(
-    svc: ReturnsService, commands: Sequence[tuple[Ctx, Command]], prefetch: Sequence[UUID] = ()
+    svc: ReturnsService, commands: Sequence[tuple[Ctx, Command]], prefetch: bool = False
 ) -> Call:
     def call() -> None:
         check(svc.run_batch(commands, prefetch=prefetch))
@@ -534,15 +532,17 @@ class Bench:
         for pool in (2, 4, 8):
             svc = self.service(pool)
             for spec in self.work.orders(3):
-                svc.place_order(
+                svc.run(
                     self.work.keyed(spec, "warm"),
-                    order_number=spec.number,
-                    customer_id="warm",
-                    customer_email=None,
-                    channel=Channel.WEB,
-                    lines=spec.lines,
-                    payments=spec.payments,
-                    shipping=eur("5.00"),
+                    PlaceOrder(
+                        order_number=spec.number,
+                        customer_id="warm",
+                        customer_email=None,
+                        channel=Channel.WEB,
+                        lines=spec.lines,
+                        payments=spec.payments,
+                        shipping=eur("5.00"),
+                    ),
                 )
         self._mixed_batch(self.service(2), 20)()
         self._mixed_batch(self.service(2), 20, prefetch=True)()
@@ -559,7 +559,7 @@ class Bench:
             commands.append(
                 (
                     self.work.keyed(spec, "place"),
-                    self.work.place(svc, spec, self.work.keyed(spec, "place")),
+                    self.work.place(spec),
                 )
             )
         for spec in specs:
@@ -567,31 +567,25 @@ class Bench:
             commands.append(
                 (
                     ctx,
-                    svc.cmd_fulfil_order(
-                        ctx, order_number=spec.number, location_id="WH-1", lines=spec.fulfilment
+                    FulfilOrder(
+                        order_number=spec.number, location_id="WH-1", lines=spec.fulfilment
                     ),
                 )
             )
         for spec in specs:
             ctx = self.work.keyed(spec, "deliver")
-            commands.append((ctx, svc.cmd_deliver_order(ctx, order_number=spec.number)))
-        ids = [order_id_for(spec.number) for spec in specs] if prefetch else []
+            commands.append((ctx, DeliverOrder(order_number=spec.number)))
 
         def call() -> None:
-            check(svc.run_batch(commands, prefetch=ids))
+            check(svc.run_batch(commands, prefetch=prefetch))
             self.delivered.extend(specs)
 
         return call
 
     def _place_batch(self, svc: ReturnsService, size: int, prefetch: bool) -> Call:
         specs = self.work.orders(size)
-        commands = [
-            (self.work.keyed(s, "place"), self.work.place(svc, s, self.work.keyed(s, "place")))
-            for s in specs
-        ]
-        return batch_call(
-            svc, commands, [order_id_for(s.number) for s in specs] if prefetch else []
-        )
+        commands = [(self.work.keyed(s, "place"), self.work.place(s)) for s in specs]
+        return batch_call(svc, commands, prefetch)
 
     def batched(self) -> None:
         plan, svc = self.plan, self.service(2)
@@ -730,14 +724,19 @@ class Bench:
 
         def request(spec: OrderSpec) -> None:
             ctx = self.work.keyed(spec, "return")
-            outcome = svc.request_return(
+            outcome = svc.run(
                 ctx,
-                order_number=spec.number,
-                lines=[
-                    RequestedLine(
-                        line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL, serial=spec.serial
-                    )
-                ],
+                RequestReturn(
+                    order_number=spec.number,
+                    lines=(
+                        RequestedLine(
+                            line_no=1,
+                            quantity=1,
+                            reason=ReasonCode.SIZE_TOO_SMALL,
+                            serial=spec.serial,
+                        ),
+                    ),
+                ),
             )
             statuses.append(outcome.status)
 
@@ -762,7 +761,7 @@ class Bench:
             baseline="raw-select",
         )
         batches = [
-            [(c, self.work.place(svc, s, c)) for s, c in self.committed[i : i + 100]]
+            [(c, self.work.place(s)) for s, c in self.committed[i : i + 100]]
             for i in range(0, 100 * plan.duplicate_batches, 100)
         ]
         if any(len(b) < 100 for b in batches):
@@ -955,10 +954,12 @@ def profile(bench: Bench) -> None:
     runs.append(("300 x place_order", [place_call(bench.work, svc, s, c) for s, c in placed]))
 
     def request(spec: OrderSpec) -> None:
-        svc.request_return(
+        svc.run(
             bench.work.keyed(spec, "return"),
-            order_number=spec.number,
-            lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+            RequestReturn(
+                order_number=spec.number,
+                lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+            ),
         )
 
     runs.append(("200 x request_return", [partial(request, s) for s in bench.delivered[:200]]))
@@ -969,7 +970,7 @@ def profile(bench: Bench) -> None:
             [
                 (
                     bench.work.keyed(s, "place"),
-                    bench.work.place(svc, s, bench.work.keyed(s, "place")),
+                    bench.work.place(s),
                 )
                 for s in specs
             ]

@@ -53,7 +53,8 @@ from bench.common import (
     stack,
     write_result,
 )
-from domain.application import ReturnsService
+from domain.application import Ctx
+from domain.commands import Command
 from streams.inbound import context, process_batch, to_command
 from streams.topics import ORDERS, all_topic_specs
 from streams.worker import WorkerProcess
@@ -129,13 +130,11 @@ def expect_accepted(results: Sequence[object]) -> None:
 
 
 # ---------------------------------------------------------------------------- (a) direct
-def parse_only(service: ReturnsService, values: Sequence[bytes]) -> list[tuple[Any, Any, Any]]:
+def parse_only(values: Sequence[bytes]) -> list[tuple[Ctx, Command]]:
     parsed = []
     for value in values:
         message = parse_inbound(ORDERS, value)
-        ctx = context(ORDERS, message)
-        command, reads = to_command(service, message, ctx)
-        parsed.append((ctx, command, reads))
+        parsed.append((context(ORDERS, message), to_command(message)))
     return parsed
 
 
@@ -160,7 +159,7 @@ def direct(url: str, plan: Plan, messages: Messages) -> dict[str, Series]:
             b500 = [messages.make(500, "b500") for _ in range(plan.batches_500)]
             parse = [messages.make(500, "parse") for _ in range(plan.batches_500)]
             store = [
-                parse_only(service, batch)
+                parse_only(batch)
                 for batch in [messages.make(500, "store") for _ in range(plan.batches_500)]
             ]
 
@@ -169,16 +168,13 @@ def direct(url: str, plan: Plan, messages: Messages) -> dict[str, Series]:
 
             def parse_call(batch: Sequence[bytes]) -> Callable[[], None]:
                 def call() -> None:
-                    parse_only(service, batch)
+                    parse_only(batch)
 
                 return call
 
-            def store_call(parsed: Sequence[tuple[Any, Any, Any]]) -> Callable[[], None]:
-                commands = [(ctx, command) for ctx, command, _ in parsed]
-                prefetch = [reads for _, _, reads in parsed if reads is not None]
-
+            def store_call(commands: Sequence[tuple[Ctx, Command]]) -> Callable[[], None]:
                 def call() -> None:
-                    results = service.run_batch(commands, prefetch=prefetch)
+                    results = service.run_batch(commands)
                     bad = [r for r in results if not hasattr(r, "status")]
                     if bad:
                         raise RuntimeError(f"{len(bad)} commands refused: {bad[0]!r}")

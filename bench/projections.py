@@ -77,7 +77,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import orjson
 import psycopg
@@ -111,6 +110,20 @@ from bench.common import (
     write_result,
 )
 from domain.application import Ctx, Outcome, ReturnsService
+from domain.commands import (
+    AdjustStock,
+    Command,
+    CountStock,
+    DeliverOrder,
+    FailRefund,
+    FulfilOrder,
+    InspectItems,
+    PlaceOrder,
+    ReceiveParcel,
+    RecordInStoreReturn,
+    RequestReturn,
+    SettleRefund,
+)
 from domain.errors import DomainError
 from domain.events import Cause, FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
 from domain.order import order_id_for
@@ -241,7 +254,6 @@ CONDITIONS = [
     Condition.DAMAGED,
     Condition.DEFECTIVE,
 ]
-Command = Callable[..., Outcome]
 
 
 @dataclass
@@ -263,8 +275,8 @@ class Scenario:
         self.outcomes: Counter[str] = Counter()
         self.seq = itertools.count()
 
-    def batch(self, commands: Sequence[Any], prefetch: Sequence[UUID] = ()) -> list[Outcome]:
-        results = self.svc.run_batch([(self.ctx, c) for c in commands], prefetch=prefetch)
+    def batch(self, commands: Sequence[Command]) -> list[Outcome]:
+        results = self.svc.run_batch([(self.ctx, c) for c in commands])
         done = []
         for result in results:
             if isinstance(result, DomainError):
@@ -300,7 +312,7 @@ class Scenario:
 
     def chunk(self, size: int) -> None:
         plans = [self.order(next(self.seq)) for _ in range(size)]
-        svc, ctx, rnd = self.svc, self.ctx, self.random
+        rnd = self.random
         commands: list[Any] = []
         for plan in plans:
             shipping = Money.of("4.90" if plan.web else "0.00", "EUR")
@@ -308,8 +320,7 @@ class Scenario:
             for line in plan.lines:
                 total = total + line.unit_price.times(line.quantity)
             commands.append(
-                svc.cmd_place_order(
-                    ctx,
+                PlaceOrder(
                     order_number=plan.number,
                     customer_id=f"C{rnd.randint(1, 3000):05d}",
                     customer_email=None,
@@ -317,32 +328,30 @@ class Scenario:
                     lines=plan.lines,
                     shipping=shipping,
                     store_id=None if plan.web else "STORE-7",
-                    payments=[Payment(payment_id="p1", method=PaymentMethod.CARD, amount=total)],
+                    payments=(Payment(payment_id="p1", method=PaymentMethod.CARD, amount=total),),
                 )
             )
             if plan.web:
                 commands.append(
-                    svc.cmd_fulfil_order(
-                        ctx,
+                    FulfilOrder(
                         order_number=plan.number,
                         location_id="WH-1",
-                        lines=[
+                        lines=tuple(
                             FulfilledLine(
                                 line_no=ln.line_no, quantity=ln.quantity, serials=ln.serials
                             )
                             for ln in plan.lines
-                        ],
+                        ),
                     )
                 )
-                commands.append(svc.cmd_deliver_order(ctx, order_number=plan.number))
-        self.batch(commands, prefetch=[order_id_for(p.number) for p in plans])
+                commands.append(DeliverOrder(order_number=plan.number))
+        self.batch(commands)
 
         # Stock counts and adjustments (the stock projection's rebases).
         stock: list[Any] = []
         for sku, *_ in rnd.sample(CATALOGUE, k=2):
             stock.append(
-                svc.cmd_count_stock(
-                    ctx,
+                CountStock(
                     sku=sku,
                     location_id="WH-1",
                     quantity=rnd.randint(50, 500),
@@ -350,8 +359,7 @@ class Scenario:
                 )
             )
             stock.append(
-                svc.cmd_adjust_stock(
-                    ctx,
+                AdjustStock(
                     sku=sku,
                     location_id="WH-1",
                     delta=rnd.choice([-2, -1, 1, 3]),
@@ -370,30 +378,28 @@ class Scenario:
             line = rnd.choice(plan.lines)
             lines_of[plan.number] = line
             requests.append(
-                svc.cmd_request_return(
-                    ctx,
+                RequestReturn(
                     order_number=plan.number,
                     refund_method=rnd.choice(
                         [RefundMethod.ORIGINAL_PAYMENT] * 16
                         + [RefundMethod.STORE_CREDIT] * 2
                         + [RefundMethod.EXCHANGE]
                     ),
-                    lines=[
+                    lines=(
                         RequestedLine(
                             line_no=line.line_no,
                             quantity=1,
                             reason=rnd.choice(list(ReasonCode)),
                             serial=line.serials[0] if line.serials else None,
-                        )
-                    ],
+                        ),
+                    ),
                 )
             )
-        requested = self.batch(requests, prefetch=[order_id_for(p.number) for p in asked])
+        requested = self.batch(requests)
         by_return = dict(zip([r.aggregate_id for r in requested], asked, strict=False))
 
         # Parcels received and inspected (one batch; most authorized RMAs come back).
         inspections: list[Any] = []
-        returned: list[UUID] = []
         for outcome in requested:
             owner = by_return.get(outcome.aggregate_id)
             if outcome.status != "authorized" or not outcome.rma_number or owner is None:
@@ -405,21 +411,19 @@ class Scenario:
             receipt = f"REC-{outcome.aggregate_id.hex[:12]}"
             condition = rnd.choice(CONDITIONS)
             inspections.append(
-                svc.cmd_receive_parcel(
-                    ctx,
+                ReceiveParcel(
                     receipt_id=receipt,
                     warehouse_id="WH-1",
                     rma_number=outcome.rma_number,
                     tracking_number=f"TRK{rnd.randint(10**8, 10**9)}",
-                    items=[ReceivedItem(sku=line.sku, quantity=1, serial=serial)],
+                    items=(ReceivedItem(sku=line.sku, quantity=1, serial=serial),),
                 )
             )
             inspections.append(
-                svc.cmd_inspect_items(
-                    ctx,
+                InspectItems(
                     rma_number=outcome.rma_number,
                     receipt_id=receipt,
-                    items=[
+                    items=(
                         InspectedItem(
                             sku=line.sku,
                             quantity=1,
@@ -427,67 +431,60 @@ class Scenario:
                             condition=condition,
                             disposition=DISPOSITION[condition],
                             location_id="WH-1",
-                        )
-                    ],
+                        ),
+                    ),
                 )
             )
-            returned += [outcome.aggregate_id, order_id_for(owner.number)]
-        paid = self.batch(inspections, prefetch=returned)
+        paid = self.batch(inspections)
 
         counter: list[Any] = []
         for index, plan in enumerate(at_counter):
             line = plan.lines[0]
             serial = line.serials[-1] if line.serials else None
             counter.append(
-                svc.cmd_record_in_store_return(
-                    ctx,
+                RecordInStoreReturn(
                     store_return_id=f"SR-{self.run_id}-{plan.number}-{index}",
                     store_id="STORE-7",
                     staff_id="staff-12",
                     order_number=plan.number,
                     refund_method=RefundMethod.ORIGINAL_PAYMENT,
-                    lines=[
+                    lines=(
                         RequestedLine(
                             line_no=line.line_no,
                             quantity=1,
                             reason=ReasonCode.SIZE_TOO_LARGE,
                             serial=serial,
-                        )
-                    ],
-                    checks=[
+                        ),
+                    ),
+                    checks=(
                         CounterCheck(
                             line_no=line.line_no,
                             quantity=1,
                             serial=serial,
                             condition=Condition.NEW,
                             disposition=Disposition.RESTOCK,
-                        )
-                    ],
+                        ),
+                    ),
                 )
             )
-        paid += self.batch(counter, prefetch=[order_id_for(p.number) for p in at_counter])
+        paid += self.batch(counter)
 
         # The payment provider answers: most refunds settle, a few fail.
         answers: list[Any] = []
-        involved: list[UUID] = []
         for outcome in paid:
             if not outcome.refund_id or outcome.amount is None:
                 continue
-            involved.append(outcome.aggregate_id)
             if rnd.random() < 0.05:
-                answers.append(
-                    svc.cmd_fail_refund(ctx, refund_id=outcome.refund_id, reason="card expired")
-                )
+                answers.append(FailRefund(refund_id=outcome.refund_id, reason="card expired"))
             else:
                 answers.append(
-                    svc.cmd_settle_refund(
-                        ctx,
+                    SettleRefund(
                         refund_id=outcome.refund_id,
                         amount=outcome.amount,
                         provider_reference=f"psp-{uuid.uuid4().hex[:10]}",
                     )
                 )
-        self.batch(answers, prefetch=involved)
+        self.batch(answers)
 
 
 def fill(url: str, orders: int, chunk: int = 150) -> int:

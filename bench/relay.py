@@ -160,10 +160,8 @@ def fill(url: str, events: int, run_id: str) -> None:
         started = time.perf_counter()
         for start in range(0, events, FILL_BATCH):
             specs = work.orders(min(FILL_BATCH, events - start))
-            commands = [
-                (work.keyed(s, "place"), work.place(svc, s, work.keyed(s, "place"))) for s in specs
-            ]
-            check(svc.run_batch(commands))
+            commands = [(work.keyed(s, "place"), work.place(s)) for s in specs]
+            check(svc.run_batch(commands, prefetch=False))
         elapsed = time.perf_counter() - started
         progress(f"  filled {events:,} events in {elapsed:.1f} s ({events / elapsed:,.0f}/s)")
     finally:

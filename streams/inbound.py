@@ -9,10 +9,8 @@ back as rejections for the dead-letter topic; the rest of the batch goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from uuid import UUID
 
 from adapters.contracts import (
     Amount,
@@ -32,16 +30,25 @@ from adapters.contracts import (
     StockCountedData,
     parse_inbound,
 )
-from domain.application import Ctx, Outcome, ReturnsService
+from domain.application import Ctx, ReturnsService
+from domain.commands import (
+    AdjustStock,
+    CancelOrder,
+    Command,
+    CountStock,
+    DeliverOrder,
+    FailRefund,
+    FulfilOrder,
+    InspectItems,
+    PlaceOrder,
+    ReceiveParcel,
+    RecordInStoreReturn,
+    SettleRefund,
+)
 from domain.errors import DomainError
 from domain.events import Cause, FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
-from domain.inventory import inventory_id_for
-from domain.order import order_id_for
-from domain.returns import CounterCheck, RequestedLine, store_return_id_for
-from domain.unit_of_work import UnitOfWork
+from domain.returns import CounterCheck, RequestedLine
 from domain.values import Disposition, Money
-
-Command = Callable[[UnitOfWork, datetime], Outcome]
 
 
 @dataclass(frozen=True)
@@ -68,114 +75,98 @@ def context(topic: str, message: Inbound) -> Ctx:
     )
 
 
-def to_command(service: ReturnsService, message: Inbound, ctx: Ctx) -> tuple[Command, UUID | None]:
-    """The command for one message, and the aggregate it reads first (to load in bulk)."""
+def to_command(message: Inbound) -> Command:
+    """The command one valid message asks for."""
     data = message.data
     match data:
         case OrderPlacedData():
-            lines = [
-                OrderLine(
-                    line_no=ln.line_no,
-                    sku=ln.sku,
-                    name=ln.name,
-                    quantity=ln.quantity,
-                    unit_price=money(ln.unit_price),
-                    serials=tuple(ln.serials),
-                    supplier=ln.supplier,
-                    category=ln.category,
-                    returnable=ln.returnable,
-                    warranty_months=ln.warranty_months,
-                )
-                for ln in data.lines
-            ]
-            payments = [
-                Payment(payment_id=p.payment_id, method=p.method, amount=money(p.amount))
-                for p in data.payments
-            ]
-            placed = Ctx(ctx.cause, data.placed_at or ctx.at, ctx.idempotency_key)
-            command = service.cmd_place_order(
-                placed,
+            return PlaceOrder(
                 order_number=data.order_id,
                 customer_id=data.customer_id,
                 customer_email=data.customer_email,
                 channel=data.channel,
-                lines=lines,
-                payments=payments,
+                lines=tuple(
+                    OrderLine(
+                        line_no=ln.line_no,
+                        sku=ln.sku,
+                        name=ln.name,
+                        quantity=ln.quantity,
+                        unit_price=money(ln.unit_price),
+                        serials=tuple(ln.serials),
+                        supplier=ln.supplier,
+                        category=ln.category,
+                        returnable=ln.returnable,
+                        warranty_months=ln.warranty_months,
+                    )
+                    for ln in data.lines
+                ),
+                payments=tuple(
+                    Payment(payment_id=p.payment_id, method=p.method, amount=money(p.amount))
+                    for p in data.payments
+                ),
                 shipping=money(data.shipping),
                 store_id=data.store_id,
+                placed_at=data.placed_at,
             )
-            return command, order_id_for(data.order_id)
         case OrderFulfilledData():
-            return service.cmd_fulfil_order(
-                ctx,
+            return FulfilOrder(
                 order_number=data.order_id,
                 location_id=data.location_id,
-                lines=[
+                lines=tuple(
                     FulfilledLine(
                         line_no=ln.line_no, quantity=ln.quantity, serials=tuple(ln.serials)
                     )
                     for ln in data.lines
-                ],
-            ), order_id_for(data.order_id)
+                ),
+            )
         case OrderDeliveredData():
-            return service.cmd_deliver_order(
-                ctx, order_number=data.order_id, delivered_at=data.delivered_at
-            ), order_id_for(data.order_id)
+            return DeliverOrder(data.order_id, data.delivered_at)
         case OrderCancelledData():
-            return service.cmd_cancel_order(
-                ctx, order_number=data.order_id, reason=data.reason
-            ), order_id_for(data.order_id)
+            return CancelOrder(data.order_id, data.reason)
         case ParcelReceivedData():
-            return service.cmd_receive_parcel(
-                ctx,
+            return ReceiveParcel(
                 receipt_id=data.receipt_id,
                 warehouse_id=data.warehouse_id,
                 rma_number=data.rma_number,
                 tracking_number=data.tracking_number,
-                items=[
+                items=tuple(
                     ReceivedItem(sku=i.sku, quantity=i.quantity, serial=i.serial)
                     for i in data.items
-                ],
+                ),
                 order_number=data.order_id,
-            ), None
+            )
         case ItemsInspectedData():
             location = data.warehouse_id or message.envelope.source.rsplit("/", 1)[-1]
-            return service.cmd_inspect_items(
-                ctx,
+            return InspectItems(
                 rma_number=data.rma_number,
                 receipt_id=data.receipt_id,
-                items=[inspected(i, location) for i in data.items],
-            ), None
+                items=tuple(inspected(i, location) for i in data.items),
+            )
         case StockCountedData():
-            return service.cmd_count_stock(
-                ctx,
+            return CountStock(
                 sku=data.sku,
                 location_id=data.location_id,
                 quantity=data.quantity,
                 count_id=data.count_id or message.envelope.id,
-            ), inventory_id_for(data.sku, data.location_id)
+            )
         case StockAdjustedData():
-            return service.cmd_adjust_stock(
-                ctx,
+            return AdjustStock(
                 sku=data.sku,
                 location_id=data.location_id,
                 delta=data.delta,
                 reason=data.reason,
                 adjustment_id=data.adjustment_id or message.envelope.id,
-            ), inventory_id_for(data.sku, data.location_id)
-        case ReturnRecordedData():
-            return store_return(service, data, ctx), store_return_id_for(
-                data.store_id, data.store_return_id
             )
+        case ReturnRecordedData():
+            return store_return(data)
         case RefundSettledData():
-            return service.cmd_settle_refund(
-                ctx,
+            return SettleRefund(
                 refund_id=data.refund_id,
                 provider_reference=data.provider_reference,
                 amount=money(data.amount),
-            ), None
+            )
         case RefundFailedData():
-            return service.cmd_fail_refund(ctx, refund_id=data.refund_id, reason=data.reason), None
+            return FailRefund(data.refund_id, data.reason)
     raise ContractError("unknown_type", f"no command for {type(data).__name__}")
 
 
@@ -191,19 +182,19 @@ def inspected(item: InspectedItemData, location_id: str) -> InspectedItem:
     )
 
 
-def store_return(service: ReturnsService, data: ReturnRecordedData, ctx: Ctx) -> Command:
-    lines = [
-        RequestedLine(line_no=i.line, quantity=i.quantity, reason=i.reason_code, serial=i.serial)
-        for i in data.items
-    ]
-    return service.cmd_record_in_store_return(
-        ctx,
+def store_return(data: ReturnRecordedData) -> RecordInStoreReturn:
+    return RecordInStoreReturn(
         store_return_id=data.store_return_id,
         store_id=data.store_id,
         staff_id=data.staff_id,
         order_number=data.order_id,
-        lines=lines,
-        checks=[
+        lines=tuple(
+            RequestedLine(
+                line_no=i.line, quantity=i.quantity, reason=i.reason_code, serial=i.serial
+            )
+            for i in data.items
+        ),
+        checks=tuple(
             CounterCheck(
                 line_no=i.line,
                 quantity=i.quantity,
@@ -212,7 +203,7 @@ def store_return(service: ReturnsService, data: ReturnRecordedData, ctx: Ctx) ->
                 disposition=i.disposition or Disposition.RESTOCK,
             )
             for i in data.items
-        ],
+        ),
         refund_method=data.refund_method,
     )
 
@@ -224,12 +215,11 @@ def process_batch(
     results: list[Rejection | None] = [None] * len(values)
     commands: list[tuple[Ctx, Command]] = []
     positions: list[int] = []
-    prefetch: list[UUID] = []
     for index, value in enumerate(values):
         try:
             message = parse_inbound(topic, value)
             ctx = context(topic, message)
-            command, reads = to_command(service, message, ctx)
+            command = to_command(message)
         except ContractError as broken:
             results[index] = Rejection(broken.code, broken.reason)
             continue
@@ -241,10 +231,8 @@ def process_batch(
             continue
         commands.append((ctx, command))
         positions.append(index)
-        if reads is not None:
-            prefetch.append(reads)
     if commands:
-        outcomes = service.run_batch(commands, prefetch=prefetch)
+        outcomes = service.run_batch(commands)
         for index, outcome in zip(positions, outcomes, strict=True):
             if isinstance(outcome, DomainError):
                 results[index] = Rejection(outcome.code, outcome.message)

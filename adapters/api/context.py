@@ -27,6 +27,7 @@ from adapters.api.problems import Problem
 from adapters.api.settings import ApiSettings
 from adapters.readmodels import jsonable
 from domain.application import Ctx, Expected, Outcome, ReturnsService, replayed
+from domain.commands import Command
 from domain.errors import DomainError, InvalidValue, NotFound
 from domain.events import Cause
 from domain.returns import Return
@@ -238,9 +239,10 @@ def run_command(
     principal: Principal,
     request: Request,
     name: str,
-    command: Callable[[Ctx], Outcome],
+    command: Command,
     *,
     rma: Return | None = None,
+    then: Callable[[Ctx, Command], None] | None = None,
 ) -> Outcome:
     """Run a command as the key's principal, once per ``Idempotency-Key``.
 
@@ -248,6 +250,7 @@ def run_command(
     retry of a command that went through must not fail on the version it advanced. The
     service keeps that order too when the key's first use commits while this one runs.
     The same key with another request (body, route) is 422 ``idempotency_key_reused``.
+    ``then`` runs after the command went through (not for a key answered from the log).
     """
     key = request.headers.get("idempotency-key")
     scoped = fingerprint = None
@@ -272,7 +275,10 @@ def run_command(
         fingerprint=fingerprint,
     )
     with api.metrics.timed(name):
-        return command(ctx)
+        outcome = api.service.run(ctx, command)
+    if then is not None:
+        then(ctx, command)
+    return outcome
 
 
 def set_etag(api: Api, response: Response, return_id: UUID) -> None:

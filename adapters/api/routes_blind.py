@@ -22,6 +22,7 @@ from adapters.api.context import (
 from adapters.api.models import BlindMatch, CommandResult, PageOut
 from adapters.api.problems import problem_responses
 from adapters.api.views import return_view
+from domain.commands import MatchBlindReturn
 
 router = APIRouter(
     prefix="/v1/blind-returns", tags=["blind returns"], responses=problem_responses(401, 403, 422)
@@ -73,11 +74,10 @@ def match_blind_return(
         principal,
         request,
         "match_blind_return",
-        lambda ctx: api.service.match_blind_return(
-            ctx,
+        MatchBlindReturn(
             return_id=return_id,
             order_number=body.order_number,
-            lines=[line.requested() for line in body.lines],
+            lines=tuple(line.requested() for line in body.lines),
             matched_by=body.matched_by,
         ),
         rma=rma,

@@ -19,7 +19,6 @@ from adapters.api.context import (
 )
 from adapters.api.models import PageOut
 from adapters.api.problems import Problem, problem_responses
-from adapters.api.views import order_number_of
 from domain.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["orders"], responses=problem_responses(401, 403, 422))
@@ -82,7 +81,7 @@ def find_orders(
             if customer_id
             else lookups.orders_of_email(email or "", wanted)
         )
-        numbers = [n for n in (order_number_of(api.service, i) for i in ids) if n]
+        numbers = [n for n in (api.service.order_number_of(i) for i in ids) if n]
     views = []
     for number in numbers[page.offset : page.offset + page.limit + 1]:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
@@ -33,10 +32,23 @@ from adapters.api.models import (
     ReturnRequest,
 )
 from adapters.api.problems import Problem, problem_responses
-from adapters.api.views import events_of, return_view
+from adapters.api.views import return_view
 from adapters.refunds import RefundDispatches
-from domain.application import Ctx, Outcome, ReturnsService
-from domain.returns import ReturnStatus
+from domain.application import Ctx
+from domain.commands import (
+    AcceptKeepItem,
+    ApproveReturn,
+    CancelReturn,
+    ChangeResolution,
+    Command,
+    IssueLabel,
+    OfferKeepItem,
+    RefuseReturn,
+    RequestReturn,
+    ResendRefund,
+    RetryRefund,
+)
+from domain.returns import Return, ReturnStatus
 from domain.values import ReturnChannel
 
 router = APIRouter(
@@ -83,10 +95,9 @@ def request_return(
         principal,
         request,
         "request_return",
-        lambda ctx: api.service.request_return(
-            ctx,
+        RequestReturn(
             order_number=body.order_number,
-            lines=[li.requested() for li in body.lines],
+            lines=tuple(li.requested() for li in body.lines),
             channel=channel,
             method=body.method,
             refund_method=body.refund_method,
@@ -128,7 +139,7 @@ def get_timeline(
             [str(rma.id)],
         )
     }
-    events = events_of(api.service, rma.id)
+    events = api.service.events_of(rma.id)
     for event in events:
         projected = summaries.get(event["version"])
         event["status"] = projected["status"] if projected else None
@@ -163,16 +174,12 @@ def _rma_command(
     request: Request,
     response: Response,
     name: str,
-    call: Any,
+    build: Callable[[Return], Command],
+    then: Callable[[Ctx, Command], None] | None = None,
 ) -> CommandResult:
     api = api_of(request)
     rma = visible_return(api, principal, request, ref)
-
-    def command(ctx: Ctx) -> Outcome:
-        outcome: Outcome = call(api.service, ctx, rma.id)
-        return outcome
-
-    outcome = run_command(api, principal, request, name, command, rma=rma)
+    outcome = run_command(api, principal, request, name, build(rma), rma=rma, then=then)
     set_etag(api, response, outcome.aggregate_id)
     return CommandResult.of(outcome)
 
@@ -187,7 +194,7 @@ def cancel(
         request,
         response,
         "cancel_return",
-        lambda s, ctx, rid: s.cancel_return(ctx, return_id=rid, reason=body.reason),
+        lambda rma: CancelReturn(rma.id, body.reason),
     )
 
 
@@ -200,7 +207,7 @@ def approve(principal: Agent, ref: str, request: Request, response: Response) ->
         request,
         response,
         "approve_return",
-        lambda s, ctx, rid: s.approve_return(ctx, return_id=rid),
+        lambda rma: ApproveReturn(rma.id),
     )
 
 
@@ -215,7 +222,7 @@ def refuse(
         request,
         response,
         "refuse_return",
-        lambda s, ctx, rid: s.refuse_return(ctx, return_id=rid, reason=body.reason),
+        lambda rma: RefuseReturn(rma.id, body.reason),
     )
 
 
@@ -229,7 +236,7 @@ def offer_keep_item(
         request,
         response,
         "offer_keep_item",
-        lambda s, ctx, rid: s.offer_keep_item(ctx, return_id=rid, valid_days=body.valid_days),
+        lambda rma: OfferKeepItem(rma.id, body.valid_days),
     )
 
 
@@ -243,7 +250,7 @@ def accept_keep_item(
         request,
         response,
         "accept_keep_item",
-        lambda s, ctx, rid: s.accept_keep_item(ctx, return_id=rid),
+        lambda rma: AcceptKeepItem(rma.id),
     )
 
 
@@ -256,14 +263,20 @@ def retry_refund(
     provider deduplicates, so no new money moves); the integrations worker sends it within
     seconds. Store credit is refused (409) until the pending refund failed."""
 
-    def call(s: ReturnsService, ctx: Ctx, rid: UUID) -> Outcome:
-        if s.get_return(rid).state.status is ReturnStatus.REFUND_PENDING:
-            outcome = s.resend_refund(ctx, return_id=rid, as_store_credit=body.as_store_credit)
-            RefundDispatches(s).request_resend_of_return(rid, by=ctx.cause.actor)
-            return outcome
-        return s.retry_refund(ctx, return_id=rid, as_store_credit=body.as_store_credit)
+    service = api_of(request).service
 
-    return _rma_command(principal, ref, request, response, "retry_refund", call)
+    def build(rma: Return) -> Command:
+        if rma.state.status is ReturnStatus.REFUND_PENDING:
+            return ResendRefund(rma.id, body.as_store_credit)
+        return RetryRefund(rma.id, body.as_store_credit)
+
+    def then(ctx: Ctx, command: Command) -> None:
+        if isinstance(command, ResendRefund):
+            RefundDispatches(service).request_resend_of_return(
+                command.return_id, by=ctx.cause.actor
+            )
+
+    return _rma_command(principal, ref, request, response, "retry_refund", build, then)
 
 
 @rma_command("/{ref}/resolution")
@@ -279,9 +292,7 @@ def change_resolution(
         request,
         response,
         "change_resolution",
-        lambda s, ctx, rid: s.change_resolution(
-            ctx, return_id=rid, refund_method=body.refund_method, reason=body.reason
-        ),
+        lambda rma: ChangeResolution(rma.id, body.refund_method, body.reason),
     )
 
 
@@ -300,5 +311,5 @@ def issue_label(
         request,
         response,
         "issue_label",
-        lambda s, ctx, rid: s.issue_label(ctx, rma_number=number, carrier=body.carrier),
+        lambda rma: IssueLabel(number, body.carrier),
     )

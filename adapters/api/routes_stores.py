@@ -12,6 +12,7 @@ from adapters.api.auth import Allow, Principal, Role
 from adapters.api.context import COMMAND, api_of, etag, run_command
 from adapters.api.models import CommandResult, InStoreReturn
 from adapters.api.problems import problem_responses
+from domain.commands import RecordInStoreReturn
 from domain.returns import store_return_id_for
 
 router = APIRouter(
@@ -41,14 +42,13 @@ def record_in_store_return(
         principal,
         request,
         "record_in_store_return",
-        lambda ctx: api.service.record_in_store_return(
-            ctx,
+        RecordInStoreReturn(
             store_return_id=body.store_return_id,
             store_id=store_id,
             staff_id=body.staff_id,
             order_number=body.order_number,
-            lines=[line.requested() for line in body.lines],
-            checks=[line.check() for line in body.lines],
+            lines=tuple(line.requested() for line in body.lines),
+            checks=tuple(line.check() for line in body.lines),
             refund_method=body.refund_method,
         ),
     )

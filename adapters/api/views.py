@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-from uuid import UUID
+from typing import Any
 
 from pydantic import TypeAdapter
 
-from domain.application import ReturnsService
-from domain.events import DomainEvent
-from domain.order import Order
 from domain.returns import Return, ReturnState
 
 _STATE = TypeAdapter(ReturnState)
@@ -52,24 +48,3 @@ def return_view(rma: Return) -> dict[str, Any]:
     view["lines"] = list(state["lines"].values())
     view["decisions"] = list(state["decisions"].values())
     return view
-
-
-def events_of(service: ReturnsService, return_id: UUID) -> list[dict[str, Any]]:
-    """The RMA's own events: its authoritative timeline (the read model may lag)."""
-    return [
-        {
-            "version": e.originator_version,
-            "type": e.type_name,
-            "at": e.timestamp.isoformat(),
-            "actor": e.cause.actor,
-            "source": e.cause.source,
-            "correlation_id": e.cause.correlation_id,
-        }
-        for e in cast(list[DomainEvent], list(service.events.get(return_id)))
-    ]
-
-
-def order_number_of(service: ReturnsService, order_id: UUID) -> str | None:
-    # The service has no query by order id; its loader is the one way in.
-    order = service._load(Order, order_id)
-    return order.state.order_number if isinstance(order, Order) else None

@@ -27,6 +27,7 @@ from adapters.api.openapi import DOCUMENT, render
 from adapters.eventstore import create_service
 from adapters.readmodels import rebuild
 from domain.application import ReturnsService
+from domain.commands import ReceiveParcel, SettleRefund
 from domain.events import ReceivedItem
 from projections import default_projections
 from tests.integration.builders import ctx, delivered_order, receive_and_inspect
@@ -98,8 +99,9 @@ def test_a_portal_rma_goes_from_request_to_refund(
 
     refund = receive_and_inspect(service, rma["rma_number"])
     assert refund.refund_id is not None and refund.amount == eur("50.00")
-    service.settle_refund(
-        ctx(), refund_id=refund.refund_id, provider_reference="psp-1", amount=refund.amount
+    service.run(
+        ctx(),
+        SettleRefund(refund_id=refund.refund_id, provider_reference="psp-1", amount=refund.amount),
     )
 
     status = client.get(f"/v1/returns/{rma['return_id']}", headers=portal(service, order))
@@ -242,13 +244,15 @@ def test_a_blind_return_is_listed_and_matched_by_customer_service(
     client: TestClient, service: ReturnsService
 ) -> None:
     order = delivered_order(service)
-    blind = service.receive_parcel(
+    blind = service.run(
         ctx(),
-        receipt_id=f"BL-{uuid.uuid4().hex[:8]}",
-        warehouse_id="WH-1",
-        rma_number=None,
-        tracking_number="TRK-1",
-        items=[ReceivedItem(sku="SHOE-RED-42", quantity=1)],
+        ReceiveParcel(
+            receipt_id=f"BL-{uuid.uuid4().hex[:8]}",
+            warehouse_id="WH-1",
+            rma_number=None,
+            tracking_number="TRK-1",
+            items=(ReceivedItem(sku="SHOE-RED-42", quantity=1),),
+        ),
     )
     assert blind.status == "blind_unmatched"
     ids: list[str] = []

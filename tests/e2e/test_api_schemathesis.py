@@ -24,6 +24,7 @@ from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
 from adapters.api.openapi import DOCUMENT
 from adapters.api.serving import served
 from domain.application import ReturnsService
+from domain.commands import FailRefund, RequestReturn
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from tests.integration.builders import ctx, delivered_order, receive_and_inspect
@@ -81,15 +82,19 @@ def owned_rma(service: ReturnsService, state: int) -> Owned:
     """A fresh RMA of the portal's customer: authorized, held for review, or with a failed
     refund, so commands meet each state once in a while."""
     order = delivered_order(service, unit_price="600.00" if state == 1 else "50.00")
-    rma = service.request_return(
+    rma = service.run(
         ctx(actor="portal"),
-        order_number=order,
-        lines=[RequestedLine(line_no=1, quantity=2 if state == 1 else 1, reason=ReasonCode.OTHER)],
+        RequestReturn(
+            order_number=order,
+            lines=(
+                RequestedLine(line_no=1, quantity=2 if state == 1 else 1, reason=ReasonCode.OTHER),
+            ),
+        ),
     )
     if state == 2 and rma.rma_number:
         refund = receive_and_inspect(service, rma.rma_number)
         assert refund.refund_id
-        service.fail_refund(ctx(), refund_id=refund.refund_id, reason="card expired")
+        service.run(ctx(), FailRefund(refund_id=refund.refund_id, reason="card expired"))
     email = service.get_order(order).state.customer_email or ""
     return Owned(order, email, str(rma.aggregate_id), rma.rma_number)
 

@@ -18,6 +18,7 @@ from adapters.readmodels import (
     unbalanced_refunds,
 )
 from adapters.topics import ORDERS, WMS_RECEIPTS
+from domain.commands import RequestReturn
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from projections import default_projections
@@ -52,10 +53,12 @@ def test_a_returned_and_restocked_item_moves_stock_and_the_ledger_balances(
     system: System,
 ) -> None:
     order_id = delivered_web_order(system)
-    rma = system.service.request_return(
+    rma = system.service.run(
         ctx(),
-        order_number=order_id,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+        RequestReturn(
+            order_number=order_id,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+        ),
     )
     assert rma.rma_number
     receipt = f"REC-P-{order_id}"

@@ -25,6 +25,7 @@ from adapters.relay import Relay, lag
 from adapters.settings import Settings
 from adapters.topics import ORDER_EVENTS, topic_specs
 from domain.application import ReturnsService
+from domain.commands import CountStock, RequestReturn
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from projections import default_projections
@@ -107,17 +108,17 @@ def some_of_everything(service: ReturnsService, orders: int) -> None:
     place_orders_in_batches(service, orders=orders, batch=50)
     for index in range(8):
         number = delivered_order(service)
-        service.request_return(
+        service.run(
             ctx(),
-            order_number=number,
-            lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+            RequestReturn(
+                order_number=number,
+                lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+            ),
         )
         c = ctx()
         service.run(
             c,
-            service.cmd_count_stock(
-                c, sku=f"SKU-{index}", location_id="WH-1", quantity=5, count_id=f"c-{index}"
-            ),
+            CountStock(sku=f"SKU-{index}", location_id="WH-1", quantity=5, count_id=f"c-{index}"),
         )
 
 

@@ -13,6 +13,7 @@ from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
 from adapters.payments import RefundInstruction
 from adapters.refunds import RefundDispatches
 from domain.application import ReturnsService
+from domain.commands import FailRefund, RequestReturn
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from streams.integrations import resend_due_refunds
@@ -41,10 +42,12 @@ class Instructed:
 
 def pending_refund(service: ReturnsService) -> tuple[str, str]:
     number = delivered_order(service)
-    rma = service.request_return(
+    rma = service.run(
         ctx(),
-        order_number=number,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.DEFECTIVE)],
+        RequestReturn(
+            order_number=number,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.DEFECTIVE),),
+        ),
     )
     assert rma.rma_number is not None
     refund = receive_and_inspect(service, rma.rma_number)
@@ -86,7 +89,7 @@ def test_a_failed_refund_is_still_paid_again_under_a_new_id(
     client: TestClient, service: ReturnsService
 ) -> None:
     return_id, refund_id = pending_refund(service)
-    service.fail_refund(ctx(), refund_id=refund_id, reason="declined")
+    service.run(ctx(), FailRefund(refund_id=refund_id, reason="declined"))
     retried = client.post(f"/v1/returns/{return_id}/refund-retry", json={}, headers=CS)
     assert retried.status_code == 200, retried.text
     assert retried.json()["status"] == "refund_pending"

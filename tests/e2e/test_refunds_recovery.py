@@ -20,6 +20,7 @@ from adapters.eventstore import create_service
 from adapters.relay import Relay, lag
 from adapters.topics import topic_specs
 from domain.application import ReturnsService
+from domain.commands import RequestReturn
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from streams.worker import WorkerProcess
@@ -90,10 +91,12 @@ def request_refunds(service: ReturnsService, count: int) -> list[str]:
     refund_ids = []
     for _ in range(count):
         number = delivered_order(service)
-        rma = service.request_return(
+        rma = service.run(
             ctx(),
-            order_number=number,
-            lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+            RequestReturn(
+                order_number=number,
+                lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+            ),
         )
         assert rma.rma_number is not None
         refund = receive_and_inspect(service, rma.rma_number)

@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from domain.application import Ctx, Outcome, ReturnsService
+from domain.commands import DeliverOrder, FulfilOrder, InspectItems, PlaceOrder, ReceiveParcel
 from domain.events import Cause, FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
 from domain.values import Channel, Condition, Disposition, Money, PaymentMethod
 from tests.unit.builders import eur
@@ -41,37 +42,41 @@ def delivered_order(
     number = f"T-{uuid.uuid4().hex[:10]}-{next(_numbers)}"
     total = Money.of(unit_price, "EUR").times(quantity) + eur(shipping)
     paid = payments or ((PaymentMethod.CARD, str(total.amount)),)
-    service.place_order(
+    service.run(
         ctx(),
-        order_number=number,
-        customer_id=f"cust-{number}",
-        customer_email=f"{number.lower()}@example.com",
-        channel=Channel.WEB,
-        lines=[
-            OrderLine(
-                line_no=1,
-                sku="SHOE-RED-42",
-                name="Red shoe",
-                quantity=quantity,
-                unit_price=eur(unit_price),
-                serials=serials,
-                supplier="Acme",
-                category=category,
-            )
-        ],
-        payments=[
-            Payment(payment_id=f"pay-{i}", method=method, amount=eur(amount))
-            for i, (method, amount) in enumerate(paid, start=1)
-        ],
-        shipping=eur(shipping),
+        PlaceOrder(
+            order_number=number,
+            customer_id=f"cust-{number}",
+            customer_email=f"{number.lower()}@example.com",
+            channel=Channel.WEB,
+            lines=(
+                OrderLine(
+                    line_no=1,
+                    sku="SHOE-RED-42",
+                    name="Red shoe",
+                    quantity=quantity,
+                    unit_price=eur(unit_price),
+                    serials=serials,
+                    supplier="Acme",
+                    category=category,
+                ),
+            ),
+            payments=tuple(
+                Payment(payment_id=f"pay-{i}", method=method, amount=eur(amount))
+                for i, (method, amount) in enumerate(paid, start=1)
+            ),
+            shipping=eur(shipping),
+        ),
     )
-    service.fulfil_order(
+    service.run(
         ctx(),
-        order_number=number,
-        location_id="WH-1",
-        lines=[FulfilledLine(line_no=1, quantity=quantity, serials=serials)],
+        FulfilOrder(
+            order_number=number,
+            location_id="WH-1",
+            lines=(FulfilledLine(line_no=1, quantity=quantity, serials=serials),),
+        ),
     )
-    service.deliver_order(ctx(), order_number=number)
+    service.run(ctx(), DeliverOrder(order_number=number))
     return number
 
 
@@ -87,18 +92,17 @@ def place_orders_in_batches(service: ReturnsService, *, orders: int, batch: int)
             commands.append(
                 (
                     c,
-                    service.cmd_place_order(
-                        c,
+                    PlaceOrder(
                         order_number=number,
                         customer_id="bulk",
                         customer_email=None,
                         channel=Channel.WEB,
-                        lines=[
-                            OrderLine(line_no=1, sku="BULK-1", quantity=1, unit_price=eur("10.00"))
-                        ],
-                        payments=[
-                            Payment(payment_id="p", method=PaymentMethod.CARD, amount=eur("10.00"))
-                        ],
+                        lines=(
+                            OrderLine(line_no=1, sku="BULK-1", quantity=1, unit_price=eur("10.00")),
+                        ),
+                        payments=(
+                            Payment(payment_id="p", method=PaymentMethod.CARD, amount=eur("10.00")),
+                        ),
                         shipping=eur("0.00"),
                     ),
                 )
@@ -109,27 +113,31 @@ def place_orders_in_batches(service: ReturnsService, *, orders: int, batch: int)
 
 def receive_and_inspect(service: ReturnsService, rma_number: str, quantity: int = 1) -> Outcome:
     receipt = f"REC-{uuid.uuid4().hex[:8]}"
-    service.receive_parcel(
+    service.run(
         ctx(),
-        receipt_id=receipt,
-        warehouse_id="WH-1",
-        rma_number=rma_number,
-        tracking_number=None,
-        items=[ReceivedItem(sku="SHOE-RED-42", quantity=quantity)],
+        ReceiveParcel(
+            receipt_id=receipt,
+            warehouse_id="WH-1",
+            rma_number=rma_number,
+            tracking_number=None,
+            items=(ReceivedItem(sku="SHOE-RED-42", quantity=quantity),),
+        ),
     )
-    return service.inspect_items(
+    return service.run(
         ctx(),
-        rma_number=rma_number,
-        receipt_id=receipt,
-        items=[
-            InspectedItem(
-                sku="SHOE-RED-42",
-                quantity=quantity,
-                condition=Condition.NEW,
-                disposition=Disposition.RESTOCK,
-                location_id="WH-1",
-            )
-        ],
+        InspectItems(
+            rma_number=rma_number,
+            receipt_id=receipt,
+            items=(
+                InspectedItem(
+                    sku="SHOE-RED-42",
+                    quantity=quantity,
+                    condition=Condition.NEW,
+                    disposition=Disposition.RESTOCK,
+                    location_id="WH-1",
+                ),
+            ),
+        ),
     )
 
 

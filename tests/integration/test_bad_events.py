@@ -27,6 +27,7 @@ from adapters.readmodels import (
 from adapters.relay import cloud_event_for
 from adapters.topics import EVENT_TOPIC_BY_KIND
 from domain.application import ReturnsService
+from domain.commands import AdjustStock, CancelOrder, CountStock, PlaceOrder
 from domain.events import OrderLine, Payment
 from domain.values import Channel, PaymentMethod
 from projections import default_projections
@@ -47,49 +48,43 @@ class Stored:
         self.sku = f"BAD-{tag}"
         self.customer = f"cust-bad-{tag}"
         number = f"B-{tag}"
-        placed = service.place_order(
+        placed = service.run(
             ctx(),
-            order_number=number,
-            customer_id=self.customer,
-            customer_email=None,
-            channel=Channel.WEB,
-            lines=[
-                OrderLine(
-                    line_no=1,
-                    sku=self.sku,
-                    name="Shoe",
-                    quantity=1,
-                    unit_price=eur("20.00"),
-                    supplier="Acme",
-                    category="shoes",
-                )
-            ],
-            payments=[Payment(payment_id="p1", method=PaymentMethod.CARD, amount=eur("20.00"))],
-            shipping=eur("0.00"),
+            PlaceOrder(
+                order_number=number,
+                customer_id=self.customer,
+                customer_email=None,
+                channel=Channel.WEB,
+                lines=(
+                    OrderLine(
+                        line_no=1,
+                        sku=self.sku,
+                        name="Shoe",
+                        quantity=1,
+                        unit_price=eur("20.00"),
+                        supplier="Acme",
+                        category="shoes",
+                    ),
+                ),
+                payments=(
+                    Payment(payment_id="p1", method=PaymentMethod.CARD, amount=eur("20.00")),
+                ),
+                shipping=eur("0.00"),
+            ),
         )
         # The customer's timeline keeps the reason in a jsonb summary: NUL is refused there.
-        service.cancel_order(ctx(), order_number=number, reason="changed\x00mind")
+        service.run(ctx(), CancelOrder(order_number=number, reason="changed\x00mind"))
         huge = service.run(
             ctx(),
-            service.cmd_count_stock(
-                ctx(), sku=self.sku, location_id="WH-HUGE", quantity=TOO_BIG, count_id="c1"
-            ),
+            CountStock(sku=self.sku, location_id="WH-HUGE", quantity=TOO_BIG, count_id="c1"),
         )
         good = service.run(
-            ctx(),
-            service.cmd_count_stock(
-                ctx(), sku=self.sku, location_id="WH-OK", quantity=7, count_id="c2"
-            ),
+            ctx(), CountStock(sku=self.sku, location_id="WH-OK", quantity=7, count_id="c2")
         )
         service.run(
             ctx(),
-            service.cmd_adjust_stock(
-                ctx(),
-                sku=self.sku,
-                location_id="WH-OK",
-                delta=-2,
-                reason="broken",
-                adjustment_id="a1",
+            AdjustStock(
+                sku=self.sku, location_id="WH-OK", delta=-2, reason="broken", adjustment_id="a1"
             ),
         )
         # No command writes a count without its quantity: the stock reducer raises on it.

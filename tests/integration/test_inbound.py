@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from domain.application import ReturnsService
+from domain.commands import RequestReturn
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from streams.inbound import process_batch
@@ -43,10 +44,12 @@ def test_an_order_placed_shipped_and_delivered_in_one_batch_is_returnable(
 def test_a_receipt_published_five_times_has_one_effect(service: ReturnsService) -> None:
     order_id = f"WEB-{uuid.uuid4().hex[:8]}"
     delivered(service, order_id)
-    rma = service.request_return(
+    rma = service.run(
         ctx(),
-        order_number=order_id,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+        RequestReturn(
+            order_number=order_id,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+        ),
     )
     assert rma.rma_number
     receipt = m.parcel_received("REC-1-" + order_id, rma.rma_number, event_id="wms-evt-" + order_id)
@@ -59,10 +62,12 @@ def test_a_receipt_published_five_times_has_one_effect(service: ReturnsService) 
 def test_the_warehouse_and_payment_provider_close_a_return(service: ReturnsService) -> None:
     order_id = f"WEB-{uuid.uuid4().hex[:8]}"
     delivered(service, order_id)
-    rma = service.request_return(
+    rma = service.run(
         ctx(),
-        order_number=order_id,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+        RequestReturn(
+            order_number=order_id,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+        ),
     )
     assert rma.rma_number
     receipt = "REC-" + order_id

@@ -34,6 +34,28 @@ from adapters.readmodels import (
 from adapters.relay import cloud_event_for
 from adapters.topics import EVENT_TOPIC_BY_KIND, topic_specs
 from domain.application import ReturnsService
+from domain.commands import (
+    AdjustStock,
+    CancelOrder,
+    CancelReturn,
+    CompleteRepair,
+    CountStock,
+    DeliverOrder,
+    FailRefund,
+    FulfilOrder,
+    InspectItems,
+    MatchBlindReturn,
+    PlaceOrder,
+    ReceiveParcel,
+    ReceiveSupplierCredit,
+    RecordInStoreReturn,
+    RequestReturn,
+    RestockRepaired,
+    RetryRefund,
+    SendToRepair,
+    SettleRefund,
+    ShipToVendor,
+)
 from domain.events import FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
 from domain.returns import CounterCheck, RequestedLine
 from domain.values import Channel, Condition, Disposition, PaymentMethod, ReasonCode, RefundMethod
@@ -85,19 +107,21 @@ def place(
     channel: Channel = Channel.WEB,
     store_id: str | None = None,
 ) -> None:
-    service.place_order(
+    service.run(
         ctx(),
-        order_number=number,
-        customer_id=customer,
-        customer_email=None,
-        channel=channel,
-        lines=lines,
-        payments=[
-            Payment(payment_id=f"pay-{i}", method=method, amount=eur(amount))
-            for i, (method, amount) in enumerate(payments, start=1)
-        ],
-        shipping=eur(shipping),
-        store_id=store_id,
+        PlaceOrder(
+            order_number=number,
+            customer_id=customer,
+            customer_email=None,
+            channel=channel,
+            lines=lines,
+            payments=tuple(
+                Payment(payment_id=f"pay-{i}", method=method, amount=eur(amount))
+                for i, (method, amount) in enumerate(payments, start=1)
+            ),
+            shipping=eur(shipping),
+            store_id=store_id,
+        ),
     )
 
 
@@ -108,16 +132,22 @@ def inspect(
     *items: tuple[Disposition, Condition, str],
     sku: str,
 ) -> Any:
-    return service.inspect_items(
+    return service.run(
         ctx(),
-        rma_number=rma,
-        receipt_id=receipt,
-        items=[
-            InspectedItem(
-                sku=sku, quantity=1, condition=condition, disposition=disposition, location_id=loc
-            )
-            for disposition, condition, loc in items
-        ],
+        InspectItems(
+            rma_number=rma,
+            receipt_id=receipt,
+            items=tuple(
+                InspectedItem(
+                    sku=sku,
+                    quantity=1,
+                    condition=condition,
+                    disposition=disposition,
+                    location_id=loc,
+                )
+                for disposition, condition, loc in items
+            ),
+        ),
     )
 
 
@@ -147,14 +177,14 @@ def run_scenario(service: ReturnsService) -> Scenario:
     def count(quantity: int, count_id: str) -> None:
         service.run(
             ctx(),
-            service.cmd_count_stock(
-                ctx(), sku=s.sku, location_id=s.warehouse, quantity=quantity, count_id=count_id
-            ),
+            CountStock(sku=s.sku, location_id=s.warehouse, quantity=quantity, count_id=count_id),
         )
 
     def settle(refund_id: str | None, amount: Any) -> None:
         assert refund_id is not None and amount is not None
-        service.settle_refund(ctx(), refund_id=refund_id, provider_reference="psp", amount=amount)
+        service.run(
+            ctx(), SettleRefund(refund_id=refund_id, provider_reference="psp", amount=amount)
+        )
         s.settled[refund_id] = amount.amount
 
     # 1. A count, then order A: 3 shoes and 1 sock from our warehouse.
@@ -170,30 +200,36 @@ def run_scenario(service: ReturnsService) -> Scenario:
         [(PaymentMethod.CARD, "100.00"), (PaymentMethod.GIFT_CARD, "35.00")],
         shipping="5.00",
     )
-    service.fulfil_order(
+    service.run(
         ctx(),
-        order_number=order_a,
-        location_id=s.warehouse,
-        lines=[FulfilledLine(line_no=1, quantity=3), FulfilledLine(line_no=2, quantity=1)],
+        FulfilOrder(
+            order_number=order_a,
+            location_id=s.warehouse,
+            lines=(FulfilledLine(line_no=1, quantity=3), FulfilledLine(line_no=2, quantity=1)),
+        ),
     )
-    service.deliver_order(ctx(), order_number=order_a)
+    service.run(ctx(), DeliverOrder(order_number=order_a))
 
     # 2. Two defective shoes back: one restocked here, one scrapped at the returns
     # warehouse; the refund fails once and is paid on the retry.
-    r1 = service.request_return(
+    r1 = service.run(
         ctx(),
-        order_number=order_a,
-        lines=[RequestedLine(line_no=1, quantity=2, reason=ReasonCode.DEFECTIVE)],
+        RequestReturn(
+            order_number=order_a,
+            lines=(RequestedLine(line_no=1, quantity=2, reason=ReasonCode.DEFECTIVE),),
+        ),
     )
     assert r1.status == "authorized" and r1.rma_number
     s.returns.append(r1.aggregate_id)
-    service.receive_parcel(
+    service.run(
         ctx(),
-        receipt_id=f"R1-{u}",
-        warehouse_id=returns_warehouse,
-        rma_number=r1.rma_number,
-        tracking_number=None,
-        items=[ReceivedItem(sku=s.sku, quantity=2)],
+        ReceiveParcel(
+            receipt_id=f"R1-{u}",
+            warehouse_id=returns_warehouse,
+            rma_number=r1.rma_number,
+            tracking_number=None,
+            items=(ReceivedItem(sku=s.sku, quantity=2),),
+        ),
     )
     first = inspect(
         service,
@@ -204,17 +240,16 @@ def run_scenario(service: ReturnsService) -> Scenario:
         sku=s.sku,
     )
     assert first.refund_id and first.amount
-    service.fail_refund(ctx(), refund_id=first.refund_id, reason="card expired")
+    service.run(ctx(), FailRefund(refund_id=first.refund_id, reason="card expired"))
     s.failed[first.refund_id] = first.amount.amount
-    retried = service.retry_refund(ctx(), return_id=r1.aggregate_id)
+    retried = service.run(ctx(), RetryRefund(return_id=r1.aggregate_id))
     settle(retried.refund_id, retried.amount)
     s.after_first_return = now()
 
     # 3. The warehouse finds a torn box, then counts 15.
     service.run(
         ctx(),
-        service.cmd_adjust_stock(
-            ctx(),
+        AdjustStock(
             sku=s.sku,
             location_id=s.warehouse,
             delta=-1,
@@ -235,19 +270,21 @@ def run_scenario(service: ReturnsService) -> Scenario:
         channel=Channel.STORE,
         store_id=s.store,
     )
-    in_store = service.record_in_store_return(
+    in_store = service.run(
         ctx(),
-        store_return_id=f"S1-{u}",
-        store_id=s.store,
-        staff_id="clerk-1",
-        order_number=order_b,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)],
-        checks=[
-            CounterCheck(
-                line_no=1, quantity=1, condition=Condition.NEW, disposition=Disposition.RESTOCK
-            )
-        ],
-        refund_method=RefundMethod.STORE_CREDIT,
+        RecordInStoreReturn(
+            store_return_id=f"S1-{u}",
+            store_id=s.store,
+            staff_id="clerk-1",
+            order_number=order_b,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND),),
+            checks=(
+                CounterCheck(
+                    line_no=1, quantity=1, condition=Condition.NEW, disposition=Disposition.RESTOCK
+                ),
+            ),
+            refund_method=RefundMethod.STORE_CREDIT,
+        ),
     )
     s.returns.append(in_store.aggregate_id)
     credited = service.get_return(in_store.aggregate_id).state.store_credit
@@ -255,21 +292,25 @@ def run_scenario(service: ReturnsService) -> Scenario:
     s.store_credit = credited.amount
 
     # 5. A parcel with no RMA: matched to order A, repaired and restocked here.
-    blind = service.receive_parcel(
+    blind = service.run(
         ctx(),
-        receipt_id=f"B1-{u}",
-        warehouse_id=returns_warehouse,
-        rma_number=None,
-        tracking_number="TRK",
-        items=[ReceivedItem(sku=s.sku, quantity=1)],
+        ReceiveParcel(
+            receipt_id=f"B1-{u}",
+            warehouse_id=returns_warehouse,
+            rma_number=None,
+            tracking_number="TRK",
+            items=(ReceivedItem(sku=s.sku, quantity=1),),
+        ),
     )
     s.returns.append(blind.aggregate_id)
-    matched = service.match_blind_return(
+    matched = service.run(
         ctx(),
-        return_id=blind.aggregate_id,
-        order_number=order_a,
-        matched_by="order",
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)],
+        MatchBlindReturn(
+            return_id=blind.aggregate_id,
+            order_number=order_a,
+            matched_by="order",
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND),),
+        ),
     )
     assert matched.rma_number
     fee = service.get_return(blind.aggregate_id).state.restocking_fee
@@ -282,45 +323,53 @@ def run_scenario(service: ReturnsService) -> Scenario:
         sku=s.sku,
     )
     settle(repaired.refund_id, repaired.amount)
-    for action, args in (
-        ("send_to_repair", {"repair_center": "RC-1"}),
-        ("complete_repair", {"outcome": "repaired"}),
-        ("restock_repaired", {"location_id": s.warehouse}),
+    for leg in (
+        SendToRepair(return_id=blind.aggregate_id, leg_id="L1", repair_center="RC-1"),
+        CompleteRepair(return_id=blind.aggregate_id, leg_id="L1", outcome="repaired"),
+        RestockRepaired(return_id=blind.aggregate_id, leg_id="L1", location_id=s.warehouse),
     ):
-        service.leg_command(ctx(), return_id=blind.aggregate_id, leg_id="L1", action=action, **args)
+        service.run(ctx(), leg)
 
     # 6. Another customer: order C shipped from here, one return cancelled, one defective
     # shoe sent back to the supplier for a credit; order D cancelled before shipping.
     order_c, order_d = f"C-{u}", f"D-{u}"
     place(service, order_c, s.other_customer, [shoe(1, 2)], [(PaymentMethod.PAYPAL, "80.00")])
-    service.fulfil_order(
+    service.run(
         ctx(),
-        order_number=order_c,
-        location_id=s.warehouse,
-        lines=[FulfilledLine(line_no=1, quantity=2)],
+        FulfilOrder(
+            order_number=order_c,
+            location_id=s.warehouse,
+            lines=(FulfilledLine(line_no=1, quantity=2),),
+        ),
     )
-    service.deliver_order(ctx(), order_number=order_c)
-    r3 = service.request_return(
+    service.run(ctx(), DeliverOrder(order_number=order_c))
+    r3 = service.run(
         ctx(),
-        order_number=order_c,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)],
+        RequestReturn(
+            order_number=order_c,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND),),
+        ),
     )
     s.returns.append(r3.aggregate_id)
-    service.cancel_return(ctx(), return_id=r3.aggregate_id, reason="kept it")
-    r4 = service.request_return(
+    service.run(ctx(), CancelReturn(return_id=r3.aggregate_id, reason="kept it"))
+    r4 = service.run(
         ctx(),
-        order_number=order_c,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.DEFECTIVE)],
+        RequestReturn(
+            order_number=order_c,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.DEFECTIVE),),
+        ),
     )
     assert r4.rma_number
     s.returns.append(r4.aggregate_id)
-    service.receive_parcel(
+    service.run(
         ctx(),
-        receipt_id=f"R4-{u}",
-        warehouse_id=returns_warehouse,
-        rma_number=r4.rma_number,
-        tracking_number=None,
-        items=[ReceivedItem(sku=s.sku, quantity=1)],
+        ReceiveParcel(
+            receipt_id=f"R4-{u}",
+            warehouse_id=returns_warehouse,
+            rma_number=r4.rma_number,
+            tracking_number=None,
+            items=(ReceivedItem(sku=s.sku, quantity=1),),
+        ),
     )
     vendor = inspect(
         service,
@@ -329,19 +378,14 @@ def run_scenario(service: ReturnsService) -> Scenario:
         (Disposition.RETURN_TO_VENDOR, Condition.DEFECTIVE, returns_warehouse),
         sku=s.sku,
     )
-    service.leg_command(
-        ctx(), return_id=r4.aggregate_id, leg_id="L1", action="ship_to_vendor", vendor_rma="V-1"
-    )
-    service.leg_command(
+    service.run(ctx(), ShipToVendor(return_id=r4.aggregate_id, leg_id="L1", vendor_rma="V-1"))
+    service.run(
         ctx(),
-        return_id=r4.aggregate_id,
-        leg_id="L1",
-        action="receive_supplier_credit",
-        amount=eur("12.00"),
+        ReceiveSupplierCredit(return_id=r4.aggregate_id, leg_id="L1", amount=eur("12.00")),
     )
     settle(vendor.refund_id, vendor.amount)
     place(service, order_d, s.other_customer, [shoe(1, 5)], [(PaymentMethod.CARD, "200.00")])
-    service.cancel_order(ctx(), order_number=order_d, reason="fraud check")
+    service.run(ctx(), CancelOrder(order_number=order_d, reason="fraud check"))
     return s
 
 

@@ -22,6 +22,7 @@ from adapters.payments import RefundInstruction
 from adapters.refunds import RefundDispatches
 from adapters.topics import PSP_REFUNDS, topic_specs
 from domain.application import ReturnsService
+from domain.commands import FailRefund, RequestReturn, SettleRefund
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from streams.integrations import kafka_publisher, refund_dispatcher, resend_due_refunds
@@ -124,10 +125,12 @@ def own_service(database_url: str) -> Iterator[tuple[str, ReturnsService]]:
 
 def requested_refund(service: ReturnsService) -> str:
     number = delivered_order(service)
-    rma = service.request_return(
+    rma = service.run(
         ctx(),
-        order_number=number,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+        RequestReturn(
+            order_number=number,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+        ),
     )
     assert rma.rma_number is not None
     refund = receive_and_inspect(service, rma.rma_number)
@@ -176,8 +179,11 @@ def test_a_refund_unanswered_for_a_period_is_sent_again_with_the_same_id_once_a_
         rma.state.rma_number,
     )
 
-    service.settle_refund(
-        ctx(), refund_id=refund_id, provider_reference="psp-1", amount=rma.refund(refund_id).amount
+    service.run(
+        ctx(),
+        SettleRefund(
+            refund_id=refund_id, provider_reference="psp-1", amount=rma.refund(refund_id).amount
+        ),
     )
     assert dispatches.pending() == []
     backdate(url, refund_id, 3600)
@@ -214,7 +220,7 @@ def test_the_dispatcher_skips_refunds_already_answered_and_counts_what_it_sends(
     _, service = own_service
     answered, waiting = requested_refund(service), requested_refund(service)
     rma = service.get_return_of_refund(answered)
-    service.fail_refund(ctx(), refund_id=answered, reason="declined")
+    service.run(ctx(), FailRefund(refund_id=answered, reason="declined"))
     dispatches = RefundDispatches(service)
     provider = Instructed()
     handle = refund_dispatcher(provider, dispatches)
@@ -278,8 +284,11 @@ def test_a_refund_row_from_before_statuses_were_kept_is_checked_on_its_rma_once(
     url, service = own_service
     refund_id = requested_refund(service)
     rma = service.get_return_of_refund(refund_id)
-    service.settle_refund(
-        ctx(), refund_id=refund_id, provider_reference="psp-1", amount=rma.refund(refund_id).amount
+    service.run(
+        ctx(),
+        SettleRefund(
+            refund_id=refund_id, provider_reference="psp-1", amount=rma.refund(refund_id).amount
+        ),
     )
     with psycopg.connect(url) as conn:
         conn.execute(

@@ -30,6 +30,7 @@ from adapters.topics import (
     topic_specs,
 )
 from domain.application import ReturnsService
+from domain.commands import RequestReturn
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from tests.integration.builders import ctx, delivered_order, place_orders_in_batches
@@ -104,10 +105,12 @@ def test_every_stored_event_reaches_its_topic_in_order_with_notifications(
     service: ReturnsService, database_url: str, fresh_broker: EmbeddedKafka, client: Client
 ) -> None:
     number = delivered_order(service)
-    rma = service.request_return(
+    rma = service.run(
         ctx(),
-        order_number=number,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL)],
+        RequestReturn(
+            order_number=number,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+        ),
     )
     relay = Relay(
         database_url,

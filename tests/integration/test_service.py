@@ -8,7 +8,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -16,6 +16,19 @@ from eventsourcing.persistence import Tracking
 
 from adapters.eventstore import create_service
 from domain.application import Ctx, Expected, Outcome, ReturnsService
+from domain.commands import (
+    CancelOrder,
+    CancelReturn,
+    Command,
+    FailRefund,
+    InspectItems,
+    IssueLabel,
+    MatchBlindReturn,
+    ReceiveParcel,
+    RequestReturn,
+    RetryRefund,
+    SettleRefund,
+)
 from domain.errors import (
     DomainError,
     InvalidTransition,
@@ -26,7 +39,7 @@ from domain.errors import (
 from domain.events import InspectedItem, ReceivedItem
 from domain.returns import RequestedLine, ReturnStatus
 from domain.values import Condition, Disposition, ReasonCode
-from tests.integration.builders import ctx, delivered_order, receive_and_inspect
+from tests.integration.builders import ctx, delivered_order, fresh_database, receive_and_inspect
 from tests.unit.builders import eur
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -41,10 +54,12 @@ def count_events(database_url: str, aggregate_id: uuid.UUID) -> int:
 
 
 def authorized_return(service: ReturnsService, number: str, quantity: int = 1) -> Outcome:
-    return service.request_return(
+    return service.run(
         ctx(),
-        order_number=number,
-        lines=[RequestedLine(line_no=1, quantity=quantity, reason=ReasonCode.SIZE_TOO_SMALL)],
+        RequestReturn(
+            order_number=number,
+            lines=(RequestedLine(line_no=1, quantity=quantity, reason=ReasonCode.SIZE_TOO_SMALL),),
+        ),
     )
 
 
@@ -76,8 +91,11 @@ def test_the_whole_customer_leg_ends_closed_with_the_refund_settled(
     inspected = receive_and_inspect(service, rma.rma_number)
     assert inspected.status == "refund_pending" and inspected.amount == eur("50.00")
     assert inspected.refund_id
-    settled = service.settle_refund(
-        ctx(), refund_id=inspected.refund_id, provider_reference="psp-1", amount=eur("50.00")
+    settled = service.run(
+        ctx(),
+        SettleRefund(
+            refund_id=inspected.refund_id, provider_reference="psp-1", amount=eur("50.00")
+        ),
     )
     assert settled.status == "closed"
     assert service.order_view(number)["refunded_total"] == {"amount": "50.00", "currency": "EUR"}
@@ -89,8 +107,8 @@ def test_the_same_idempotency_key_changes_nothing_the_second_time(
     number = delivered_order(service)
     key = f"portal-{uuid.uuid4()}"
     lines = [RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)]
-    first = service.request_return(ctx(key), order_number=number, lines=lines)
-    second = service.request_return(ctx(key), order_number=number, lines=lines)
+    first = service.run(ctx(key), RequestReturn(order_number=number, lines=lines))
+    second = service.run(ctx(key), RequestReturn(order_number=number, lines=lines))
     assert second == first
     assert count_events(database_url, first.aggregate_id) == 2
     assert service.order_view(number)["lines"][0]["returnable_quantity"] == 1
@@ -106,7 +124,7 @@ def test_one_idempotency_key_raced_by_many_threads_has_one_effect(
 
     def attempt() -> Outcome:
         barrier.wait()
-        return service.request_return(ctx(key), order_number=number, lines=lines)
+        return service.run(ctx(key), RequestReturn(order_number=number, lines=lines))
 
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(lambda _: attempt(), range(8)))
@@ -144,14 +162,14 @@ def test_many_threads_retrying_one_failed_refund_refund_it_once(
     assert rma.rma_number
     inspected = receive_and_inspect(service, rma.rma_number)
     assert inspected.refund_id
-    service.fail_refund(ctx(), refund_id=inspected.refund_id, reason="card expired")
+    service.run(ctx(), FailRefund(refund_id=inspected.refund_id, reason="card expired"))
     assert service.order_view(number)["refunded_total"]["amount"] == "0.00"
     barrier = threading.Barrier(8)
 
     def retry() -> Outcome | DomainError:
         barrier.wait()
         try:
-            return service.retry_refund(ctx(), return_id=rma.aggregate_id)
+            return service.run(ctx(), RetryRefund(return_id=rma.aggregate_id))
         except DomainError as refused:
             return refused
 
@@ -177,10 +195,10 @@ def test_a_command_expecting_a_stale_version_changes_nothing(
     rma = authorized_return(service, delivered_order(service))
     assert rma.rma_number
     with pytest.raises(VersionMismatch) as refused:
-        service.issue_label(expecting(1, rma.aggregate_id), rma_number=rma.rma_number)
+        service.run(expecting(1, rma.aggregate_id), IssueLabel(rma_number=rma.rma_number))
     assert refused.value.current_version == 2
     assert count_events(database_url, rma.aggregate_id) == 2
-    labelled = service.issue_label(expecting(2, rma.aggregate_id), rma_number=rma.rma_number)
+    labelled = service.run(expecting(2, rma.aggregate_id), IssueLabel(rma_number=rma.rma_number))
     assert labelled.status == "authorized"
     assert count_events(database_url, rma.aggregate_id) == 3
 
@@ -191,9 +209,9 @@ def test_a_replayed_key_returns_its_first_outcome_before_the_version_is_checked(
     rma = authorized_return(service, delivered_order(service))
     key = f"label-{uuid.uuid4()}"
     assert rma.rma_number
-    first = service.issue_label(expecting(2, rma.aggregate_id, key), rma_number=rma.rma_number)
+    first = service.run(expecting(2, rma.aggregate_id, key), IssueLabel(rma_number=rma.rma_number))
     # The same request again: version 2 is stale now, yet the key's first answer comes back.
-    again = service.issue_label(expecting(2, rma.aggregate_id, key), rma_number=rma.rma_number)
+    again = service.run(expecting(2, rma.aggregate_id, key), IssueLabel(rma_number=rma.rma_number))
     assert again == first
     assert service.get_return(rma.aggregate_id).version == 3
 
@@ -222,7 +240,7 @@ def test_two_writers_expecting_the_same_version_cannot_both_change_it(
     rounds = 10
     for _ in range(rounds):
         stamp = expecting(service.get_return(rma.aggregate_id).version, rma.aggregate_id)
-        results = race(2, functools.partial(service.issue_label, stamp, rma_number=number))
+        results = race(2, functools.partial(service.run, stamp, IssueLabel(rma_number=number)))
         assert sum(isinstance(r, Outcome) for r in results) == 1, results
         assert sum(isinstance(r, VersionMismatch) for r in results) == 1, results
     # Without the check both would relabel: one label per round, none more.
@@ -255,10 +273,14 @@ def test_rma_numbers_stay_unique_when_generated_numbers_collide(database_url: st
 def test_lookups_find_returns_by_rma_refund_serial_and_order(service: ReturnsService) -> None:
     serial = f"SN-{uuid.uuid4().hex[:8]}"
     number = delivered_order(service, quantity=1, serials=(serial,))
-    rma = service.request_return(
+    rma = service.run(
         ctx(),
-        order_number=number,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.DEFECTIVE, serial=serial)],
+        RequestReturn(
+            order_number=number,
+            lines=(
+                RequestedLine(line_no=1, quantity=1, reason=ReasonCode.DEFECTIVE, serial=serial),
+            ),
+        ),
     )
     assert rma.rma_number
     inspected = receive_and_inspect(service, rma.rma_number)
@@ -278,46 +300,54 @@ def test_a_parcel_without_rma_becomes_an_open_blind_return_until_matched(
 ) -> None:
     number = delivered_order(service)
     receipt = f"BLIND-{uuid.uuid4().hex[:8]}"
-    blind = service.receive_parcel(
+    blind = service.run(
         ctx(),
-        receipt_id=receipt,
-        warehouse_id="WH-1",
-        rma_number=None,
-        tracking_number="TRK",
-        items=[ReceivedItem(sku="SHOE-RED-42", quantity=1)],
+        ReceiveParcel(
+            receipt_id=receipt,
+            warehouse_id="WH-1",
+            rma_number=None,
+            tracking_number="TRK",
+            items=(ReceivedItem(sku="SHOE-RED-42", quantity=1),),
+        ),
     )
-    again = service.receive_parcel(
+    again = service.run(
         ctx(),
-        receipt_id=receipt,
-        warehouse_id="WH-1",
-        rma_number=None,
-        tracking_number="TRK",
-        items=[ReceivedItem(sku="SHOE-RED-42", quantity=1)],
+        ReceiveParcel(
+            receipt_id=receipt,
+            warehouse_id="WH-1",
+            rma_number=None,
+            tracking_number="TRK",
+            items=(ReceivedItem(sku="SHOE-RED-42", quantity=1),),
+        ),
     )
     assert again.aggregate_id == blind.aggregate_id
     assert blind.aggregate_id in [r.id for r in service.open_blind_returns(limit=1000)]
-    matched = service.match_blind_return(
+    matched = service.run(
         ctx(),
-        return_id=blind.aggregate_id,
-        order_number=number,
-        matched_by="customer",
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)],
+        MatchBlindReturn(
+            return_id=blind.aggregate_id,
+            order_number=number,
+            matched_by="customer",
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND),),
+        ),
     )
     assert matched.status == ReturnStatus.RECEIVED.value and matched.rma_number
     assert blind.aggregate_id not in [r.id for r in service.open_blind_returns(limit=1000)]
-    inspected = service.inspect_items(
+    inspected = service.run(
         ctx(),
-        rma_number=matched.rma_number,
-        receipt_id=receipt,
-        items=[
-            InspectedItem(
-                sku="SHOE-RED-42",
-                quantity=1,
-                condition=Condition.NEW,
-                disposition=Disposition.RESTOCK,
-                location_id="WH-1",
-            )
-        ],
+        InspectItems(
+            rma_number=matched.rma_number,
+            receipt_id=receipt,
+            items=(
+                InspectedItem(
+                    sku="SHOE-RED-42",
+                    quantity=1,
+                    condition=Condition.NEW,
+                    disposition=Disposition.RESTOCK,
+                    location_id="WH-1",
+                ),
+            ),
+        ),
     )
     assert inspected.amount == eur("45.00")  # 50.00 less the 10% blind-return restocking fee
 
@@ -326,23 +356,27 @@ def test_a_parcel_for_a_cancelled_rma_opens_a_blind_return_that_is_refunded_once
     service: ReturnsService,
 ) -> None:
     number = delivered_order(service)
-    rma = service.request_return(
+    rma = service.run(
         ctx(),
-        order_number=number,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)],
+        RequestReturn(
+            order_number=number,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND),),
+        ),
     )
     assert rma.rma_number is not None
-    service.cancel_return(ctx(), return_id=rma.aggregate_id, reason="changed her mind")
+    service.run(ctx(), CancelReturn(return_id=rma.aggregate_id, reason="changed her mind"))
     receipt = f"LATE-{uuid.uuid4().hex[:8]}"
 
     def parcel_arrives() -> Outcome:
-        return service.receive_parcel(
+        return service.run(
             ctx(),
-            receipt_id=receipt,
-            warehouse_id="WH-1",
-            rma_number=rma.rma_number,
-            tracking_number="TRK",
-            items=[ReceivedItem(sku="SHOE-RED-42", quantity=1)],
+            ReceiveParcel(
+                receipt_id=receipt,
+                warehouse_id="WH-1",
+                rma_number=rma.rma_number,
+                tracking_number="TRK",
+                items=(ReceivedItem(sku="SHOE-RED-42", quantity=1),),
+            ),
         )
 
     blind, again = parcel_arrives(), parcel_arrives()
@@ -356,19 +390,23 @@ def test_a_parcel_for_a_cancelled_rma_opens_a_blind_return_that_is_refunded_once
     opened = service.get_return(blind.aggregate_id).state
     assert (opened.blind_claimed_rma, opened.blind_order_hint) == (rma.rma_number, number)
     with pytest.raises(DomainError, match="blind return"):
-        service.inspect_items(
-            ctx(), rma_number=rma.rma_number, receipt_id=receipt, items=[shoe_inspected()]
+        service.run(
+            ctx(),
+            InspectItems(rma_number=rma.rma_number, receipt_id=receipt, items=(shoe_inspected(),)),
         )
-    matched = service.match_blind_return(
+    matched = service.run(
         ctx(),
-        return_id=blind.aggregate_id,
-        order_number=number,
-        matched_by="order_id",
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND)],
+        MatchBlindReturn(
+            return_id=blind.aggregate_id,
+            order_number=number,
+            matched_by="order_id",
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND),),
+        ),
     )
     assert matched.rma_number is not None
-    inspected = service.inspect_items(
-        ctx(), rma_number=matched.rma_number, receipt_id=receipt, items=[shoe_inspected()]
+    inspected = service.run(
+        ctx(),
+        InspectItems(rma_number=matched.rma_number, receipt_id=receipt, items=(shoe_inspected(),)),
     )
     assert inspected.amount == eur("45.00")  # 50.00 less the 10% blind-return restocking fee
 
@@ -387,18 +425,16 @@ def test_a_batch_commits_valid_commands_and_returns_refused_ones(
     service: ReturnsService, database_url: str
 ) -> None:
     number = delivered_order(service, quantity=1)
-    good = service.cmd_request_return(
-        ctx(),
+    good = RequestReturn(
         order_number=number,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_LARGE)],
+        lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_LARGE),),
     )
-    too_many = service.cmd_request_return(
-        ctx(),
+    too_many = RequestReturn(
         order_number=number,
-        lines=[RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_LARGE)],
+        lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_LARGE),),
     )
-    unknown = service.cmd_cancel_order(ctx(), order_number="NO-SUCH-ORDER", reason="x")
-    commands: list[tuple[Ctx, Callable[..., Any]]] = [
+    unknown = CancelOrder(order_number="NO-SUCH-ORDER", reason="x")
+    commands: list[tuple[Ctx, Command]] = [
         (ctx(), good),
         (ctx(), too_many),
         (ctx(), unknown),
@@ -415,3 +451,32 @@ def test_a_batch_commits_valid_commands_and_returns_refused_ones(
     assert len(redelivered) == 3
     assert len(service.order_view(number)["returns"]) == 1
     assert count_events(database_url, results[0].aggregate_id) == 2
+
+
+def test_an_authorized_rma_never_shipped_expires_and_frees_its_quantity(
+    database_url: str,
+) -> None:
+    # A database of its own: the sweep expires every overdue RMA it finds.
+    service = create_service(fresh_database(database_url, "expiry"))
+    try:
+        number = delivered_order(service)
+        rma = authorized_return(service, number)
+        shipped = authorized_return(service, number)
+        assert shipped.rma_number
+        receive_and_inspect(service, shipped.rma_number)
+        assert service.order_view(number)["lines"][0]["returnable_quantity"] == 0
+        authorized_at = service.get_return(rma.aggregate_id).state.authorized_at
+        assert authorized_at is not None
+        days = service.policy_book.default.expiry_days
+
+        early = Ctx(ctx().cause, at=authorized_at + timedelta(days=days - 1))
+        assert service.expire_returns(early) == []
+        late = Ctx(ctx().cause, at=authorized_at + timedelta(days=days, hours=1))
+        assert service.expire_returns(late) == [rma.aggregate_id]
+
+        assert service.get_return(rma.aggregate_id).state.status is ReturnStatus.EXPIRED
+        assert service.get_return(shipped.aggregate_id).state.status is not ReturnStatus.EXPIRED
+        assert service.order_view(number)["lines"][0]["returnable_quantity"] == 1
+        assert service.expire_returns(late) == []  # nothing left to expire
+    finally:
+        service.close()

@@ -1,0 +1,281 @@
+"""Commands as data: what a caller asks the service to do, one frozen dataclass each.
+
+A command carries business data only; who asks, when, under which idempotency key and
+at which expected version travel beside it in a ``Ctx``. Sequences are tuples, so a
+command is immutable and hashable, and a rerun after a conflict sees exactly what the
+first attempt saw (``RequestReturn.return_id`` is drawn once, at construction).
+
+``reads()`` names the aggregate a command loads first, so a batch can read them all in
+one round trip (``ReturnsService.run_batch(prefetch=True)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel
+
+from domain.events import FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
+from domain.inventory import inventory_id_for
+from domain.order import order_id_for
+from domain.returns import CounterCheck, RequestedLine, store_return_id_for
+from domain.values import Channel, Money, RefundMethod, ReturnChannel, ReturnMethod
+
+
+class Outcome(BaseModel):
+    """The result of a command, stored with its idempotency key so a retry gets the same one."""
+
+    aggregate_id: UUID
+    status: str
+    rma_number: str | None = None
+    code: str | None = None
+    message: str | None = None
+    refund_id: str | None = None
+    amount: Money | None = None
+
+
+class Command:
+    """Base of every command; a handler is registered per subclass (domain/handlers)."""
+
+    __slots__ = ()
+
+    def reads(self) -> UUID | None:
+        """The aggregate the command loads first, to load in bulk with its batch; None: no hint."""
+        return None
+
+
+# ---------------------------------------------------------------- orders
+@dataclass(frozen=True, slots=True)
+class PlaceOrder(Command):
+    order_number: str
+    customer_id: str
+    customer_email: str | None
+    channel: Channel
+    lines: tuple[OrderLine, ...]
+    payments: tuple[Payment, ...]
+    shipping: Money
+    store_id: str | None = None
+    placed_at: datetime | None = None
+    """When the order was placed, if not when the command runs (an inbound message's time)."""
+
+    def reads(self) -> UUID | None:
+        return order_id_for(self.order_number)
+
+
+@dataclass(frozen=True, slots=True)
+class FulfilOrder(Command):
+    order_number: str
+    location_id: str
+    lines: tuple[FulfilledLine, ...]
+
+    def reads(self) -> UUID | None:
+        return order_id_for(self.order_number)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverOrder(Command):
+    order_number: str
+    delivered_at: datetime | None = None
+
+    def reads(self) -> UUID | None:
+        return order_id_for(self.order_number)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder(Command):
+    order_number: str
+    reason: str
+
+    def reads(self) -> UUID | None:
+        return order_id_for(self.order_number)
+
+
+# ---------------------------------------------------------------- RMA requests and reviews
+@dataclass(frozen=True, slots=True)
+class RequestReturn(Command):
+    order_number: str
+    lines: tuple[RequestedLine, ...]
+    channel: ReturnChannel = ReturnChannel.PORTAL
+    method: ReturnMethod = ReturnMethod.CARRIER_DROP_OFF
+    refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT
+    comment: str = ""
+    return_id: UUID = field(default_factory=uuid4)
+
+
+@dataclass(frozen=True, slots=True)
+class ApproveReturn(Command):
+    return_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseReturn(Command):
+    return_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssueLabel(Command):
+    rma_number: str
+    carrier: str = "sandbox-carrier"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReturn(Command):
+    return_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireReturn(Command):
+    """Expire the RMA if its policy's time to ship has run out (a no-op otherwise)."""
+
+    return_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResolution(Command):
+    return_id: UUID
+    refund_method: RefundMethod
+    reason: str = ""
+
+
+# ---------------------------------------------------------------- warehouse and blind returns
+@dataclass(frozen=True, slots=True)
+class ReceiveParcel(Command):
+    receipt_id: str
+    warehouse_id: str
+    rma_number: str | None
+    tracking_number: str | None
+    items: tuple[ReceivedItem, ...]
+    order_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InspectItems(Command):
+    rma_number: str
+    receipt_id: str | None
+    items: tuple[InspectedItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchBlindReturn(Command):
+    return_id: UUID
+    order_number: str
+    lines: tuple[RequestedLine, ...]
+    matched_by: str
+
+
+# ---------------------------------------------------------------- settlement and refunds
+@dataclass(frozen=True, slots=True)
+class SettleRefund(Command):
+    refund_id: str
+    provider_reference: str
+    amount: Money
+
+
+@dataclass(frozen=True, slots=True)
+class FailRefund(Command):
+    refund_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRefund(Command):
+    return_id: UUID
+    as_store_credit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResendRefund(Command):
+    """A check only: a refund is waiting for the provider; records no events."""
+
+    return_id: UUID
+    as_store_credit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OfferKeepItem(Command):
+    return_id: UUID
+    valid_days: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptKeepItem(Command):
+    return_id: UUID
+
+
+# ---------------------------------------------------------------- store counter
+@dataclass(frozen=True, slots=True)
+class RecordInStoreReturn(Command):
+    store_return_id: str
+    store_id: str
+    staff_id: str
+    order_number: str
+    lines: tuple[RequestedLine, ...]
+    checks: tuple[CounterCheck, ...]
+    refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT
+
+    def reads(self) -> UUID | None:
+        return store_return_id_for(self.store_id, self.store_return_id)
+
+
+# ---------------------------------------------------------------- repair and vendor legs
+@dataclass(frozen=True, slots=True)
+class SendToRepair(Command):
+    return_id: UUID
+    leg_id: str
+    repair_center: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteRepair(Command):
+    return_id: UUID
+    leg_id: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestockRepaired(Command):
+    return_id: UUID
+    leg_id: str
+    location_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShipToVendor(Command):
+    return_id: UUID
+    leg_id: str
+    vendor_rma: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveSupplierCredit(Command):
+    return_id: UUID
+    leg_id: str
+    amount: Money
+
+
+# ---------------------------------------------------------------- inventory
+@dataclass(frozen=True, slots=True)
+class CountStock(Command):
+    sku: str
+    location_id: str
+    quantity: int
+    count_id: str
+
+    def reads(self) -> UUID | None:
+        return inventory_id_for(self.sku, self.location_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustStock(Command):
+    sku: str
+    location_id: str
+    delta: int
+    reason: str
+    adjustment_id: str
+
+    def reads(self) -> UUID | None:
+        return inventory_id_for(self.sku, self.location_id)

@@ -1,0 +1,204 @@
+"""Settlement with the customer and refunds: pay back, credit or exchange; the provider's
+answers; retries and re-sends; the offer to keep the item."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from domain.commands import (
+    AcceptKeepItem,
+    FailRefund,
+    OfferKeepItem,
+    Outcome,
+    ResendRefund,
+    RetryRefund,
+    SettleRefund,
+)
+from domain.errors import InvalidCommand, InvalidTransition
+from domain.events import OrderLine
+from domain.handlers.scope import Handlers, Scope, outcome_of, store_credit_allocation
+from domain.order import Order
+from domain.policy import allocate_proportionally
+from domain.returns import Return, ReturnStatus
+from domain.values import Money, RefundMethod
+
+
+def settle_with_customer(s: Scope, rma: Return, *, method: RefundMethod | None = None) -> Outcome:
+    """After inspection, pay the customer the way they chose; never wait on repair legs."""
+    order = s.order_of(rma)
+    method = method or rma.state.refund_method
+    zero = Money.zero(rma.state.currency)
+    items = rma.items_due_unpaid()
+    shipping = rma.shipping_due_unpaid()
+    if not shipping.is_zero and order.shipping_refunded():
+        shipping = zero  # another return of this order already paid the shipping back
+    amount = items + shipping
+    if amount.amount <= 0:
+        rma.close_if_settled(s.at, s.cause)
+        return outcome_of(rma)
+    if method is RefundMethod.STORE_CREDIT:
+        credit_id = f"SC-{rma.state.rma_number}-{rma.version}"
+        bonus = items.times(rma.policy(s.book).store_credit_bonus_rate)
+        order.allocate_refund(
+            refund_id=credit_id,
+            return_id=rma.id,
+            allocations=(store_credit_allocation(amount),),
+            shipping_refunded=shipping,
+            at=s.at,
+            cause=s.cause,
+        )
+        rma.issue_store_credit(
+            credit_id=credit_id,
+            amount=amount,
+            bonus=bonus,
+            shipping=shipping,
+            at=s.at,
+            cause=s.cause,
+        )
+        return outcome_of(rma, amount=amount)
+    if method is RefundMethod.EXCHANGE and rma.state.replacement_order_id is None:
+        return exchange(s, rma, order)
+    return refund(s, rma, order, amount, shipping=shipping)
+
+
+def refund(
+    s: Scope,
+    rma: Return,
+    order: Order,
+    amount: Money,
+    *,
+    shipping: Money | None = None,
+    keep_item: bool = False,
+) -> Outcome:
+    refund_id = f"RF-{rma.state.rma_number}-{len(rma.state.refunds) + 1}"
+    shipping = shipping or Money.zero(rma.state.currency)
+    try:
+        allocations = allocate_proportionally(amount, order.refund_capacities())
+    except ValueError as error:
+        raise InvalidCommand(str(error)) from error
+    order.allocate_refund(
+        refund_id=refund_id,
+        return_id=rma.id,
+        allocations=allocations,
+        shipping_refunded=shipping,
+        at=s.at,
+        cause=s.cause,
+    )
+    rma.request_refund(
+        refund_id=refund_id,
+        amount=amount,
+        allocations=allocations,
+        shipping=shipping,
+        at=s.at,
+        cause=s.cause,
+        keep_item=keep_item,
+    )
+    return outcome_of(rma, refund_id=refund_id, amount=amount)
+
+
+def exchange(s: Scope, rma: Return, order: Order) -> Outcome:
+    number = f"{order.state.order_number}-X{len(order.state.replacements) + 1}"
+    lines = tuple(
+        OrderLine(
+            line_no=index,
+            sku=line.sku,
+            quantity=line.quantity,
+            unit_price=Money.zero(order.state.currency),
+            supplier=line.supplier,
+            category=line.category,
+            warranty_months=order.line(line.line_no).warranty_months,
+            returnable=order.line(line.line_no).returnable,
+        )
+        for index, line in enumerate(rma.state.lines.values(), start=1)
+    )
+    replacement = Order.place(
+        order_number=number,
+        customer_id=order.state.customer_id,
+        customer_email=order.state.customer_email,
+        channel=order.state.channel,
+        lines=lines,
+        payments=(),
+        shipping=Money.zero(order.state.currency),
+        at=s.at,
+        cause=s.cause,
+        store_id=order.state.store_id,
+        replacement_for=order.id,
+        replacement_return_id=rma.id,
+    )
+    s.uow.add(replacement)
+    order.record_replacement(replacement.id, rma.id, s.at, s.cause)
+    rma.order_exchange(
+        replacement_order_id=replacement.id,
+        replacement_order_number=number,
+        lines=lines,
+        at=s.at,
+        cause=s.cause,
+    )
+    return outcome_of(rma)
+
+
+def settle_refund(c: SettleRefund, s: Scope) -> Outcome:
+    rma = s.return_of_refund(c.refund_id)
+    rma.settle_refund(c.refund_id, c.provider_reference, c.amount, s.at, s.cause)
+    return outcome_of(rma, refund_id=c.refund_id, amount=c.amount)
+
+
+def fail_refund(c: FailRefund, s: Scope) -> Outcome:
+    rma = s.return_of_refund(c.refund_id)
+    if rma.fail_refund(c.refund_id, c.reason, s.at, s.cause):
+        s.order_of(rma).release_refund(c.refund_id, c.reason, s.at, s.cause)
+    return outcome_of(rma, refund_id=c.refund_id)
+
+
+def retry_refund(c: RetryRefund, s: Scope) -> Outcome:
+    """After a failed refund: pay again to the original payments, or as store credit."""
+    rma = s.return_(c.return_id)
+    rma.check_status(ReturnStatus.REFUND_FAILED)
+    if rma.state.keep_item_accepted:
+        offer = rma.state.keep_item_offer or Money.zero(rma.state.currency)
+        remaining = offer - rma.paid_out()
+        return refund(s, rma, s.order_of(rma), remaining, keep_item=True)
+    method = RefundMethod.STORE_CREDIT if c.as_store_credit else None
+    return settle_with_customer(s, rma, method=method)
+
+
+def resend_refund(c: ResendRefund, s: Scope) -> Outcome:
+    """While a refund waits for the provider: check there is one to send again.
+
+    Nothing is recorded here. A re-send repeats the same instruction under the same
+    refund id, which the provider deduplicates: no money moves and the RMA's state does
+    not change, so it is no business fact for the event store (the audit trail of money
+    is requested, settled, failed). The attempts and who asked for them are delivery
+    bookkeeping, kept by the dispatcher beside the lookups (``oms_refund_dispatches``).
+    """
+    rma = s.return_(c.return_id)
+    pending = rma.check_refund_pending()
+    if c.as_store_credit:
+        raise InvalidTransition(
+            f"refund {pending[0]} is still with the payment provider: store credit "
+            "only once it failed"
+        )
+    return outcome_of(rma, refund_id=pending[0], amount=rma.refund(pending[0]).amount)
+
+
+def offer_keep_item(c: OfferKeepItem, s: Scope) -> Outcome:
+    rma = s.return_(c.return_id)
+    offer = rma.offer_keep_item(s.book, s.at + timedelta(days=c.valid_days), s.at, s.cause)
+    return outcome_of(rma, amount=offer)
+
+
+def accept_keep_item(c: AcceptKeepItem, s: Scope) -> Outcome:
+    rma = s.return_(c.return_id)
+    order = s.order_of(rma)
+    offer = rma.accept_keep_item(s.at, s.cause)
+    return refund(s, rma, order, offer, keep_item=True)
+
+
+HANDLERS: Handlers = {
+    SettleRefund: settle_refund,
+    FailRefund: fail_refund,
+    RetryRefund: retry_refund,
+    ResendRefund: resend_refund,
+    OfferKeepItem: offer_keep_item,
+    AcceptKeepItem: accept_keep_item,
+}

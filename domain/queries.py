@@ -1,0 +1,159 @@
+"""Queries the API and the integrations read the write side through: aggregates and views
+of them, always as stored (the read models may lag)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from domain.aggregate import Aggregate
+from domain.errors import NotFound
+from domain.events import DomainEvent
+from domain.lookups import Lookups
+from domain.order import Order, order_id_for
+from domain.policy import PolicyBook, add_months
+from domain.returns import Return
+from domain.values import Money, RmaNumber
+
+AnyAggregate = Aggregate[Any]
+
+
+class ReturnsQueries:
+    """Read side of ``ReturnsService`` (a base of it): what it needs, it declares here."""
+
+    policy_book: PolicyBook
+    clock: Callable[[], datetime]
+
+    @property
+    def lookups(self) -> Lookups:
+        raise NotImplementedError
+
+    def stored_events(self, aggregate_id: UUID) -> list[DomainEvent]:
+        raise NotImplementedError
+
+    def load(self, cls: type[AnyAggregate], aggregate_id: UUID) -> AnyAggregate | None:
+        raise NotImplementedError
+
+    def get_order(self, order_number: str) -> Order:
+        order = self.load(Order, order_id_for(order_number))
+        if not isinstance(order, Order):
+            raise NotFound(f"order {order_number} is unknown")
+        return order
+
+    def get_return(self, return_id: UUID) -> Return:
+        found = self.load(Return, return_id)
+        if not isinstance(found, Return):
+            raise NotFound(f"return {return_id} is unknown")
+        return found
+
+    def get_return_of_refund(self, refund_id: str) -> Return:
+        return_id = self.lookups.return_id_for_refund(refund_id)
+        if return_id is None:
+            raise NotFound(f"refund {refund_id} is unknown")
+        return self.get_return(return_id)
+
+    def get_return_by_rma(self, rma_number: str) -> Return:
+        return_id = self.lookups.return_id_for_rma(RmaNumber(rma_number))
+        if return_id is None:
+            raise NotFound(f"RMA {rma_number} is unknown")
+        return self.get_return(return_id)
+
+    def order_number_of(self, order_id: UUID) -> str | None:
+        """The number of the order with this id, None if there is none."""
+        order = self.load(Order, order_id)
+        return order.state.order_number if isinstance(order, Order) else None
+
+    def events_of(self, return_id: UUID) -> list[dict[str, Any]]:
+        """The RMA's own events: its authoritative timeline (the read model may lag)."""
+        return [
+            {
+                "version": e.originator_version,
+                "type": e.type_name,
+                "at": e.timestamp.isoformat(),
+                "actor": e.cause.actor,
+                "source": e.cause.source,
+                "correlation_id": e.cause.correlation_id,
+            }
+            for e in self.stored_events(return_id)
+        ]
+
+    def order_view(self, order_number: str) -> dict[str, Any]:
+        """The order with what each line can still return, for the portal and the counter."""
+        order = self.get_order(order_number)
+        s = order.state
+        returnable = order.returnable_quantities()
+        return {
+            "order_id": str(order.id),
+            "order_number": s.order_number,
+            "customer_id": s.customer_id,
+            "channel": s.channel.value,
+            "placed_at": s.placed_at.isoformat() if s.placed_at else None,
+            "delivered_at": s.delivered_at.isoformat() if s.delivered_at else None,
+            "cancelled": s.cancelled,
+            "currency": s.currency,
+            "lines": [
+                {
+                    "line_no": line.line_no,
+                    "sku": line.sku,
+                    "name": line.name,
+                    "quantity": line.quantity,
+                    "fulfilled": s.fulfilled.get(line.line_no, 0),
+                    "returnable_quantity": returnable.get(line.line_no, 0),
+                    "unit_price": line.unit_price.model_dump(mode="json"),
+                    "returnable": line.returnable,
+                    "category": line.category,
+                    "supplier": line.supplier,
+                }
+                for line in s.lines.values()
+            ],
+            "payments": [
+                {
+                    "payment_id": p.payment_id,
+                    "method": p.method.value,
+                    "amount": p.amount.model_dump(mode="json"),
+                    "refunded": order.refunded_by_payment()
+                    .get(p.payment_id, Money.zero(s.currency))
+                    .model_dump(mode="json"),
+                }
+                for p in s.payments.values()
+            ],
+            "refunded_total": order.total_refunded().model_dump(mode="json"),
+            "returns": [str(r) for r in self.lookups.returns_of_order(order.id)],
+        }
+
+    def serial_lookup(self, serial: str, at: datetime | None = None) -> list[dict[str, Any]]:
+        """Where a serial number was sold, for how much, and whether it is under warranty."""
+        now = at or self.clock()
+        sales = []
+        for row in self.lookups.sales_of_serial(serial):
+            order = self.load(Order, row.order_id)
+            if not isinstance(order, Order):
+                continue
+            line = order.line(row.line_no)
+            sold_at = order.state.placed_at
+            start = order.reference_date() or sold_at
+            policy = self.policy_book.policy_for(line.category, order.state.channel)
+            months = (
+                line.warranty_months if line.warranty_months is not None else policy.warranty_months
+            )
+            until = add_months(start, months) if start else None
+            sales.append(
+                {
+                    "serial": serial,
+                    "order_number": order.state.order_number,
+                    "customer_id": order.state.customer_id,
+                    "line_no": line.line_no,
+                    "sku": line.sku,
+                    "sold_at": sold_at.isoformat() if sold_at else None,
+                    "value": line.unit_price.model_dump(mode="json"),
+                    "warranty_months": months,
+                    "warranty_until": until.isoformat() if until else None,
+                    "under_warranty": bool(until and now <= until),
+                }
+            )
+        return sales
+
+    def open_blind_returns(self, limit: int = 50, offset: int = 0) -> list[Return]:
+        return [self.get_return(rid) for rid in self.lookups.open_blind_returns(limit, offset)]
