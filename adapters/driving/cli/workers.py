@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 
 from adapters.settings import Settings
 
+# The repository root: the workers run from it, as from a checkout, so ``streams.*`` resolves.
+ROOT = Path(__file__).resolve().parents[3]
+
 if TYPE_CHECKING:
     import faust
 
@@ -29,7 +32,6 @@ def run_demo(settings: Settings, *, orders: int, seed: int, quiet: bool) -> int:
     from adapters.driving.stack import kafka, postgres
     from streams.worker import WorkerProcess
 
-    root = Path(__file__).resolve().parent.parent
     with postgres(settings) as url, kafka(settings) as bootstrap:
         print(f"PostgreSQL: {url}\nKafka:      {bootstrap}")
         service = create_service(url)
@@ -47,7 +49,7 @@ def run_demo(settings: Settings, *, orders: int, seed: int, quiet: bool) -> int:
                 f"streams.{name}:app_from_env",
                 workdir=settings.data_dir / name,
                 env=env,
-                cwd=root,
+                cwd=ROOT,
                 loglevel="WARNING",
             ).start()
             for name in ("integrations", "projectors")
@@ -249,7 +251,6 @@ def run_dev(settings: Settings) -> int:
     from adapters.driving.stack import kafka, postgres
     from streams.worker import WorkerProcess
 
-    root = Path(__file__).resolve().parent.parent
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     keys_file = settings.api_keys_file
     plain: dict[str, str] = {}
@@ -268,7 +269,7 @@ def run_dev(settings: Settings) -> int:
         }
         workers = {
             name: WorkerProcess(
-                f"streams.{name}:app_from_env", workdir=settings.data_dir / name, env=env, cwd=root
+                f"streams.{name}:app_from_env", workdir=settings.data_dir / name, env=env, cwd=ROOT
             ).start()
             for name in ("integrations", "projectors")
         }
