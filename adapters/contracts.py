@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from adapters.topics import ORDERS, POS_RETURNS, PSP_REFUNDS, WMS_RECEIPTS
+from adapters.driven.kafka.topics import ORDERS, POS_RETURNS, PSP_REFUNDS, WMS_RECEIPTS
 from adapters.validation import (
     LineNo,
     Moment,

@@ -80,7 +80,7 @@ class Settings(BaseModel):
 
     api_keys_file: Path | None = None
     """JSON file of the API's hashed keys and their roles (create keys with
-    ``python -m adapters.api.auth new FILE --principal NAME --role ROLE``)."""
+    ``python -m adapters.driving.api.auth new FILE --principal NAME --role ROLE``)."""
 
     refund_resend_after_s: float = Field(default=300, gt=0, le=86_400 * 7)
     """Seconds a requested refund may wait for the payment provider's answer before the

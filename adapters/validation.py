@@ -1,7 +1,7 @@
 """Types for values from outside (inbound messages, HTTP bodies) that we must be able to store.
 
 One definition each, shared by the wire contract (``adapters/contracts.py``) and the API's
-request bodies (``adapters/api/models.py``), so a value is refused at the edge, alone and
+request bodies (``adapters/driving/api/models.py``), so a value is refused at the edge, alone and
 with a reason, instead of failing the transaction of everything committed with it or
 being stored and then stopping the projections that copy it into rows.
 """

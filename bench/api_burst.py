@@ -40,8 +40,8 @@ from typing import Any
 
 import httpx
 
-from adapters.api.auth import hash_key
-from adapters.eventstore import create_service
+from adapters.driven.eventstore import create_service
+from adapters.driving.api.auth import hash_key
 from bench.common import RESULTS_DIR, ROOT, median, progress, stack, tree_cpu_seconds
 from domain.application import Ctx, ReturnsService
 from domain.commands import DeliverOrder, FulfilOrder, PlaceOrder, RequestReturn
@@ -151,7 +151,7 @@ def rma_api(code: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """``rma api`` from the code under ``code``, until its ``/ready`` answers: (URL, pid)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", "api"],
+        [sys.executable, "-m", "adapters.driving.cli", "api"],
         cwd=code,
         env={**os.environ, **env, "OMS_API_PORT": str(port), "PYTHONPATH": str(code)},
         start_new_session=True,

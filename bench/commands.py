@@ -41,8 +41,8 @@ from uuid import UUID, uuid4
 
 import psycopg
 
-from adapters.embedded import EmbeddedPostgres
-from adapters.eventstore import create_service
+from adapters.driven.embedded.postgres import EmbeddedPostgres
+from adapters.driven.eventstore import create_service
 from domain.application import Ctx, Outcome, ReturnsService
 from domain.commands import Command, DeliverOrder, FulfilOrder, PlaceOrder, RequestReturn
 from domain.errors import DomainError

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import psycopg
 
-from adapters.embedded import EmbeddedKafka, EmbeddedPostgres
+from adapters.driven.embedded.postgres import EmbeddedPostgres
+from adapters.driven.embedded.tansu import EmbeddedKafka
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"

@@ -37,9 +37,10 @@ import orjson
 import psycopg
 
 from adapters.contracts import parse_inbound
-from adapters.embedded import provision_topics
-from adapters.eventstore import create_service
-from adapters.publishers import default_producer
+from adapters.driven.eventstore import create_service
+from adapters.driven.kafka.provisioning import provision_topics
+from adapters.driven.kafka.publishers import default_producer
+from adapters.driven.kafka.topics import ORDERS, topic_specs
 from bench.commands import timed_in_turns
 from bench.common import (
     ROOT,
@@ -56,7 +57,6 @@ from bench.common import (
 from domain.application import Ctx
 from domain.commands import Command
 from streams.inbound import context, process_batch, to_command
-from streams.topics import ORDERS, all_topic_specs
 from streams.worker import WorkerProcess
 from tests.integration.builders import order_placed
 
@@ -322,7 +322,10 @@ SPY_BUCKETS = (
     ("  to_command", "to_command (streams/inbound.py"),
     ("  run_batch", "run_batch (domain/application.py"),
     ("    _load_many (prefetch: existence reads)", "_load_many (domain/application.py"),
-    ("    command_results (idempotency-key read)", "command_results (adapters/eventstore.py"),
+    (
+        "    command_results (idempotency-key read)",
+        "command_results (adapters/driven/eventstore.py",
+    ),
     ("    the commands (domain: Order.place etc.)", "_run_in (domain/application.py"),
     ("    _commit (mapper, lookups, INSERTs, COMMIT)", "_commit (domain/application.py"),
     ("      waiting on PostgreSQL (psycopg wait)", "wait_conn"),
@@ -547,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.skip_direct:
             progress("(a) process_batch, direct")
             cases = direct(running.url, plan, messages)
-        provision_topics(running.bootstrap, all_topic_specs(PARTITIONS))
+        provision_topics(running.bootstrap, topic_specs(PARTITIONS))
         for count in plan.e2e_workers:
             progress(f"(b) end to end, {count} worker(s)")
             series, startup, spied = end_to_end(

@@ -84,18 +84,21 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from psycopg.types.json import Jsonb
 
-from adapters.embedded import provision_topics
-from adapters.eventstore import create_service
-from adapters.readmodels import (
-    ReadModelStore,
-    projection_lag,
-    rebuild,
-    rebuild_many,
-    topics_of,
+from adapters.driven.eventstore import create_service
+from adapters.driven.kafka.provisioning import provision_topics
+from adapters.driven.kafka.topics import (
+    EVENT_TOPIC_BY_KIND,
+    ORDER_EVENTS,
+    ORDERS,
+    RMA_EVENTS,
+    topic_specs,
 )
-from adapters.relay import KIND_BY_TYPE, cloud_event_for
-from adapters.relay import SCHEMA as RELAY_SCHEMA
-from adapters.topics import EVENT_TOPIC_BY_KIND, ORDER_EVENTS, ORDERS, RMA_EVENTS, topic_specs
+from adapters.driven.readmodels.base import topics_of
+from adapters.driven.readmodels.positions import projection_lag
+from adapters.driven.readmodels.rebuild import rebuild, rebuild_many
+from adapters.driven.readmodels.store import ReadModelStore
+from adapters.driven.relay import KIND_BY_TYPE, cloud_event_for
+from adapters.driven.relay import SCHEMA as RELAY_SCHEMA
 from bench.common import (
     ROOT,
     CpuMeter,
@@ -865,7 +868,7 @@ class Pipeline:
     def start_relay(self, name: str) -> None:
         log = (self.scratch / f"{name}.log").open("ab")
         self.relay = subprocess.Popen(
-            [sys.executable, "-m", "adapters.cli", "relay", "--name", name],
+            [sys.executable, "-m", "adapters.driving.cli", "relay", "--name", name],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -4,7 +4,7 @@ Run as ``python -m bench.relay [--quick]``. It fills a fresh event store with N
 ``order.placed`` events (``run_batch`` of 500 ``place_order``), then, in every repetition
 and for each relay batch size, times in turn:
 
-- the relay: a new ``adapters.relay.Relay`` (its own name, so it starts at position 0)
+- the relay: a new ``adapters.driven.relay.Relay`` (its own name, so it starts at position 0)
   calling ``run_once()`` until it has caught up, then checking ``lag() == 0``;
 - raw produce: the very records the relay sends (same topic, key, value), pre-encoded,
   with the relay's producer (``default_producer``: idempotent, acks=all), flushed after
@@ -39,11 +39,11 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
-from adapters.embedded import TopicSpec, provision_topics
-from adapters.eventstore import create_service
-from adapters.publishers import Client, Publisher, default_producer, publisher_for
-from adapters.relay import OutboundRecord, Relay, lag, records_for
-from adapters.topics import topic_specs
+from adapters.driven.eventstore import create_service
+from adapters.driven.kafka.provisioning import TopicSpec, provision_topics
+from adapters.driven.kafka.publishers import Client, Publisher, default_producer, publisher_for
+from adapters.driven.kafka.topics import topic_specs
+from adapters.driven.relay import OutboundRecord, Relay, lag, records_for
 from bench.commands import Workload, check
 from bench.common import (
     CpuMeter,
@@ -382,16 +382,16 @@ def encode_run(rows: Sequence[tuple[Any, ...]], series: Series) -> None:
 # ---------------------------------------------------------------------------- profile
 PROFILE_FUNCTIONS = (
     # (label, file suffix, function name): cumulative times, main thread only.
-    ("run_once (whole)", "adapters/relay.py", "run_once"),
+    ("run_once (whole)", "adapters/driven/relay.py", "run_once"),
     ("SELECT (execute)", "psycopg/connection.py", "execute"),
     ("SELECT (fetchall: row decoding)", "psycopg/cursor.py", "fetchall"),
-    ("records_for (CloudEvent + orjson)", "adapters/relay.py", "records_for"),
+    ("records_for (CloudEvent + orjson)", "adapters/driven/relay.py", "records_for"),
     ("KafkaProducer.send", "kafka/producer/kafka.py", "send"),
     ("  its partitioner (murmur2)", "kafka/partitioner/default.py", "murmur2"),
     ("  its accumulator append", "kafka/producer/record_accumulator.py", "append"),
     ("KafkaProducer.flush", "kafka/producer/kafka.py", "flush"),
-    ("position update", "adapters/relay.py", "_save_position"),
-    ("broker-epoch check", "adapters/relay.py", "_check_epoch"),
+    ("position update", "adapters/driven/relay.py", "_save_position"),
+    ("broker-epoch check", "adapters/driven/relay.py", "_check_epoch"),
 )
 
 

@@ -2,7 +2,7 @@
 
 A projection is a pure reducer over one aggregate's events at a time: it gets its private
 state for that aggregate (a JSON-able dict, ``None`` at first) and one event, and returns
-the new state and a list of changes. The store (adapters/readmodels.py) loads the states,
+the new state and a list of changes. The store (adapters/driven/readmodels/) loads the states,
 runs the reducer, merges the changes of a batch and writes them in one transaction.
 
 Why these change types: a batch from several partitions arrives in no global order, and a
@@ -60,7 +60,7 @@ class Event:
     def from_cloud_event(
         cls, message: Mapping[str, Any], *, topic: str | None = None, partition: int | None = None
     ) -> Event:
-        """From the relay's CloudEvent (adapters/relay.py: ``cloud_event_for``)."""
+        """From the relay's CloudEvent (adapters/driven/relay.py: ``cloud_event_for``)."""
         try:
             data = message["data"]
             type_name = str(message["type"])

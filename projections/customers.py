@@ -86,7 +86,7 @@ RETURN_TIMELINE = {
 class CustomerHistory(Reducer):
     name = "customers"
     kinds = (ORDER, RETURN)
-    # The one definition of this topic's name: adapters/topics.py derives from it.
+    # The one definition of this topic's name: adapters/driven/kafka/topics.py derives from it.
     outbound_topic: ClassVar[str] = "oms.customer-history.v1"
 
     def __init__(self, min_returns: int = 3, min_return_rate: Decimal | str = "0.5") -> None:

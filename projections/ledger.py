@@ -104,7 +104,7 @@ def store_credit_lines(amount: Decimal, bonus: Decimal, fee: Decimal) -> list[Li
 class RefundLedger(Reducer):
     name = "ledger"
     kinds = (RETURN,)
-    # The one definition of this topic's name: adapters/topics.py derives from it.
+    # The one definition of this topic's name: adapters/driven/kafka/topics.py derives from it.
     outbound_topic: ClassVar[str] = "oms.refund-ledger.v1"
 
     @property

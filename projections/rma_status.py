@@ -64,7 +64,7 @@ AMOUNTS = ("expected_refund", "restocking_fee", "refund_due", "refunded", "store
 class RmaStatus(Reducer):
     name = "rma_status"
     kinds = (RETURN,)
-    # The one definition of this topic's name: adapters/topics.py derives from it.
+    # The one definition of this topic's name: adapters/driven/kafka/topics.py derives from it.
     outbound_topic: ClassVar[str] = "rma.status.v1"
 
     @property

@@ -131,7 +131,7 @@ OFFSETS_DDL = [
         position bigint NOT NULL DEFAULT 0,
         updated_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (projection, topic, partition))""",
-    # The relay's table (adapters/relay.py), created here too so a read-model worker can
+    # The relay's table (adapters/driven/relay.py), created here too so a read-model worker can
     # start before the relay ever ran.
     """CREATE TABLE IF NOT EXISTS oms_consumer_positions (
         consumer text PRIMARY KEY,

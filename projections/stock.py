@@ -111,7 +111,7 @@ class _Moves:
 class StockLevels(Reducer):
     name = "stock"
     kinds = (ORDER, RETURN, INVENTORY)
-    # The one definition of this topic's name: adapters/topics.py derives from it.
+    # The one definition of this topic's name: adapters/driven/kafka/topics.py derives from it.
     outbound_topic: ClassVar[str] = "oms.stock-levels.v1"
     rebase_sql: ClassVar[Mapping[str, str]] = {LEVELS: STOCK_REBASE_SQL}
 

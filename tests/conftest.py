@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.embedded import EmbeddedKafka, EmbeddedPostgres
-from adapters.eventstore import create_service
+from adapters.driven.embedded.postgres import EmbeddedPostgres
+from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.eventstore import create_service
 from domain.application import ReturnsService
 
 

@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from adapters.api.auth import Role, hash_key
+from adapters.driving.api.auth import Role, hash_key
 
 
 def write_dev_keys(path: Path) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from adapters.topics import ORDERS, RMA_EVENTS
+from adapters.driven.kafka.topics import ORDERS, RMA_EVENTS
 from domain.application import ReturnsService
 from streams.worker import WorkerProcess
 from tests.integration import builders as m

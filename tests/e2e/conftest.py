@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.embedded import provision_topics
-from adapters.eventstore import create_service
-from adapters.relay import Relay
-from adapters.topics import topic_specs
+from adapters.driven.eventstore import create_service
+from adapters.driven.kafka.provisioning import provision_topics
+from adapters.driven.kafka.topics import topic_specs
+from adapters.driven.relay import Relay
 from streams.worker import WorkerProcess
 from tests.e2e.builders import System
 from tests.integration.builders import fresh_database

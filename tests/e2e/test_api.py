@@ -21,11 +21,11 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
-from adapters.api.app import secured_routes
-from adapters.api.openapi import DOCUMENT, render
-from adapters.eventstore import create_service
-from adapters.readmodels import rebuild
+from adapters.driven.eventstore import create_service
+from adapters.driven.readmodels.rebuild import rebuild
+from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
+from adapters.driving.api.app import secured_routes
+from adapters.driving.api.openapi import DOCUMENT, render
 from domain.application import ReturnsService
 from domain.commands import ReceiveParcel, SettleRefund
 from domain.events import ReceivedItem
@@ -565,7 +565,7 @@ def test_metrics_need_an_ops_or_admin_key_unless_the_deployment_makes_them_publi
 
 
 def test_the_checked_in_openapi_document_is_current(client: TestClient) -> None:
-    """Regenerate with ``python -m adapters.api.openapi`` when this fails."""
+    """Regenerate with ``python -m adapters.driving.api.openapi`` when this fails."""
     assert DOCUMENT.read_text() == render()
     served = client.get("/openapi.json").json()
     assert set(served["paths"]) == set(__import__("json").loads(render())["paths"])

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
-from adapters.api.serving import served
+from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
+from adapters.driving.api.serving import served
 from domain.application import ReturnsService
 from tests.integration.builders import delivered_order
 

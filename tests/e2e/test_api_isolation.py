@@ -14,9 +14,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
-from adapters.api.app import secured_routes
-from adapters.api.serving import served
+from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
+from adapters.driving.api.app import secured_routes
+from adapters.driving.api.serving import served
 from domain.application import ReturnsService
 from tests.integration.builders import delivered_order
 

@@ -20,9 +20,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
-from adapters.api.openapi import DOCUMENT
-from adapters.api.serving import served
+from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
+from adapters.driving.api.openapi import DOCUMENT
+from adapters.driving.api.serving import served
 from domain.application import ReturnsService
 from domain.commands import FailRefund, RequestReturn
 from domain.returns import RequestedLine

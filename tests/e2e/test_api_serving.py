@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.api.auth import hash_key
+from adapters.driving.api.auth import hash_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -67,7 +67,10 @@ def test_rma_api_serves_with_the_configured_workers_and_one_metrics_view_of_them
     }
     env.pop("OMS_KAFKA_BOOTSTRAP", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", "api"], cwd=ROOT, env=env, start_new_session=True
+        [sys.executable, "-m", "adapters.driving.cli", "api"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -24,12 +24,14 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from adapters.demo import rebuild_check
-from adapters.embedded import EmbeddedKafka, provision_topics
-from adapters.eventstore import create_service
-from adapters.readmodels import ReadModelStore, projection_lag
-from adapters.relay import Relay, lag
-from adapters.topics import ORDERS, POS_RETURNS, WMS_RECEIPTS, topic_specs
+from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.eventstore import create_service
+from adapters.driven.kafka.provisioning import provision_topics
+from adapters.driven.kafka.topics import ORDERS, POS_RETURNS, WMS_RECEIPTS, topic_specs
+from adapters.driven.readmodels.positions import projection_lag
+from adapters.driven.readmodels.store import ReadModelStore
+from adapters.driven.relay import Relay, lag
+from adapters.driving.demo.report import rebuild_check
 from domain.application import ReturnsService
 from domain.commands import RequestReturn
 from domain.returns import RequestedLine

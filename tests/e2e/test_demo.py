@@ -29,7 +29,7 @@ def test_the_demo_plays_a_day_through_topics_and_api_and_its_rebuild_equals_the_
     for name in ("OMS_DATABASE_URL", "OMS_KAFKA_BOOTSTRAP"):
         env.pop(name, None)  # the embedded default, exactly as a fresh machine runs it
     result = subprocess.run(
-        [sys.executable, "-m", "adapters.cli", "demo", "--orders", "40", "--quiet"],
+        [sys.executable, "-m", "adapters.driving.cli", "demo", "--orders", "40", "--quiet"],
         cwd=ROOT,
         env=env,
         capture_output=True,

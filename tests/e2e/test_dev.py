@@ -34,7 +34,7 @@ def test_rma_dev_serves_the_api_writes_its_endpoints_and_stops_on_ctrl_c(
         env.pop(name, None)
     log = (tmp_path / "dev.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", "dev"],
+        [sys.executable, "-m", "adapters.driving.cli", "dev"],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from adapters.cli import main
-from adapters.topics import ORDERS
+from adapters.driven.kafka.topics import ORDERS
+from adapters.driving.cli import main
 from tests.e2e.builders import System, eventually, publish
 from tests.integration import builders as m
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from adapters.topics import ORDERS, PSP_REFUNDS, WMS_RECEIPTS, dlq
+from adapters.driven.kafka.topics import ORDERS, PSP_REFUNDS, WMS_RECEIPTS, dlq
 from domain.commands import RequestReturn
 from domain.returns import RequestedLine
 from domain.values import ReasonCode
@@ -190,7 +190,8 @@ def _stock_counted(system: System, sku: str) -> bool:
 
 
 def test_a_dead_letter_replayed_after_the_fix_is_processed_once(system: System) -> None:
-    from adapters.deadletters import list_dead_letters, replay_dead_letter
+    from adapters.driven.kafka.deadletters.reading import list_dead_letters
+    from adapters.driven.kafka.deadletters.replay import replay_dead_letter
 
     order_id = f"LATE-{uuid.uuid4().hex[:8]}"
     # Shipped before the platform published the order: refused, dead-lettered.
@@ -229,10 +230,10 @@ def test_the_api_metrics_count_dead_letters_by_topic_and_code(system: System) ->
     """Operators alert on ``oms_dead_letters_total``: it follows the DLQ topics live."""
     from fastapi.testclient import TestClient
 
-    from adapters.api.app import create_api
-    from adapters.api.auth import KeyRing
-    from adapters.api.settings import ApiSettings
-    from adapters.deadletters import count_by_code
+    from adapters.driven.kafka.deadletters.reading import count_by_code
+    from adapters.driving.api.app import create_api
+    from adapters.driving.api.auth import KeyRing
+    from adapters.driving.api.settings import ApiSettings
 
     def dead_letters_metric(client: TestClient, code: str) -> float:
         prefix = f'oms_dead_letters_total{{code="{code}",topic="{ORDERS}"}} '

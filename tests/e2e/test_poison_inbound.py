@@ -23,9 +23,10 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from psycopg import sql
 
-from adapters.embedded import EmbeddedKafka, provision_topics
-from adapters.eventstore import create_service
-from adapters.topics import ORDERS, dlq, topic_specs
+from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.eventstore import create_service
+from adapters.driven.kafka.provisioning import provision_topics
+from adapters.driven.kafka.topics import ORDERS, dlq, topic_specs
 from domain.application import ReturnsService
 from streams.worker import WorkerProcess
 from tests.integration import builders as m

@@ -9,15 +9,11 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from adapters.readmodels import (
-    ReadModelStore,
-    differences,
-    projection_lag,
-    rebuild,
-    snapshot,
-    unbalanced_refunds,
-)
-from adapters.topics import ORDERS, WMS_RECEIPTS
+from adapters.driven.kafka.topics import ORDERS, WMS_RECEIPTS
+from adapters.driven.readmodels.positions import projection_lag
+from adapters.driven.readmodels.queries import unbalanced_refunds
+from adapters.driven.readmodels.rebuild import differences, rebuild, snapshot
+from adapters.driven.readmodels.store import ReadModelStore
 from domain.commands import RequestReturn
 from domain.returns import RequestedLine
 from domain.values import ReasonCode

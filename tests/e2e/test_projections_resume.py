@@ -18,12 +18,14 @@ import faust
 import psycopg
 import pytest
 
-from adapters.embedded import EmbeddedKafka, provision_topics
-from adapters.eventstore import create_service
-from adapters.readmodels import ReadModelStore, ResumePoint, projection_lag, resume_points
-from adapters.relay import Relay, lag
+from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.eventstore import create_service
+from adapters.driven.kafka.provisioning import provision_topics
+from adapters.driven.kafka.topics import ORDER_EVENTS, topic_specs
+from adapters.driven.readmodels.positions import ResumePoint, projection_lag, resume_points
+from adapters.driven.readmodels.store import ReadModelStore
+from adapters.driven.relay import Relay, lag
 from adapters.settings import Settings
-from adapters.topics import ORDER_EVENTS, topic_specs
 from domain.application import ReturnsService
 from domain.commands import CountStock, RequestReturn
 from domain.returns import RequestedLine

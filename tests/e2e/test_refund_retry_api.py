@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.api import ApiSettings, KeyRing, Principal, Role, create_api
-from adapters.payments import RefundInstruction
-from adapters.refunds import RefundDispatches
+from adapters.driven.payments import RefundInstruction
+from adapters.driven.refunds import RefundDispatches
+from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
 from domain.application import ReturnsService
 from domain.commands import FailRefund, RequestReturn
 from domain.returns import RequestedLine

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from adapters.embedded import EmbeddedKafka, provision_topics
-from adapters.eventstore import create_service
-from adapters.relay import Relay, lag
-from adapters.topics import topic_specs
+from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.eventstore import create_service
+from adapters.driven.kafka.provisioning import provision_topics
+from adapters.driven.kafka.topics import topic_specs
+from adapters.driven.relay import Relay, lag
 from domain.application import ReturnsService
 from domain.commands import RequestReturn
 from domain.returns import RequestedLine

@@ -18,14 +18,11 @@ import orjson
 import psycopg
 import pytest
 
-from adapters.readmodels import (
-    FailedEvent,
-    ReadModelStore,
-    failed_events,
-    rebuild_many,
-)
-from adapters.relay import cloud_event_for
-from adapters.topics import EVENT_TOPIC_BY_KIND
+from adapters.driven.kafka.topics import EVENT_TOPIC_BY_KIND
+from adapters.driven.readmodels.base import FailedEvent, failed_events
+from adapters.driven.readmodels.rebuild import rebuild_many
+from adapters.driven.readmodels.store import ReadModelStore
+from adapters.driven.relay import cloud_event_for
 from domain.application import ReturnsService
 from domain.commands import AdjustStock, CancelOrder, CountStock, PlaceOrder
 from domain.events import OrderLine, Payment

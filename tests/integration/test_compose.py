@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters.cli import subcommands
+from adapters.driving.cli import subcommands
 from adapters.settings import env_documentation
 
 pytestmark = pytest.mark.timeout(60)

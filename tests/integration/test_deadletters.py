@@ -17,10 +17,12 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from adapters.cli import main
-from adapters.deadletters import DeadLetterFilter, count, list_page, plan_replay, replay
-from adapters.embedded import TopicSpec, provision_topics
-from adapters.topics import dlq
+from adapters.driven.kafka.deadletters.filters import DeadLetterFilter
+from adapters.driven.kafka.deadletters.reading import count, list_page
+from adapters.driven.kafka.deadletters.replay import plan_replay, replay
+from adapters.driven.kafka.provisioning import TopicSpec, provision_topics
+from adapters.driven.kafka.topics import dlq
+from adapters.driving.cli import main
 from streams.app import DeadLetter, InboundRecord, dlq_headers
 from tests.integration import builders as m
 

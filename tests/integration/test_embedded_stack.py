@@ -11,13 +11,9 @@ import psycopg
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from adapters.embedded import (
-    EmbeddedKafka,
-    EmbeddedPostgres,
-    TopicProvisioningError,
-    TopicSpec,
-    provision_topics,
-)
+from adapters.driven.embedded.postgres import EmbeddedPostgres
+from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.kafka.provisioning import TopicProvisioningError, TopicSpec, provision_topics
 
 pytestmark = pytest.mark.integration
 

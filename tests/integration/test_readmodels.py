@@ -20,19 +20,14 @@ import pytest
 from kafka import KafkaConsumer
 from psycopg import sql
 
-from adapters.embedded import EmbeddedKafka, provision_topics
-from adapters.readmodels import (
-    ChangedRow,
-    ReadModelStore,
-    consumer_name,
-    differences,
-    rebuild,
-    snapshot,
-    stock_at,
-    unbalanced_refunds,
-)
-from adapters.relay import cloud_event_for
-from adapters.topics import EVENT_TOPIC_BY_KIND, topic_specs
+from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.kafka.provisioning import provision_topics
+from adapters.driven.kafka.topics import EVENT_TOPIC_BY_KIND, topic_specs
+from adapters.driven.readmodels.base import ChangedRow, consumer_name
+from adapters.driven.readmodels.queries import stock_at, unbalanced_refunds
+from adapters.driven.readmodels.rebuild import differences, rebuild, snapshot
+from adapters.driven.readmodels.store import ReadModelStore
+from adapters.driven.relay import cloud_event_for
 from domain.application import ReturnsService
 from domain.commands import (
     AdjustStock,
@@ -766,7 +761,7 @@ def test_the_projector_publishes_rows_through_kafka_and_remakes_its_producer_aft
 
 
 def publish_and_remake(store: ReadModelStore, database_url: str, kafka_bootstrap: str) -> None:
-    from adapters.publishers import ConfluentPublisher, PublishError, Record
+    from adapters.driven.kafka.publishers import ConfluentPublisher, PublishError, Record
     from streams.projectors import Projector
 
     class Unacknowledged(ConfluentPublisher):

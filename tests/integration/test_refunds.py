@@ -15,12 +15,13 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from adapters.cli import main
-from adapters.embedded import EmbeddedKafka, provision_topics
-from adapters.eventstore import create_service
-from adapters.payments import RefundInstruction
-from adapters.refunds import RefundDispatches
-from adapters.topics import PSP_REFUNDS, topic_specs
+from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.eventstore import create_service
+from adapters.driven.kafka.provisioning import provision_topics
+from adapters.driven.kafka.topics import PSP_REFUNDS, topic_specs
+from adapters.driven.payments import RefundInstruction
+from adapters.driven.refunds import RefundDispatches
+from adapters.driving.cli import main
 from domain.application import ReturnsService
 from domain.commands import FailRefund, RequestReturn, SettleRefund
 from domain.returns import RequestedLine

@@ -18,10 +18,9 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from adapters.embedded import EmbeddedKafka
-from adapters.publishers import Client
-from adapters.relay import Relay, lag
-from adapters.topics import (
+from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.kafka.publishers import Client
+from adapters.driven.kafka.topics import (
     INVENTORY_EVENTS,
     NOTIFICATIONS,
     ORDER_EVENTS,
@@ -29,6 +28,7 @@ from adapters.topics import (
     RMA_EVENTS,
     topic_specs,
 )
+from adapters.driven.relay import Relay, lag
 from domain.application import ReturnsService
 from domain.commands import RequestReturn
 from domain.returns import RequestedLine
@@ -156,7 +156,16 @@ def test_a_relay_killed_mid_batch_and_restarted_leaves_no_gap(
         "OMS_TOPIC_PARTITIONS": "2",
         "OMS_RELAY_NAME": name,
     }
-    command = [sys.executable, "-m", "adapters.cli", "relay", "--batch-size", "200", "--name", name]
+    command = [
+        sys.executable,
+        "-m",
+        "adapters.driving.cli",
+        "relay",
+        "--batch-size",
+        "200",
+        "--name",
+        name,
+    ]
     first = subprocess.Popen(command, env=env)
     try:
         deadline = time.monotonic() + 60

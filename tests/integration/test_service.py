@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import Tracking
 
-from adapters.eventstore import create_service
+from adapters.driven.eventstore import create_service
 from domain.application import Ctx, Expected, Outcome, ReturnsService
 from domain.commands import (
     CancelOrder,

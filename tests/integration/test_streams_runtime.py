@@ -19,10 +19,11 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from adapters.embedded import EmbeddedKafka, provision_topics
+from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.kafka.provisioning import provision_topics
+from adapters.driven.kafka.topics import ORDERS, WMS_RECEIPTS, dlq, topic_specs
 from adapters.settings import Settings
 from streams.app import HANDLER_FAILED, BatchHandler, DeadLetter, InboundRecord, create_app
-from streams.topics import ORDERS, WMS_RECEIPTS, all_topic_specs, dlq
 from streams.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -97,7 +98,7 @@ def _noop(sink: Path) -> BatchHandler:
 @pytest.fixture
 def kafka(tmp_path: Path) -> Iterator[EmbeddedKafka]:
     with EmbeddedKafka(tmp_path / "tansu") as broker:
-        provision_topics(broker.bootstrap, all_topic_specs(PARTITIONS))
+        provision_topics(broker.bootstrap, topic_specs(PARTITIONS))
         yield broker
 
 

@@ -16,7 +16,7 @@ from uuid import UUID, uuid5
 
 import orjson
 
-from adapters.relay import cloud_event_for
+from adapters.driven.relay import cloud_event_for
 from domain.events import (
     Cause,
     DomainEvent,

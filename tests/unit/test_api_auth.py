@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.api.auth import KeyRing, Principal, Role, hash_key, main
-from adapters.api.problems import Problem, status_of
+from adapters.driving.api.auth import KeyRing, Principal, Role, hash_key, main
+from adapters.driving.api.problems import Problem, status_of
 from domain.errors import (
     ConcurrencyConflict,
     InvalidTransition,

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.deadletters import (
+from adapters.driven.kafka.deadletters.filters import (
     DeadLetterFilter,
     RefusedMessage,
-    _merge,
     format_positions,
     parse_moment,
     parse_positions,
 )
+from adapters.driven.kafka.deadletters.reading import _merge
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -195,7 +195,7 @@ def test_pages_after_a_cursor_are_disjoint_complete_and_continue_one_merge(
 
 
 def test_the_command_line_parses_repeated_codes_moments_and_cursors() -> None:
-    from adapters.cli import build_parser
+    from adapters.driving.cli import build_parser
 
     argv = "dlq list oms.orders.v1 --code not_found --code invalid_data"
     argv += " --since 2026-12-01T00:00:00Z --until 2026-12-02 --after 0:3,1:9"
@@ -223,7 +223,7 @@ def test_the_command_line_parses_repeated_codes_moments_and_cursors() -> None:
 def test_the_command_line_refuses_what_it_cannot_read(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from adapters.cli import build_parser
+    from adapters.driving.cli import build_parser
 
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["dlq", "list", "oms.orders.v1", *argv])

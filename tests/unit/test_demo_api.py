@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from adapters.api import Role
-from adapters.demo_api import PRINCIPALS, demo_keys, route_of
+from adapters.driving.api import Role
+from adapters.driving.demo.clients import PRINCIPALS, demo_keys, route_of
 
 
 def test_each_demo_key_maps_to_its_roles_principal_and_only_hashes_are_kept() -> None:

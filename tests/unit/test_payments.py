@@ -8,8 +8,8 @@ import logging
 import orjson
 import pytest
 
-from adapters.payments import RefundInstruction, SandboxPaymentProvider
-from adapters.topics import PSP_REFUNDS
+from adapters.driven.kafka.topics import PSP_REFUNDS
+from adapters.driven.payments import RefundInstruction, SandboxPaymentProvider
 
 
 def instruction(refund_id: str = "RF-RMA-TEST-1", amount: str = "50.00") -> RefundInstruction:
@@ -86,7 +86,7 @@ def test_a_settlement_that_cannot_be_published_is_logged_and_published_on_the_ne
         await sandbox.request_refund(refund)
         await sandbox.drain()
 
-    with caplog.at_level(logging.ERROR, logger="adapters.payments"):
+    with caplog.at_level(logging.ERROR, logger="adapters.driven.payments"):
         asyncio.run(fail_then_resend())
     assert any(
         refund.refund_id in r.getMessage() and r.exc_info is not None for r in caplog.records

@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.relay import cloud_event_for
+from adapters.driven.relay import cloud_event_for
 from domain.events import (
     RefundFailed,
     RefundRequested,

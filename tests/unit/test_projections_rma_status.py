@@ -10,7 +10,7 @@ from uuid import UUID
 import orjson
 import pytest
 
-from adapters.relay import cloud_event_for
+from adapters.driven.relay import cloud_event_for
 from domain.events import (
     BlindReturnDetected,
     BlindReturnMatched,

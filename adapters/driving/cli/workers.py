@@ -225,9 +225,9 @@ def run_rebuild(settings: Settings, names: list[str]) -> int:
 
 
 def run_api(settings: Settings) -> int:
-    from adapters.api.auth import KeyRing
-    from adapters.api.serving import serve
     from adapters.driven.eventstore import create_service
+    from adapters.driving.api.auth import KeyRing
+    from adapters.driving.api.serving import serve
     from adapters.driving.stack import postgres
 
     if settings.api_keys_file is None:
@@ -245,8 +245,8 @@ def run_dev(settings: Settings) -> int:
     """Everything in one command; Ctrl-C stops it all (API, workers, relay, servers)."""
     import os
 
-    from adapters.api.serving import serve
     from adapters.driven.eventstore import create_service
+    from adapters.driving.api.serving import serve
     from adapters.driving.dev import write_dev_keys, write_endpoints
     from adapters.driving.stack import kafka, postgres
     from streams.worker import WorkerProcess

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from adapters.api import KeyRing, Principal, Role
+from adapters.driving.api import KeyRing, Principal, Role
 
 PRINCIPALS = {
     Role.PORTAL: "demo-portal",

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import psycopg
 
-from adapters.api import ApiSettings, create_api
-from adapters.api.serving import served
 from adapters.driven.kafka.deadletters.reading import count_by_code
 from adapters.driven.readmodels.queries import unbalanced_refunds
 from adapters.driven.readmodels.rebuild import differences, rebuild, snapshot
 from adapters.driven.readmodels.store import ReadModelStore
+from adapters.driving.api import ApiSettings, create_api
+from adapters.driving.api.serving import served
 from adapters.driving.demo.cast import People, Report
 from adapters.driving.demo.clients import PRINCIPALS, Caller, demo_keys
 from adapters.driving.demo.scenario import Demo

@@ -20,9 +20,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapters.deadletters import DeadLetterTally
-from adapters.readmodels import projection_lag
-from adapters.relay import lag as relay_lag
+from adapters.driven.kafka.deadletters.replay import DeadLetterTally
+from adapters.driven.readmodels.positions import projection_lag
+from adapters.driven.relay import lag as relay_lag
 from projections import default_projections
 
 log = logging.getLogger(__name__)

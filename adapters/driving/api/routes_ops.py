@@ -9,9 +9,9 @@ import psycopg
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adapters.api.auth import MetricsReader
-from adapters.api.context import api_of
-from adapters.api.problems import Problem, problem_responses
+from adapters.driving.api.auth import MetricsReader
+from adapters.driving.api.context import api_of
+from adapters.driving.api.problems import Problem, problem_responses
 
 router = APIRouter(tags=["operations"])
 

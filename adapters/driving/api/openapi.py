@@ -1,5 +1,5 @@
 """The OpenAPI document checked into ``docs/openapi.json``; regenerate with
-``python -m adapters.api.openapi`` (a test fails while the file is stale)."""
+``python -m adapters.driving.api.openapi`` (a test fails while the file is stale)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from adapters.api.app import DESCRIPTION, ROUTERS
-from adapters.api.problems import document_problems
+from adapters.driving.api.app import DESCRIPTION, ROUTERS
+from adapters.driving.api.problems import document_problems
 
-DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+DOCUMENT = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
 
 
 def openapi_document() -> dict[str, Any]:

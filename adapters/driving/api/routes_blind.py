@@ -7,8 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from adapters.api.auth import Allow, Principal, Role
-from adapters.api.context import (
+from adapters.driving.api.auth import Allow, Principal, Role
+from adapters.driving.api.context import (
     COMMAND,
     IF_MATCH,
     Limit,
@@ -19,9 +19,9 @@ from adapters.api.context import (
     run_command,
     set_etag,
 )
-from adapters.api.models import BlindMatch, CommandResult, PageOut
-from adapters.api.problems import problem_responses
-from adapters.api.views import return_view
+from adapters.driving.api.models import BlindMatch, CommandResult, PageOut
+from adapters.driving.api.problems import problem_responses
+from adapters.driving.api.views import return_view
 from domain.commands import MatchBlindReturn
 
 router = APIRouter(

@@ -21,11 +21,11 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from pydantic import AwareDatetime, BeforeValidator
 
-from adapters.api.auth import KeyRing, Principal, Role
-from adapters.api.metrics import Metrics
-from adapters.api.problems import Problem
-from adapters.api.settings import ApiSettings
-from adapters.readmodels import jsonable
+from adapters.driven.readmodels.writer import jsonable
+from adapters.driving.api.auth import KeyRing, Principal, Role
+from adapters.driving.api.metrics import Metrics
+from adapters.driving.api.problems import Problem
+from adapters.driving.api.settings import ApiSettings
 from domain.application import Ctx, Expected, Outcome, ReturnsService, replayed
 from domain.commands import Command
 from domain.errors import DomainError, InvalidValue, NotFound

@@ -10,12 +10,13 @@ import psycopg
 from fastapi import APIRouter, Depends, Request
 from psycopg import sql
 
-from adapters.api.auth import Allow, Principal, Role
-from adapters.api.context import Api, Day, Limit, Moment, Offset, api_of, page_of, paged
-from adapters.api.models import PageOut
-from adapters.api.problems import problem_responses
-from adapters.readmodels import projection_lag, return_rates, stock_at
-from adapters.relay import lag as relay_lag
+from adapters.driven.readmodels.positions import projection_lag
+from adapters.driven.readmodels.queries import return_rates, stock_at
+from adapters.driven.relay import lag as relay_lag
+from adapters.driving.api.auth import Allow, Principal, Role
+from adapters.driving.api.context import Api, Day, Limit, Moment, Offset, api_of, page_of, paged
+from adapters.driving.api.models import PageOut
+from adapters.driving.api.problems import problem_responses
 from domain.errors import NotFound
 from projections import default_projections
 

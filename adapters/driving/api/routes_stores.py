@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 
-from adapters.api import documents
-from adapters.api.auth import Allow, Principal, Role
-from adapters.api.context import COMMAND, api_of, etag, run_command
-from adapters.api.models import CommandResult, InStoreReturn
-from adapters.api.problems import problem_responses
+from adapters.driving.api import documents
+from adapters.driving.api.auth import Allow, Principal, Role
+from adapters.driving.api.context import COMMAND, api_of, etag, run_command
+from adapters.driving.api.models import CommandResult, InStoreReturn
+from adapters.driving.api.problems import problem_responses
 from domain.commands import RecordInStoreReturn
 from domain.returns import store_return_id_for
 

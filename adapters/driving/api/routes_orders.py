@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from adapters.api.auth import Allow, Principal, Role
-from adapters.api.context import (
+from adapters.driving.api.auth import Allow, Principal, Role
+from adapters.driving.api.context import (
     PORTAL_READ,
     Limit,
     Offset,
@@ -17,8 +17,8 @@ from adapters.api.context import (
     page_of,
     paged,
 )
-from adapters.api.models import PageOut
-from adapters.api.problems import Problem, problem_responses
+from adapters.driving.api.models import PageOut
+from adapters.driving.api.problems import Problem, problem_responses
 from domain.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["orders"], responses=problem_responses(401, 403, 422))

@@ -12,7 +12,8 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from psycopg_pool import ConnectionPool
 
-from adapters.api import (
+from adapters.driven.kafka.deadletters.replay import DeadLetterTally
+from adapters.driving.api import (
     problems,
     routes_blind,
     routes_ops,
@@ -21,11 +22,10 @@ from adapters.api import (
     routes_returns,
     routes_stores,
 )
-from adapters.api.auth import Allow, KeyRing, Role
-from adapters.api.context import Api, keep_body
-from adapters.api.metrics import Metrics
-from adapters.api.settings import ApiSettings
-from adapters.deadletters import DeadLetterTally
+from adapters.driving.api.auth import Allow, KeyRing, Role
+from adapters.driving.api.context import Api, keep_body
+from adapters.driving.api.metrics import Metrics
+from adapters.driving.api.settings import ApiSettings
 from domain.application import ReturnsService
 
 ROUTERS = (

@@ -8,7 +8,7 @@ The key file (JSON, path in ``OMS_API_KEYS_FILE``)::
 
 Keys are random 32-byte tokens, so a salted SHA-256 is enough (nothing to brute-force);
 the salt keeps one deployment's hashes useless for another. ``python -m
-adapters.api.auth new --role store --store-id S1 --principal tablet-S1 FILE`` adds one.
+adapters.driving.api.auth new --role store --store-id S1 --principal tablet-S1 FILE`` adds one.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from fastapi import Request
 
-from adapters.api.problems import Problem
+from adapters.driving.api.problems import Problem
 
 KEYS_FILE_ENV = "OMS_API_KEYS_FILE"
 
@@ -170,7 +170,7 @@ def _new_key(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m adapters.api.auth")
+    parser = argparse.ArgumentParser(prog="python -m adapters.driving.api.auth")
     sub = parser.add_subparsers(required=True)
     new = sub.add_parser("new", help="add a key to a key file and print it")
     new.add_argument("file")

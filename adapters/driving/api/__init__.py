@@ -4,8 +4,8 @@
 module-level state, so several apps (tests, scale-out) can live in one process.
 """
 
-from adapters.api.app import create_api
-from adapters.api.auth import KeyRing, Principal, Role
-from adapters.api.settings import ApiSettings
+from adapters.driving.api.app import create_api
+from adapters.driving.api.auth import KeyRing, Principal, Role
+from adapters.driving.api.settings import ApiSettings
 
 __all__ = ["ApiSettings", "KeyRing", "Principal", "Role", "create_api"]

@@ -61,10 +61,10 @@ def served(app: FastAPI, startup_timeout: float = 30) -> Iterator[str]:
 def app_from_env() -> FastAPI:
     """The app of one server process, from ``OMS_*`` settings (a uvicorn factory: with
     several workers each process builds its own service and pools)."""
-    from adapters.api.app import create_api
-    from adapters.api.auth import KeyRing
-    from adapters.api.settings import ApiSettings
-    from adapters.eventstore import create_service
+    from adapters.driven.eventstore import create_service
+    from adapters.driving.api.app import create_api
+    from adapters.driving.api.auth import KeyRing
+    from adapters.driving.api.settings import ApiSettings
     from adapters.settings import Settings
 
     settings = Settings.from_env()
@@ -100,7 +100,7 @@ def serve(settings: Settings, database_url: str, keys_file: Path) -> None:
             # files here, and a scrape of any worker sums them all.
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
         uvicorn.run(
-            "adapters.api.serving:app_from_env",
+            "adapters.driving.api.serving:app_from_env",
             factory=True,
             host=settings.api_host,
             port=settings.api_port,

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 
-from adapters.api import documents
-from adapters.api.auth import Allow, Principal, Role
-from adapters.api.context import (
+from adapters.driven.refunds import RefundDispatches
+from adapters.driving.api import documents
+from adapters.driving.api.auth import Allow, Principal, Role
+from adapters.driving.api.context import (
     COMMAND,
     CUSTOMER_EMAIL,
     PORTAL_READ,
@@ -22,7 +23,7 @@ from adapters.api.context import (
     set_etag,
     visible_return,
 )
-from adapters.api.models import (
+from adapters.driving.api.models import (
     CommandResult,
     KeepItemOffer,
     Label,
@@ -31,9 +32,8 @@ from adapters.api.models import (
     ResolutionChange,
     ReturnRequest,
 )
-from adapters.api.problems import Problem, problem_responses
-from adapters.api.views import return_view
-from adapters.refunds import RefundDispatches
+from adapters.driving.api.problems import Problem, problem_responses
+from adapters.driving.api.views import return_view
 from domain.application import Ctx
 from domain.commands import (
     AcceptKeepItem,
