@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from psycopg import sql
 
 from adapters.driven.readmodels.base import Conn, Offsets, _Results, consumer_name, topics_of
@@ -94,8 +95,7 @@ def projection_lag(
     low = int(low_row[0]) if low_row else 0
     row = conn.execute(
         sql.SQL(
-            "SELECT count(*), min(e.notification_id),"
-            " min((convert_from(e.state, 'UTF8')::jsonb ->> 'timestamp')::timestamptz)"
+            "SELECT count(*), min(e.notification_id)"
             " FROM {events} e LEFT JOIN {states} s ON s.aggregate_id = e.originator_id::text"
             " WHERE e.notification_id > %s AND e.topic = ANY(%s)"
             " AND (s.version IS NULL OR s.version < e.originator_version)"
@@ -105,16 +105,35 @@ def projection_lag(
         ),
         [low, types],
     ).fetchone()
-    behind, oldest_position, oldest_time = row if row else (0, None, None)
+    behind, oldest_position = row if row else (0, None)
     seconds = None
-    if oldest_time is not None:
-        seconds = max(0.0, (datetime.now(UTC) - oldest_time).total_seconds())
+    if oldest_position is not None:
+        # Only the oldest event's time is read, and decoded here rather than cast to jsonb
+        # in SQL: a stored event PostgreSQL's jsonb refuses (a NUL in a text) must not turn
+        # the lag report of every projection into an error.
+        stored = conn.execute(
+            sql.SQL("SELECT state FROM {events} WHERE notification_id = %s").format(
+                events=sql.Identifier(events_table)
+            ),
+            [oldest_position],
+        ).fetchone()
+        oldest_time = _event_time(stored[0]) if stored else None
+        if oldest_time is not None:
+            seconds = max(0.0, (datetime.now(UTC) - oldest_time).total_seconds())
     return {
         "projection": projection.name,
         "events_behind": int(behind or 0),
         "oldest_unapplied_position": oldest_position,
         "seconds_behind": seconds,
     }
+
+
+def _event_time(state: bytes) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(orjson.loads(state)["timestamp"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- resuming from stored offsets
