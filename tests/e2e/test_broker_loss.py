@@ -33,19 +33,14 @@ from adapters.driven.readmodels.store import ReadModelStore
 from adapters.driven.relay import Relay, lag
 from adapters.driving.demo.report import rebuild_check
 from domain.application import ReturnsService
-from domain.commands import RequestReturn
-from domain.returns import RequestedLine
-from domain.values import ReasonCode
 from projections import default_projections
 from streams.worker import WorkerProcess
 from tests.e2e.builders import eventually
 from tests.integration import builders as m
 from tests.integration.builders import (
-    ctx,
-    delivered_order,
     fresh_database,
     place_orders_in_batches,
-    receive_and_inspect,
+    requested_refunds,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -209,24 +204,6 @@ def projected(stack: Stack, order: str) -> bool:
     return bool(row and row[0] == 1)
 
 
-def request_refunds(service: ReturnsService, count: int) -> list[str]:
-    refund_ids = []
-    for _ in range(count):
-        number = delivered_order(service)
-        rma = service.run(
-            ctx(),
-            RequestReturn(
-                order_number=number,
-                lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
-            ),
-        )
-        assert rma.rma_number is not None
-        refund = receive_and_inspect(service, rma.rma_number)
-        assert refund.refund_id is not None
-        refund_ids.append(refund.refund_id)
-    return refund_ids
-
-
 def refunds_pending(stack: Stack, refund_ids: list[str]) -> list[str]:
     """The refunds the event store still holds as requested (neither settled nor failed)."""
     pending = []
@@ -255,7 +232,7 @@ def test_a_broker_restarted_empty_under_load_leaves_read_models_equal_to_the_sto
         eventually(lambda: stored_orders(stack) >= 100, timeout=180, what="100 orders stored")
         eventually(lambda: caught_up(stack), timeout=180, what="the projections to catch up")
         # Refunds on their way to the provider, or their settlements on their way back.
-        refund_ids = request_refunds(stack.service, 10)
+        refund_ids = requested_refunds(stack.service, 10)
         # A burst stored meanwhile keeps the projections worker busy: the broker goes while
         # batches are in flight, and their acks come after it.
         burst = threading.Thread(
@@ -269,7 +246,7 @@ def test_a_broker_restarted_empty_under_load_leaves_read_models_equal_to_the_sto
         )
         stack.broker.restart()  # memory storage: topics, records and group offsets are gone
         sent_at_restart, orders_at_restart = load.sent, stored_orders(stack)
-        refund_ids += request_refunds(stack.service, 10)
+        refund_ids += requested_refunds(stack.service, 10)
         eventually(
             lambda: load.sent >= sent_at_restart + 300,
             timeout=240,

@@ -21,12 +21,9 @@ from adapters.driven.kafka.provisioning import provision_topics
 from adapters.driven.kafka.topics import topic_specs
 from adapters.driven.relay import Relay, lag
 from domain.application import ReturnsService
-from domain.commands import RequestReturn
-from domain.returns import RequestedLine
-from domain.values import ReasonCode
 from streams.worker import WorkerProcess
 from tests.e2e.builders import eventually
-from tests.integration.builders import ctx, delivered_order, fresh_database, receive_and_inspect
+from tests.integration.builders import fresh_database, requested_refunds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -88,24 +85,6 @@ def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
         broker.stop()
 
 
-def request_refunds(service: ReturnsService, count: int) -> list[str]:
-    refund_ids = []
-    for _ in range(count):
-        number = delivered_order(service)
-        rma = service.run(
-            ctx(),
-            RequestReturn(
-                order_number=number,
-                lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
-            ),
-        )
-        assert rma.rma_number is not None
-        refund = receive_and_inspect(service, rma.rma_number)
-        assert refund.refund_id is not None
-        refund_ids.append(refund.refund_id)
-    return refund_ids
-
-
 def statuses(stack: Stack, refund_ids: list[str]) -> dict[str, str]:
     """Each refund's status on its RMA, the event store's word."""
     found = {}
@@ -125,10 +104,10 @@ def test_refunds_in_flight_when_the_broker_restarts_empty_are_all_settled_or_fai
 ) -> None:
     with stack.integrations() as worker:
         worker.wait_ready(timeout=90)
-        before = request_refunds(stack.service, 10)
+        before = requested_refunds(stack.service, 10)
         eventually(lambda: answered(stack, before), timeout=120, what="the first refunds")
 
-        in_flight = request_refunds(stack.service, 30)
+        in_flight = requested_refunds(stack.service, 30)
         # Relayed, so handed to the sandbox within milliseconds; it answers after 3 s.
         eventually(
             lambda: lag(stack.database_url, "refunds")["lag"] == 0,
@@ -137,7 +116,7 @@ def test_refunds_in_flight_when_the_broker_restarts_empty_are_all_settled_or_fai
         )
         assert not answered(stack, in_flight), "no refund left in flight to test with"
         stack.broker.restart()  # memory storage: every topic, record and offset is gone
-        after = request_refunds(stack.service, 10)
+        after = requested_refunds(stack.service, 10)
 
         everything = before + in_flight + after
         eventually(

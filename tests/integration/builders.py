@@ -13,9 +13,17 @@ import psycopg
 from psycopg import sql
 
 from domain.application import Ctx, Outcome, ReturnsService
-from domain.commands import DeliverOrder, FulfilOrder, InspectItems, PlaceOrder, ReceiveParcel
+from domain.commands import (
+    DeliverOrder,
+    FulfilOrder,
+    InspectItems,
+    PlaceOrder,
+    ReceiveParcel,
+    RequestReturn,
+)
 from domain.events import Cause, FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
-from domain.values import Channel, Condition, Disposition, Money, PaymentMethod
+from domain.returns import RequestedLine
+from domain.values import Channel, Condition, Disposition, Money, PaymentMethod, ReasonCode
 from tests.unit.builders import eur
 
 _numbers = itertools.count(1)
@@ -305,3 +313,23 @@ def stock_counted(sku: str, quantity: int, location_id: str = "WH-1") -> bytes:
         {"sku": sku, "location_id": location_id, "quantity": quantity},
         source=f"wms/{location_id}",
     )
+
+
+def requested_refund(service: ReturnsService) -> str:
+    """A delivered order returned, received and inspected: its refund is requested."""
+    number = delivered_order(service)
+    rma = service.run(
+        ctx(),
+        RequestReturn(
+            order_number=number,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+        ),
+    )
+    assert rma.rma_number is not None
+    refund = receive_and_inspect(service, rma.rma_number)
+    assert refund.refund_id is not None
+    return refund.refund_id
+
+
+def requested_refunds(service: ReturnsService, count: int) -> list[str]:
+    return [requested_refund(service) for _ in range(count)]

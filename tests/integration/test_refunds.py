@@ -23,11 +23,9 @@ from adapters.driven.payments import RefundInstruction
 from adapters.driven.refunds import RefundDispatches
 from adapters.driving.cli import main
 from domain.application import ReturnsService
-from domain.commands import FailRefund, RequestReturn, SettleRefund
-from domain.returns import RequestedLine
-from domain.values import ReasonCode
+from domain.commands import FailRefund, SettleRefund
 from streams.integrations import kafka_publisher, refund_dispatcher, resend_due_refunds
-from tests.integration.builders import ctx, delivered_order, fresh_database, receive_and_inspect
+from tests.integration.builders import ctx, fresh_database, requested_refund
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -122,21 +120,6 @@ def own_service(database_url: str) -> Iterator[tuple[str, ReturnsService]]:
         yield url, service
     finally:
         service.close()
-
-
-def requested_refund(service: ReturnsService) -> str:
-    number = delivered_order(service)
-    rma = service.run(
-        ctx(),
-        RequestReturn(
-            order_number=number,
-            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
-        ),
-    )
-    assert rma.rma_number is not None
-    refund = receive_and_inspect(service, rma.rma_number)
-    assert refund.refund_id is not None
-    return refund.refund_id
 
 
 def backdate(url: str, refund_id: str, seconds: int) -> None:

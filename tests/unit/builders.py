@@ -35,6 +35,7 @@ from domain.events import (
     Payment,
     ReceivedItem,
     RefundAllocation,
+    ReturnEvent,
     ReturnLine,
     ReturnRequested,
 )
@@ -726,3 +727,21 @@ def assert_folds_like_reduce(projection: Projection, events: Sequence[Event]) ->
     )
     assert got == expected
     assert [orjson.dumps(event.data) for event in events] == before
+
+
+def relayed(events: list[ReturnEvent]) -> list[Event]:
+    """The aggregate's own events as projectors consume them, numbered like the store."""
+    return [
+        Event.from_cloud_event(
+            cloud_event_for(
+                (
+                    position,
+                    event.originator_id,
+                    event.originator_version,
+                    event.type_name,
+                    orjson.dumps(event_to_json(event)),
+                )
+            )
+        )
+        for position, event in enumerate(events, start=1)
+    ]

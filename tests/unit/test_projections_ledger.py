@@ -7,19 +7,15 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.driven.relay import cloud_event_for
 from domain.events import (
     RefundFailed,
     RefundRequested,
     RefundSettled,
-    ReturnEvent,
     StoreCreditIssued,
 )
-from domain.serialization import event_to_json
 from projections.core import Event, InMemoryReadModel, key_of
 from projections.ledger import RefundLedger
 from tests.unit.builders import (
@@ -34,6 +30,7 @@ from tests.unit.builders import (
     inspected,
     receive,
     received,
+    relayed,
     request_refund,
     requested_return,
     uid,
@@ -187,24 +184,6 @@ def test_the_fee_a_return_emits_is_income_once_through_a_failed_refund_and_its_r
     assert fee.amount > 0
     assert income == [("RF-1", fee.amount), ("RF-1", -fee.amount), ("RF-2", fee.amount)]
     assert refund_row(model, "RF-2")["restocking_fee"] == fee.amount
-
-
-def relayed(events: list[ReturnEvent]) -> list[Event]:
-    """The aggregate's own events as projectors consume them, numbered like the store."""
-    return [
-        Event.from_cloud_event(
-            cloud_event_for(
-                (
-                    position,
-                    event.originator_id,
-                    event.originator_version,
-                    event.type_name,
-                    orjson.dumps(event_to_json(event)),
-                )
-            )
-        )
-        for position, event in enumerate(events, start=1)
-    ]
 
 
 # ---------------------------------------------------------------- properties

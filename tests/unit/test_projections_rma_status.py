@@ -7,10 +7,8 @@ from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
-import orjson
 import pytest
 
-from adapters.driven.relay import cloud_event_for
 from domain.events import (
     BlindReturnDetected,
     BlindReturnMatched,
@@ -36,8 +34,7 @@ from domain.events import (
 )
 from domain.order import Order
 from domain.returns import Return
-from domain.serialization import event_to_json
-from projections.core import Event, InMemoryReadModel, key_of
+from projections.core import InMemoryReadModel, key_of
 from projections.rma_status import RmaStatus
 from tests.unit.builders import (
     BOOK,
@@ -54,6 +51,7 @@ from tests.unit.builders import (
     issue_store_credit,
     line,
     receive,
+    relayed,
     request_refund,
     requested_return,
     return_line,
@@ -296,24 +294,6 @@ def test_a_changed_resolution_is_the_refund_method_shown() -> None:
 
 
 # ---------------------------------------------------------------- histories the domain emits
-def relayed(events: list[ReturnEvent]) -> list[Event]:
-    """The aggregate's own events as projectors consume them, numbered like the store."""
-    return [
-        Event.from_cloud_event(
-            cloud_event_for(
-                (
-                    position,
-                    event.originator_id,
-                    event.originator_version,
-                    event.type_name,
-                    orjson.dumps(event_to_json(event)),
-                )
-            )
-        )
-        for position, event in enumerate(events, start=1)
-    ]
-
-
 def settled_life(rma: Return) -> None:
     """Inspected: two refunds in flight at once, one fails, its amount asked for again."""
     due = rma.items_due_unpaid().amount + rma.shipping_due_unpaid().amount
