@@ -12,7 +12,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from adapters.driven.kafka.provisioning import provision_topics
 from adapters.driven.kafka.topics import ORDERS, dlq, topic_specs
 from domain.application import ReturnsService
 from streams.worker import WorkerProcess
+from tests.e2e.builders import eventually
 from tests.integration import builders as m
 from tests.integration.builders import fresh_database
 
@@ -110,15 +111,6 @@ def dead_letters(bootstrap: str) -> list[Any]:
         consumer.close()
 
 
-def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
-    return result
-
-
 def placed(service: ReturnsService, order_id: str) -> bool:
     try:
         service.order_view(order_id)
@@ -167,7 +159,8 @@ def test_a_dead_letter_the_producer_refuses_fails_the_worker_loudly_and_acks_not
 ) -> None:
     worker = stack.worker(OMS_DLQ_PUBLISH_ATTEMPTS="3")
     worker.wait_ready(90)
-    assert health(worker)["status"] == "ok"
+    # Written when the first rebalance completes, which may come just after "ready".
+    eventually(lambda: health(worker).get("status") == "ok", 60, "the health file to say ok")
     # Invalid JSON under a key too big for any producer: its dead letter cannot be published.
     publish(stack.bootstrap, [b"{not json"], key=b"k" * 1_100_000)
 
