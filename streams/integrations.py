@@ -25,8 +25,9 @@ from adapters.driven.payments import (
 from adapters.driven.refunds import RefundDispatches
 from adapters.settings import Settings
 from domain.application import ReturnsService
-from streams.app import BatchHandler, DeadLetter, InboundRecord, create_app
+from streams.app import create_app
 from streams.inbound import process_batch
+from streams.records import BatchHandler, DeadLetter, InboundRecord
 
 log = logging.getLogger(__name__)
 

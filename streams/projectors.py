@@ -24,7 +24,8 @@ from adapters.driven.readmodels.positions import resume_points
 from adapters.driven.readmodels.store import ReadModelStore
 from adapters.settings import Settings
 from projections import Event, Projection, default_projections
-from streams.app import BatchHandler, DeadLetter, InboundRecord, create_app
+from streams.app import create_app
+from streams.records import BatchHandler, DeadLetter, InboundRecord
 from streams.resume import verified_offsets
 
 log = logging.getLogger(__name__)

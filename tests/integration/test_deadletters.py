@@ -1,7 +1,7 @@
 """Operating a DLQ on the real broker: filters, pages, counts and replay by filter.
 
 Each test has topics of its own, and writes its dead letters as the workers do (the
-headers from ``streams.app.dlq_headers``), stamped with the times it needs.
+headers from ``streams.records.dlq_headers``), stamped with the times it needs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from adapters.driven.kafka.deadletters.replay import plan_replay, replay
 from adapters.driven.kafka.provisioning import TopicSpec, provision_topics
 from adapters.driven.kafka.topics import dlq
 from adapters.driving.cli import main
-from streams.app import DeadLetter, InboundRecord, dlq_headers
+from streams.records import DeadLetter, InboundRecord, dlq_headers
 from tests.integration import builders as m
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -210,7 +210,7 @@ def test_the_dispatcher_skips_refunds_already_answered_and_counts_what_it_sends(
     handle = refund_dispatcher(provider, dispatches)
 
     def record(refund_id: str) -> Any:
-        from streams.app import InboundRecord
+        from streams.records import InboundRecord
 
         data = {
             "refund_id": refund_id,

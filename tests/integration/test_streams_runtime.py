@@ -23,7 +23,8 @@ from adapters.driven.embedded.tansu import EmbeddedKafka
 from adapters.driven.kafka.provisioning import provision_topics
 from adapters.driven.kafka.topics import ORDERS, WMS_RECEIPTS, dlq, topic_specs
 from adapters.settings import Settings
-from streams.app import HANDLER_FAILED, BatchHandler, DeadLetter, InboundRecord, create_app
+from streams.app import create_app
+from streams.records import HANDLER_FAILED, BatchHandler, DeadLetter, InboundRecord
 from streams.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from adapters.contracts import MAX_MESSAGE_BYTES
-from streams.app import (
+from streams.records import (
     DLQ_MAX_VALUE_BYTES,
     DLQ_TRUNCATED_BYTES,
     TRUNCATED_HEADER,

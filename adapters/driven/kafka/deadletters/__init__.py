@@ -1,7 +1,7 @@
 """Dead letters read back from the DLQ topics: selecting, listing, counting and replaying them.
 
 The workers write a refused message's original bytes to ``<topic>.dlq`` with the reason in
-headers (streams/app.py). Everything here reads those topics; nothing else records dead
+headers (streams/records.py). Everything here reads those topics; nothing else records dead
 letters, so the topics are the one source of truth for operators and for ``/metrics``.
 
 Reading is without a consumer group (it must never move anyone's committed offsets) and
