@@ -32,10 +32,15 @@ def stock_at(conn: Conn, sku: str, location_id: str, at: datetime) -> dict[str, 
         FROM m GROUP BY m.bucket""",
         {"sku": sku, "location": location_id, "at": at},
     ).fetchall()
-    levels = dict.fromkeys(BUCKETS, 0)
+    levels = empty_stock_levels()
     for bucket, moved, counted in rows:
         levels[bucket] = int(moved) + (int(counted) if bucket == "available" and counted else 0)
     return levels
+
+
+def empty_stock_levels() -> dict[str, int]:
+    """Every stock bucket at zero: what a SKU and location never seen hold."""
+    return dict.fromkeys(BUCKETS, 0)
 
 
 def return_rates(conn: Conn) -> list[dict[str, Any]]:

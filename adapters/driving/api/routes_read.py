@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from psycopg import sql
 
 from adapters.driven.readmodels.positions import projection_lag
-from adapters.driven.readmodels.queries import return_rates, stock_at
+from adapters.driven.readmodels.queries import empty_stock_levels, return_rates, stock_at
 from adapters.driven.relay import lag as relay_lag
 from adapters.driving.api.auth import Allow, Principal, Role
 from adapters.driving.api.context import Api, Day, Limit, Moment, Offset, api_of, page_of, paged
@@ -69,28 +69,14 @@ def stock_of(
             raise NotFound(f"no stock known for {sku} at {location_id}")
         return rows[0]
     if "\x00" in sku + location_id:
-        levels = stock_at_empty()  # no stored SKU or location holds a NUL (PostgreSQL text)
+        levels = empty_stock_levels()  # no stored SKU or location holds a NUL (PostgreSQL text)
     else:
         with api.read() as conn:
             try:
                 levels = stock_at(conn, sku, location_id, at)
             except psycopg.errors.UndefinedTable:
-                levels = stock_at_empty()
+                levels = empty_stock_levels()
     return {"sku": sku, "location_id": location_id, "at": at.isoformat(), **levels}
-
-
-def stock_at_empty() -> dict[str, int]:
-    return dict.fromkeys(
-        (
-            "available",
-            "quarantined",
-            "in_repair",
-            "returned_to_vendor",
-            "scrapped",
-            "expected_returns",
-        ),
-        0,
-    )
 
 
 @router.get("/customers/{customer_id}", responses=problem_responses(404))
