@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import faust
 import orjson
 
+from adapters.driven.eventstore import database_unavailable
 from adapters.driven.kafka.publishers import ConfluentPublisher, Publisher
 from adapters.driven.kafka.topics import INVENTORY_EVENTS, ORDER_EVENTS, RMA_EVENTS
 from adapters.driven.readmodels.base import ChangedRow, topics_of
@@ -149,7 +150,15 @@ def create_projections_app(
         return await verified_offsets(bootstrap, mine)
 
     handlers = {topic: projector.handler(topic) for topic in EVENT_TOPICS}
-    app = create_app(settings, app_id=app_id, handlers=handlers, batch_size=2000, resume=resume)
+    app = create_app(
+        settings,
+        app_id=app_id,
+        handlers=handlers,
+        batch_size=2000,
+        resume=resume,
+        # An outage is waited out, never dead-lettered: the store reconnects on the retry.
+        transient=database_unavailable,
+    )
 
     async def registered(sender: object, /, *args: object, **kwargs: object) -> None:
         # A partition that has delivered nothing yet must still hold the relay's refill

@@ -21,6 +21,7 @@ from kafka import KafkaConsumer
 from psycopg import sql
 
 from adapters.driven.embedded.tansu import EmbeddedKafka
+from adapters.driven.eventstore import database_unavailable
 from adapters.driven.kafka.provisioning import provision_topics
 from adapters.driven.kafka.topics import EVENT_TOPIC_BY_KIND, topic_specs
 from adapters.driven.readmodels.base import ChangedRow, consumer_name
@@ -641,6 +642,33 @@ def test_offsets_and_the_lowest_partition_position_commit_with_the_rows(
     )
     everyone = [last_position.get(origin, 0) for origin in store.offsets(projection)]
     assert recorded["notification_id"] == min(everyone)
+
+
+def test_a_store_whose_connection_the_server_dropped_reconnects_on_the_retry(
+    scenario: Scenario, store: ReadModelStore, database_url: str
+) -> None:
+    projection = StockLevels()
+    events = stored_events(database_url)
+    # A cut into at least three batches: one before the outage, one meeting it, one after.
+    first, *rest = next(
+        cut for seed in range(100) if len(cut := as_partitions(events, projection, seed)) >= 3
+    )
+    store.apply(projection, first.events, first.offsets)
+    backend = store.connection.info.backend_pid
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+
+    # The batch that meets the outage fails as an outage (its worker waits and retries,
+    # dead-letters nothing); the retry reconnects and applies it, once.
+    with pytest.raises(psycopg.OperationalError) as lost:
+        store.apply(projection, rest[0].events, rest[0].offsets)
+    assert database_unavailable(lost.value)
+    for delivery in rest:
+        store.apply(projection, delivery.events, delivery.offsets)
+    assert store.connection.info.backend_pid != backend
+    assert store.offsets(projection)[next(iter(rest[-1].offsets))] == next(
+        iter(rest[-1].offsets.values())
+    )
 
 
 def test_two_workers_racing_on_the_same_batches_count_everything_once(

@@ -35,7 +35,12 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- the store
 class ReadModelStore:
-    """Owns one connection; not for concurrent use by several threads (one per worker)."""
+    """Owns one connection; not for concurrent use by several threads (one per worker).
+
+    A connection the server dropped (a restart, a failover, a killed backend) is replaced
+    at the next use: the call that met the outage raises, its caller retries the batch
+    (the workers treat an unreachable database as transient), and the retry reconnects.
+    """
 
     def __init__(
         self,
@@ -51,11 +56,17 @@ class ReadModelStore:
         for projection in projections:
             self.ensure(projection)
 
+    def _live(self) -> Conn:
+        if self._conn.closed or self._conn.broken:
+            log.warning("read-model store: the database connection was lost; reconnecting")
+            self._conn = _connect(self.database_url)
+        return self._conn
+
     def ensure(self, projection: Projection) -> None:
         """Create the projection's tables (idempotent; serialized across processes)."""
         if projection.name in self._ready:
             return
-        create_tables(self._conn, projection)
+        create_tables(self._live(), projection)
         self._ready.add(projection.name)
 
     def apply(
@@ -89,6 +100,7 @@ class ReadModelStore:
         """
         # One fixed order: two workers lock rows of several projections, never crosswise.
         chosen = sorted(projections, key=lambda p: p.name)
+        self._live()
         for projection in chosen:
             self.ensure(projection)
         locks = sorted({_lock_key(p) for p in chosen})
@@ -128,7 +140,7 @@ class ReadModelStore:
     def offsets(self, projection: Projection) -> dict[tuple[str, int], int]:
         """Where a restarted worker resumes: the next offset per (topic, partition)."""
         self.ensure(projection)
-        rows = self._conn.execute(
+        rows = self._live().execute(
             "SELECT topic, partition, next_offset FROM rm_offsets WHERE projection = %s",
             [projection.name],
         ).fetchall()
@@ -147,19 +159,20 @@ class ReadModelStore:
         pairs = sorted(set(partitions))
         if not pairs:
             return
-        with self._conn.transaction():
-            self._conn.execute(
+        conn = self._live()
+        with conn.transaction():
+            conn.execute(
                 "INSERT INTO rm_offsets (projection, topic, partition, next_offset, position)"
                 " SELECT %s, t, p, 0, 0 FROM unnest(%s::text[], %s::int[]) AS u(t, p)"
                 " ON CONFLICT DO NOTHING",
                 [projection.name, [t for t, _ in pairs], [p for _, p in pairs]],
             )
-            _record_low_watermark(self._conn, projection)
+            _record_low_watermark(conn, projection)
 
     @property
     def connection(self) -> Conn:
         """For queries (``stock_at``, ``snapshot``); do not hold a transaction open on it."""
-        return self._conn
+        return self._live()
 
     def close(self) -> None:
         self._conn.close()
