@@ -22,7 +22,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from adapters.driven.eventstore import create_service
+from adapters.driven.readmodels.base import FailedEvent, record_failures
 from adapters.driven.readmodels.rebuild import rebuild
+from adapters.driven.readmodels.store import ReadModelStore
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
 from adapters.driving.api.app import secured_routes
 from adapters.driving.api.openapi import DOCUMENT, render
@@ -30,7 +32,7 @@ from domain.application import ReturnsService
 from domain.commands import ReceiveParcel, SettleRefund
 from domain.events import ReceivedItem
 from projections import default_projections
-from tests.integration.builders import ctx, delivered_order, receive_and_inspect
+from tests.integration.builders import ctx, delivered_order, receive_and_inspect, requested_refund
 from tests.unit.builders import eur
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -547,6 +549,35 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
     assert 'oms_api_requests_total{method="GET",route="/v1/lag",status="401"}' in text
     assert "oms_api_command_seconds_bucket" in text
     assert "oms_projection_lag_events" in text
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.removeprefix(name + " "))
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_metrics_count_skipped_events_and_unanswered_refunds(
+    client: TestClient, service: ReturnsService, database_url: str
+) -> None:
+    def scrape() -> str:
+        return client.get("/metrics", headers=auth("k-ops")).text
+
+    name = 'oms_projection_failed_events{projection="stock"}'
+    before = metric(scrape(), name) if name + " " in scrape() else 0.0
+    with ReadModelStore(database_url, default_projections()) as store:
+        record_failures(
+            store.connection,
+            [FailedEvent("stock", f"{uuid.uuid4()}:1", str(uuid.uuid4()), 1, 1, "x", "test")],
+        )
+    assert metric(scrape(), name) == before + 1
+
+    pending = metric(scrape(), "oms_refunds_pending")
+    refund = requested_refund(service)  # the sandbox is not running here: it stays pending
+    after = scrape()
+    assert metric(after, "oms_refunds_pending") == pending + 1, refund
+    assert metric(after, "oms_refunds_pending_oldest_seconds") >= 0
 
 
 def test_metrics_need_an_ops_or_admin_key_unless_the_deployment_makes_them_public(

@@ -38,6 +38,18 @@ class LagCollector(Collector):
         projections = GaugeMetricFamily(
             "oms_projection_lag_events", "Events stored, not yet projected", labels=["projection"]
         )
+        failed = GaugeMetricFamily(
+            "oms_projection_failed_events",
+            "Stored events a projection skipped because it could not apply them",
+            labels=["projection"],
+        )
+        pending = GaugeMetricFamily(
+            "oms_refunds_pending", "Refunds requested and not yet settled or failed"
+        )
+        oldest = GaugeMetricFamily(
+            "oms_refunds_pending_oldest_seconds",
+            "Age of the oldest refund the payment provider has not answered",
+        )
         try:
             relay.add_metric([], relay_lag(self.database_url, self.relay_name)["lag"])
         except psycopg.Error as error:  # the relay has not created its table yet
@@ -50,10 +62,34 @@ class LagCollector(Collector):
                     except psycopg.Error:
                         continue  # that projection has never run here
                     projections.add_metric([projection.name], behind)
+                # Alert on these: a skipped event needs a fix and a rebuild; a refund
+                # unanswered for long means the provider is not answering.
+                for name, count in _rows(
+                    conn,
+                    "SELECT projection, count(*) FROM rm_failed_events GROUP BY projection",
+                ):
+                    failed.add_metric([name], count)
+                for count, seconds in _rows(
+                    conn,
+                    "SELECT count(*), coalesce(extract(epoch FROM now() - min(requested_at)), 0)"
+                    " FROM oms_refunds WHERE status = 'requested'",
+                ):
+                    pending.add_metric([], count)
+                    oldest.add_metric([], float(seconds))
         except psycopg.Error as error:
             log.debug("projection lag unavailable: %r", error)
         yield relay
         yield projections
+        yield failed
+        yield pending
+        yield oldest
+
+
+def _rows(conn: psycopg.Connection[Any], query: str) -> list[tuple[Any, ...]]:
+    try:
+        return conn.execute(query.encode()).fetchall()
+    except psycopg.errors.UndefinedTable:  # nothing has created it here yet
+        return []
 
 
 class DeadLetterCollector(Collector):
