@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -194,38 +195,48 @@ def test_a_relay_killed_mid_batch_and_restarted_leaves_no_gap(
     assert_in_order_per_aggregate(records)
 
 
-def test_a_broker_that_comes_back_empty_is_refilled(
-    service: ReturnsService, database_url: str, fresh_broker: EmbeddedKafka
-) -> None:
-    name = f"relay-{uuid.uuid4().hex[:6]}"
+@contextmanager
+def relay_in_a_thread(
+    database_url: str, bootstrap: str, *, epoch_check_s: float
+) -> Iterator[Relay]:
     relay = Relay(
         database_url,
-        fresh_broker.bootstrap,
+        bootstrap,
         topic_specs=topic_specs(2),
-        name=name,
-        epoch_check_s=0.2,
+        name=f"relay-{uuid.uuid4().hex[:6]}",
+        epoch_check_s=epoch_check_s,
     )
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        delivered_order(service)
-        deadline = time.monotonic() + 30
-        while lag(database_url, name)["lag"] > 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        low = lowest_consumer_position(database_url)
-        fresh_broker.restart()  # memory storage: every topic and offset is gone
-        number = delivered_order(service)
-        deadline = time.monotonic() + 60
-        while (lag(database_url, name)["lag"] > 0 or len(relay.stats.epochs) < 2) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.05)
-        assert len(relay.stats.epochs) == 2
+        yield relay
     finally:
         stop.set()
         thread.join(20)
         relay.close()
+
+
+def wait_relayed(database_url: str, relay: Relay, *, epochs: int, timeout: float) -> None:
+    """Until the relay has published everything stored, in its ``epochs``-th broker epoch."""
+    deadline = time.monotonic() + timeout
+    while (lag(database_url, relay.name)["lag"] > 0 or len(relay.stats.epochs) < epochs) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+
+
+def test_a_broker_that_comes_back_empty_is_refilled(
+    service: ReturnsService, database_url: str, fresh_broker: EmbeddedKafka
+) -> None:
+    with relay_in_a_thread(database_url, fresh_broker.bootstrap, epoch_check_s=0.2) as relay:
+        delivered_order(service)
+        wait_relayed(database_url, relay, epochs=1, timeout=30)
+        low = lowest_consumer_position(database_url)
+        fresh_broker.restart()  # memory storage: every topic and offset is gone
+        number = delivered_order(service)
+        wait_relayed(database_url, relay, epochs=2, timeout=60)
+        assert len(relay.stats.epochs) == 2
     # Everything after the lowest position a consumer recorded was republished (the whole
     # log if none had): exactly what the emptied broker now holds.
     expected = stored_ids(database_url, after=low)
@@ -238,23 +249,10 @@ def test_a_broker_that_comes_back_empty_is_refilled(
 def test_a_broker_restart_is_caught_before_the_next_batch_though_the_marker_topic_reappears(
     service: ReturnsService, database_url: str, fresh_broker: EmbeddedKafka
 ) -> None:
-    name = f"relay-{uuid.uuid4().hex[:6]}"
     # Idle checks never come due here: only the check before each batch can see it.
-    relay = Relay(
-        database_url,
-        fresh_broker.bootstrap,
-        topic_specs=topic_specs(2),
-        name=name,
-        epoch_check_s=3600,
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with relay_in_a_thread(database_url, fresh_broker.bootstrap, epoch_check_s=3600) as relay:
         delivered_order(service)
-        deadline = time.monotonic() + 60
-        while lag(database_url, name)["lag"] > 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_relayed(database_url, relay, epochs=1, timeout=60)
         low = lowest_consumer_position(database_url)
         fresh_broker.restart()
         # A client's metadata request auto-creates the marker topic on the new broker, empty
@@ -265,19 +263,11 @@ def test_a_broker_restart_is_caught_before_the_next_batch_though_the_marker_topi
         probe.close()
         restarted = time.monotonic()
         number = delivered_order(service)
-        deadline = time.monotonic() + 90
-        while (lag(database_url, name)["lag"] > 0 or len(relay.stats.epochs) < 2) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.05)
+        wait_relayed(database_url, relay, epochs=2, timeout=90)
         recovered_after = time.monotonic() - restarted
         assert len(relay.stats.epochs) == 2
         # Promptly: no client waits out a long timeout or backoff on the dead connection.
         assert recovered_after < 15, recovered_after
-    finally:
-        stop.set()
-        thread.join(20)
-        relay.close()
     expected = stored_ids(database_url, after=low)
     records = read_all(fresh_broker.bootstrap, EVENT_TOPICS, len(expected))
     assert {r["id"] for r in records} == expected
