@@ -91,6 +91,9 @@ class Report:
     malformed: int = 0
     refunds_as_store_credit: int = 0
     replays: int = 0
+    journeys: list[str] = field(default_factory=list)
+    """One line per workflow journey the day played (blind parcels, counters, legs,
+    expiry...), each saying what happened and through which interface."""
     api_url: str = ""
     first_position: int = 0  # the event store's head before the day: what came later is ours
     calls: Counter[str] = field(default_factory=Counter)

@@ -37,6 +37,9 @@ def summary(
         + (", ".join(f"{code} {n}" for code, n in sorted(report.refused.items())) or "none")
     )
     lines += api_lines(database_url, report, analytics)
+    if report.journeys:
+        lines.append("workflows played:")
+        lines += [f"  {journey}" for journey in report.journeys]
     with psycopg.connect(database_url) as conn:
         stock = conn.execute(
             "SELECT sku, location_id, bucket, sum(delta) FROM rm_stock_movements"
