@@ -541,13 +541,17 @@ def test_the_read_side_serves_the_rebuilt_read_models(
     assert serial.status_code == 200 and serial.json()["sales"][0]["under_warranty"]
 
 
-def test_health_readiness_and_metrics(client: TestClient) -> None:
+def test_health_readiness_and_metrics(client: TestClient, service: ReturnsService) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ready"}
     client.get("/v1/lag")  # a 401, counted by route template
+    # One command of its own, so the latency histogram has a sample whatever ran before.
+    order = delivered_order(service)
+    created = client.post("/v1/returns", json=request_body(order), headers=portal(service, order))
+    assert created.status_code == 201, created.text
     text = client.get("/metrics", headers=auth("k-ops")).text
     assert 'oms_api_requests_total{method="GET",route="/v1/lag",status="401"}' in text
-    assert "oms_api_command_seconds_bucket" in text
+    assert 'oms_api_command_seconds_bucket{command="request_return",' in text
     assert "oms_projection_lag_events" in text
 
 
