@@ -15,6 +15,8 @@ from domain.events import KeepItemLapsed, ReturnExpired
 from domain.lookups import DeadlineRow
 from domain.policy import PolicyBook
 from domain.returns import Return, ReturnStatus
+from projections.core import InMemoryReadModel, key_of
+from projections.rma_status import RmaStatus
 from tests.unit.builders import (
     BOOK,
     CAUSE,
@@ -25,6 +27,7 @@ from tests.unit.builders import (
     decide,
     given,
     receive,
+    relayed,
     requested_return,
     shop_order,
     snapshot,
@@ -179,3 +182,20 @@ def test_the_deadline_row_follows_what_the_rma_waits_for() -> None:
     assert deadline_row(rma) == DeadlineRow(RETURN_ID, ship_clock_from=day(18))
     rma.expire(BOOK, day(48), CAUSE)
     assert deadline_row(rma) == DeadlineRow(RETURN_ID)
+
+
+# ---------------------------------------------------------------- the read side
+def test_the_status_read_model_follows_a_lapse_and_a_later_expiry() -> None:
+    rma = offered()
+    rma.lapse_keep_item(day(18), CAUSE)
+    rma.expire(BOOK, day(48), CAUSE)
+    history = rma.pending_events
+    model = InMemoryReadModel(RmaStatus())
+    seen = []
+    for n, event in enumerate(relayed(history), start=1):
+        model.apply([event])
+        expected = Return.replay(rma.id, history[:n]).state.status.value
+        row = model.tables["rm_rma_status"][key_of({"return_id": str(rma.id)})]
+        assert row["status"] == expected, event.type
+        seen.append(row["status"])
+    assert seen[-3:] == ["keep_item_offered", "authorized", "expired"]
