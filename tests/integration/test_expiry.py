@@ -17,7 +17,8 @@ import pytest
 
 from adapters.driven.eventstore import create_service
 from adapters.driven.sweeps import lock_key, run_round, sweep_ctx
-from domain.application import ReturnsService
+from adapters.driving.cli import main
+from domain.application import Ctx, ReturnsService
 from domain.commands import AcceptKeepItem, OfferKeepItem, RequestReturn
 from domain.errors import OfferLapsed
 from domain.policy import PolicyBook
@@ -144,7 +145,9 @@ def test_a_sweep_another_worker_holds_is_skipped_this_round(
         report = run_round(sweeping, at=later)
         assert report.changed == {"expire_returns": None, "lapse_keep_item_offers": []}
         assert sweeping.get_return(idle).state.status is ReturnStatus.AUTHORIZED
-    # Its connection closed: the lock is free and the next round does the work.
+        # Let go (a closed connection frees it too, but the server notices that later).
+        other_worker.execute("SELECT pg_advisory_unlock(%s)", [lock_key("expire_returns")])
+    # The lock is free: the next round does the work.
     assert run_round(sweeping, at=later).changed["expire_returns"] == [idle]
 
 
@@ -190,3 +193,65 @@ def test_two_sweepers_at_once_expire_each_rma_once(own_url: str) -> None:
     finally:
         first.close()
         second.close()
+
+
+def authorized_days_ago(service: ReturnsService, days: int, **order: str) -> UUID:
+    """An RMA requested ``days`` ago (its order is dated today: a negative age is inside
+    the window, and the expiry clock is what matters here)."""
+    number = delivered_order(service, **order)
+    outcome = service.run(
+        Ctx(ctx().cause, at=NOW - timedelta(days=days)),
+        RequestReturn(
+            order_number=number,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+        ),
+    )
+    assert outcome.status == "authorized"
+    return outcome.aggregate_id
+
+
+def test_rma_expire_lists_on_a_dry_run_then_does_it_once(
+    sweeping: ReturnsService,
+    own_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    overdue = authorized_days_ago(sweeping, 40)
+    fresh = authorized_days_ago(sweeping, 5)
+    kept = authorized_days_ago(sweeping, 10, unit_price="10.00")
+    sweeping.run(Ctx(ctx().cause, at=NOW - timedelta(days=10)), OfferKeepItem(kept, valid_days=7))
+    numbers = {rma: sweeping.get_return(rma).state.rma_number for rma in (overdue, fresh, kept)}
+    monkeypatch.setenv("OMS_DATABASE_URL", own_url)
+    before = all_events(own_url)
+
+    assert main(["expire", "--dry-run"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0] == "action\trma_number\tsince\tdue_at"
+    rows = {tuple(line.split("\t")[:2]) for line in listed[1:]}
+    assert rows == {("expire", numbers[overdue]), ("lapse", numbers[kept])}
+    assert all_events(own_url) == before
+
+    assert main(["expire"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "expire_returns: 1 RMAs changed",
+        "lapse_keep_item_offers: 1 RMAs changed",
+    ]
+    assert sweeping.get_return(overdue).state.status is ReturnStatus.EXPIRED
+    assert sweeping.get_return(fresh).state.status is ReturnStatus.AUTHORIZED
+    assert sweeping.get_return(kept).state.status is ReturnStatus.AUTHORIZED
+    assert main(["expire"]) == 0
+    assert "expire_returns: 0 RMAs changed" in capsys.readouterr().out
+
+
+def test_rmas_authorized_before_the_deadlines_table_existed_are_found(
+    sweeping: ReturnsService, own_url: str
+) -> None:
+    overdue = authorized_days_ago(sweeping, 40)
+    with psycopg.connect(own_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM oms_return_deadlines")
+    assert sweeping.due_to_expire(NOW, 10) == []
+    upgraded = create_service(own_url)  # its start creates what is missing, rows included
+    try:
+        assert [d.return_id for d in upgraded.due_to_expire(NOW, 10)] == [overdue]
+    finally:
+        upgraded.close()
