@@ -393,7 +393,11 @@ class ReturnsService(ReturnsQueries, Application[UUID]):
         found = []
         for candidate in page:
             rma = loaded.get(candidate.return_id)
-            if isinstance(rma, Return) and rma.state.status is ReturnStatus.KEEP_ITEM_OFFERED:
+            if (
+                isinstance(rma, Return)
+                and rma.state.status is ReturnStatus.KEEP_ITEM_OFFERED
+                and not rma.state.keep_item_accepted
+            ):
                 found.append(Due(rma.id, rma.state.rma_number, candidate.since, candidate.since))
         return found
 
