@@ -87,6 +87,11 @@ class Settings(BaseModel):
     integrations worker sends it again (same refund id: the provider deduplicates); the
     worker looks for such refunds every quarter of this period, or every 5 s if sooner."""
 
+    sweep_interval_s: float = Field(default=60, gt=0, le=86_400)
+    """Seconds between the integrations worker's sweeps of deadlines: authorized RMAs never
+    shipped expire and keep-the-item offers lapse (README "Expiry"). Every worker runs them;
+    an advisory lock per sweep keeps the others out of a round."""
+
     sandbox_settlement_delay_s: float = Field(default=0.05, ge=0, le=3600)
     """Seconds the sandbox payment provider takes to settle or decline a refund."""
 

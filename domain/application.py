@@ -24,7 +24,7 @@ from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from domain.aggregate import Aggregate
-from domain.commands import Command, ExpireReturn
+from domain.commands import Command, ExpireReturn, LapseKeepItemOffer
 from domain.commands import Outcome as Outcome
 from domain.errors import (
     AlreadyExists,
@@ -49,6 +49,8 @@ from domain.events import (
 from domain.handlers import HANDLERS, Scope
 from domain.inventory import Inventory
 from domain.lookups import (
+    Deadline,
+    DeadlineRow,
     LookupRows,
     Lookups,
     OrderRow,
@@ -344,23 +346,97 @@ class ReturnsService(ReturnsQueries, Application[UUID]):
 
     def expire_returns(self, ctx: Ctx, *, limit: int = 500) -> list[UUID]:
         """Expire RMAs authorized longer ago than the policy allows and never shipped; the
-        ids of those that expired."""
+        ids of those that expired (at most ``limit``: a sweep calls again for more)."""
         now = ctx.at or self.clock()
-        shortest = min(
-            [self.policy_book.default.expiry_days]
-            + [
-                int(o["expiry_days"])
-                for o in self.policy_book.by_category.values()
-                if "expiry_days" in o
-            ]
-        )
-        candidates = self.lookups.authorized_before(now - timedelta(days=shortest), limit)
-        outcomes = self.run_batch([(Ctx(ctx.cause, now), ExpireReturn(rid)) for rid in candidates])
+        due = self.due_to_expire(now, limit)
+        outcomes = self.run_batch([(Ctx(ctx.cause, now), ExpireReturn(d.return_id)) for d in due])
         return [
-            rid
-            for rid, outcome in zip(candidates, outcomes, strict=True)
+            d.return_id
+            for d, outcome in zip(due, outcomes, strict=True)
             if isinstance(outcome, Outcome) and outcome.status == ReturnStatus.EXPIRED.value
         ]
+
+    # ================================================================ deadlines
+    def due_to_expire(self, now: datetime, limit: int) -> list[Due]:
+        """RMAs whose time to ship ran out by ``now`` with no parcel, oldest first, at most
+        ``limit``; nothing is written (``rma expire --dry-run`` lists these).
+
+        The lookup can only filter by the shortest period of any policy; an RMA under a
+        longer one that is not due yet is skipped page by page, so a crowd of those never
+        holds back the ones that are due.
+        """
+        cutoff = now - timedelta(days=self._shortest_expiry_days())
+        found: list[Due] = []
+        after: Deadline | None = None
+        for _ in range(MAX_DEADLINE_PAGES):
+            page = self.lookups.awaiting_parcel_since(cutoff, limit, after)
+            loaded = self._load_many([d.return_id for d in page])
+            for candidate in page:
+                rma = loaded.get(candidate.return_id)
+                if not isinstance(rma, Return):
+                    continue
+                due_at = rma.expires_at(self.policy_book)
+                if due_at is not None and due_at <= now:
+                    found.append(Due(rma.id, rma.state.rma_number, candidate.since, due_at))
+                    if len(found) == limit:
+                        return found
+            if len(page) < limit:
+                break
+            after = page[-1]
+        return found
+
+    def due_to_lapse(self, now: datetime, limit: int) -> list[Due]:
+        """Keep-the-item offers that ran out unaccepted by ``now``, earliest first; nothing
+        is written."""
+        page = self.lookups.offers_expired_by(now, limit)
+        loaded = self._load_many([d.return_id for d in page])
+        found = []
+        for candidate in page:
+            rma = loaded.get(candidate.return_id)
+            if (
+                isinstance(rma, Return)
+                and rma.state.status is ReturnStatus.KEEP_ITEM_OFFERED
+                and not rma.state.keep_item_accepted
+            ):
+                found.append(Due(rma.id, rma.state.rma_number, candidate.since, candidate.since))
+        return found
+
+    def lapse_offers(self, ctx: Ctx, *, limit: int = 500) -> list[UUID]:
+        """Let keep-the-item offers that ran out unaccepted lapse; the ids of those RMAs (at
+        most ``limit``: a sweep calls again for more)."""
+        now = ctx.at or self.clock()
+        due = self.due_to_lapse(now, limit)
+        outcomes = self.run_batch(
+            [(Ctx(ctx.cause, now), LapseKeepItemOffer(d.return_id)) for d in due]
+        )
+        return [
+            d.return_id
+            for d, outcome in zip(due, outcomes, strict=True)
+            if isinstance(outcome, Outcome) and outcome.status == ReturnStatus.AUTHORIZED.value
+        ]
+
+    def _shortest_expiry_days(self) -> int:
+        book = self.policy_book
+        overrides = [*book.by_category.values(), *book.by_channel.values()]
+        return min(
+            [book.default.expiry_days]
+            + [int(o["expiry_days"]) for o in overrides if "expiry_days" in o]
+        )
+
+
+@dataclass(frozen=True)
+class Due:
+    """An RMA a sweep would change: ``since`` its clock started (authorization or an offer's
+    lapse; for an offer, when it ran out), ``due_at`` when the deadline passed."""
+
+    return_id: UUID
+    rma_number: str | None
+    since: datetime
+    due_at: datetime
+
+
+# Pages of candidates one expiry call may read past before it returns what it found.
+MAX_DEADLINE_PAGES = 20
 
 
 def lookup_rows_for(aggregates: Sequence[AnyAggregate]) -> LookupRows:
@@ -401,7 +477,19 @@ def lookup_rows_for(aggregates: Sequence[AnyAggregate]) -> LookupRows:
                 if isinstance(event, ReturnAuthorized | BlindReturnMatched | InStoreReturnRecorded)
             )
             rows.refunds.extend(refund_rows(aggregate))
+            rows.deadlines.append(deadline_row(aggregate))
     return rows
+
+
+def deadline_row(rma: Return) -> DeadlineRow:
+    offered = (
+        rma.state.status is ReturnStatus.KEEP_ITEM_OFFERED and not rma.state.keep_item_accepted
+    )
+    return DeadlineRow(
+        rma.id,
+        ship_clock_from=rma.ship_clock_started_at(),
+        offer_expires_at=rma.state.keep_item_expires_at if offered else None,
+    )
 
 
 def refund_rows(rma: Return) -> list[RefundRow]:

@@ -206,6 +206,16 @@ class AcceptKeepItem(Command):
     return_id: UUID
 
 
+@dataclass(frozen=True, slots=True)
+class LapseKeepItemOffer(Command):
+    """Let the keep-the-item offer lapse if it ran out unaccepted (a no-op otherwise)."""
+
+    return_id: UUID
+
+    def reads(self) -> UUID | None:
+        return self.return_id
+
+
 # ---------------------------------------------------------------- store counter
 @dataclass(frozen=True, slots=True)
 class RecordInStoreReturn(Command):

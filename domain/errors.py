@@ -42,6 +42,12 @@ class ResolutionLocked(InvalidTransition):
     code = "resolution_locked"
 
 
+class OfferLapsed(InvalidTransition):
+    """The keep-the-item offer ran out before it was accepted: the item is to be shipped."""
+
+    code = "keep_item_offer_lapsed"
+
+
 class PolicyViolation(DomainError):
     """The return policy refuses the request; ``code`` is the policy's reason."""
 

@@ -363,6 +363,13 @@ class KeepItemAccepted(ReturnEvent, type_name="rma.keep_item_accepted"):
     pass
 
 
+class KeepItemLapsed(ReturnEvent, type_name="rma.keep_item_lapsed"):
+    """The offer to keep the item ran out unaccepted: the RMA is authorized again and waits
+    for its parcel, its time to ship counted afresh from here."""
+
+    expired_at: datetime
+
+
 class RepairSent(ReturnEvent, type_name="rma.repair_sent"):
     leg_id: str
     repair_center: str

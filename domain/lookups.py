@@ -62,6 +62,26 @@ class RmaNumberRow:
     return_id: UUID
 
 
+@dataclass(frozen=True)
+class DeadlineRow:
+    """What an RMA waits for, so sweeps find what ran out without loading every RMA:
+    ``ship_clock_from`` while it is authorized and waits for its parcel (the policy's
+    expiry counts from there), ``offer_expires_at`` while a keep-the-item offer runs;
+    both None once neither applies."""
+
+    return_id: UUID
+    ship_clock_from: datetime | None = None
+    offer_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """One RMA found by a deadline lookup, and the time it was found by."""
+
+    return_id: UUID
+    since: datetime
+
+
 @dataclass
 class LookupRows:
     rma_numbers: list[RmaNumberRow] = field(default_factory=list)
@@ -69,6 +89,7 @@ class LookupRows:
     serials: list[SerialRow] = field(default_factory=list)
     returns: list[ReturnRow] = field(default_factory=list)
     refunds: list[RefundRow] = field(default_factory=list)
+    deadlines: list[DeadlineRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.rma_numbers or self.orders or self.serials or self.returns or self.refunds)
@@ -100,6 +121,17 @@ class Lookups(Protocol):
     def open_blind_returns(self, limit: int, offset: int) -> list[UUID]: ...
 
     def authorized_before(self, cutoff: datetime, limit: int) -> list[UUID]: ...
+
+    def awaiting_parcel_since(
+        self, cutoff: datetime, limit: int, after: Deadline | None = None
+    ) -> list[Deadline]:
+        """Authorized RMAs waiting for their parcel since ``cutoff`` or earlier, oldest
+        first, from just past ``after`` (a page's last row)."""
+        ...
+
+    def offers_expired_by(self, at: datetime, limit: int) -> list[Deadline]:
+        """RMAs whose keep-the-item offer runs out before ``at``, earliest first."""
+        ...
 
     def command_result(self, key: str) -> bytes | None: ...
 

@@ -77,6 +77,7 @@ RETURN_TIMELINE = {
     "rma.exchange_ordered",
     "rma.keep_item_offered",
     "rma.keep_item_accepted",
+    "rma.keep_item_lapsed",
     "rma.closed",
     "rma.cancelled",
     "rma.expired",

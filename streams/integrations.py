@@ -23,6 +23,7 @@ from adapters.driven.payments import (
     SandboxPaymentProvider,
 )
 from adapters.driven.refunds import RefundDispatches
+from adapters.driven.sweeps import run_round
 from adapters.settings import Settings
 from domain.application import ReturnsService
 from streams.app import create_app
@@ -148,6 +149,19 @@ def create_integrations_app(
     # Every worker runs the timer (no leader election on Tansu); the claim in PostgreSQL
     # keeps them from sending one refund twice.
     app.timer(resend_interval(resend_after_s))(resend_refunds)
+
+    # A thread of their own: a long sweep must not hold up the inbound topics' commands.
+    sweeper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeps")
+
+    async def sweep_deadlines() -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(sweeper, run_round, service)
+        except Exception:
+            log.exception("sweeping deadlines failed; retrying next round")
+
+    # Every worker runs this timer too; the sweeps' advisory locks and no-op commands make
+    # each RMA expire (or its offer lapse) once.
+    app.timer(settings.sweep_interval_s)(sweep_deadlines)
 
     return app
 

@@ -8,7 +8,7 @@ insert transaction), so none of them can exist without the events or vice versa.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -23,7 +23,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from domain.application import ReturnsService
-from domain.lookups import LookupRows, SerialRow
+from domain.lookups import Deadline, LookupRows, SerialRow
 from domain.policy import PolicyBook
 
 LOOKUP_TABLES = [
@@ -78,6 +78,20 @@ LOOKUP_TABLES = [
         last_dispatched_at timestamptz,
         resend_requested_at timestamptz,
         resend_requested_by text)""",
+    # Deadlines of RMAs (domain/lookups.py DeadlineRow), for the expiry sweeps. An RMA
+    # authorized before this table existed gets its row from oms_returns once; its next
+    # commit rewrites it from the aggregate.
+    """CREATE TABLE IF NOT EXISTS oms_return_deadlines (
+        return_id uuid PRIMARY KEY,
+        ship_clock_from timestamptz,
+        offer_expires_at timestamptz)""",
+    """CREATE INDEX IF NOT EXISTS oms_return_deadlines_ship ON oms_return_deadlines
+        (ship_clock_from, return_id) WHERE ship_clock_from IS NOT NULL""",
+    """CREATE INDEX IF NOT EXISTS oms_return_deadlines_offer ON oms_return_deadlines
+        (offer_expires_at, return_id) WHERE offer_expires_at IS NOT NULL""",
+    """INSERT INTO oms_return_deadlines (return_id, ship_clock_from)
+        SELECT return_id, authorized_at FROM oms_returns WHERE status = 'authorized'
+        ON CONFLICT DO NOTHING""",
     """CREATE TABLE IF NOT EXISTS oms_command_log (
         key text PRIMARY KEY,
         result bytea NOT NULL,
@@ -112,7 +126,15 @@ UPSERT_REFUNDS = SQL(
     " currency = COALESCE(oms_refunds.currency, EXCLUDED.currency)"
 )
 
+UPSERT_DEADLINES = SQL(
+    "INSERT INTO oms_return_deadlines (return_id, ship_clock_from, offer_expires_at)"
+    " SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[])"
+    " ON CONFLICT (return_id) DO UPDATE SET ship_clock_from = EXCLUDED.ship_clock_from,"
+    " offer_expires_at = EXCLUDED.offer_expires_at"
+)
+
 T = TypeVar("T")
+ZERO = UUID(int=0)
 
 
 def columns(rows: Sequence[T], row: Callable[[T], tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -169,6 +191,7 @@ class OmsRecorder(PostgresProcessRecorder):
                     "RMA number already taken",
                 )
             self._write_lookups(curs, rows)
+            self._write_deadlines(curs, rows)
 
     @staticmethod
     def _claim(
@@ -244,6 +267,18 @@ class OmsRecorder(PostgresProcessRecorder):
                         r.currency,
                     ),
                     6,
+                ),
+            )
+
+    @staticmethod
+    def _write_deadlines(curs: Cursor[DictRow], rows: LookupRows) -> None:
+        if rows.deadlines:
+            curs.execute(
+                UPSERT_DEADLINES,
+                columns(
+                    rows.deadlines,
+                    lambda r: (r.return_id, r.ship_clock_from, r.offer_expires_at),
+                    3,
                 ),
             )
 
@@ -337,6 +372,30 @@ class OmsRecorder(PostgresProcessRecorder):
             [cutoff, limit],
         )
         return [r["return_id"] for r in rows]
+
+    def awaiting_parcel_since(
+        self, cutoff: datetime, limit: int, after: Deadline | None = None
+    ) -> list[Deadline]:
+        start = (
+            (after.since, after.return_id) if after else (datetime.min.replace(tzinfo=UTC), ZERO)
+        )
+        rows = self._select(
+            "SELECT return_id, ship_clock_from AS since FROM oms_return_deadlines"
+            " WHERE ship_clock_from IS NOT NULL AND ship_clock_from <= %s"
+            " AND (ship_clock_from, return_id) > (%s, %s)"
+            " ORDER BY ship_clock_from, return_id LIMIT %s",
+            [cutoff, *start, limit],
+        )
+        return [Deadline(r["return_id"], r["since"]) for r in rows]
+
+    def offers_expired_by(self, at: datetime, limit: int) -> list[Deadline]:
+        rows = self._select(
+            "SELECT return_id, offer_expires_at AS since FROM oms_return_deadlines"
+            " WHERE offer_expires_at IS NOT NULL AND offer_expires_at < %s"
+            " ORDER BY offer_expires_at, return_id LIMIT %s",
+            [at, limit],
+        )
+        return [Deadline(r["return_id"], r["since"]) for r in rows]
 
     def command_results(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:

@@ -56,6 +56,8 @@ NOTIFY_TEMPLATES = {
     "rma.parcel_received": "parcel_received",
     "rma.refund_settled": "refund_issued",
     "rma.store_credit_issued": "store_credit_issued",
+    "rma.expired": "return_expired",
+    "rma.keep_item_lapsed": "keep_item_offer_lapsed",
 }
 
 KIND_BY_TYPE = {name: cls.aggregate_kind for name, cls in EVENT_TYPES.items()}

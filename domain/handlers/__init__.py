@@ -11,6 +11,7 @@ from __future__ import annotations
 from domain.handlers import (
     blind,
     counter,
+    expiry,
     inventory,
     legs,
     orders,
@@ -40,6 +41,7 @@ HANDLERS: Handlers = _merged(
     counter.HANDLERS,
     inventory.HANDLERS,
     legs.HANDLERS,
+    expiry.HANDLERS,
 )
 
 __all__ = ["HANDLERS", "Handler", "Scope"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from domain.errors import (
@@ -404,13 +404,26 @@ class Return(Settlement):
         self._trigger(ReturnCancelled, cause, at, reason=reason)
 
     def expire(self, book: PolicyBook, at: datetime, cause: Cause) -> bool:
-        if self.state.status is not ReturnStatus.AUTHORIZED or self.state.authorized_at is None:
+        due = self.expires_at(book)
+        if due is None or at < due or self.state.authorized_at is None:
             return False
         days = (at - self.state.authorized_at).days
-        if days < self.policy(book).expiry_days:
-            return False
         self._trigger(ReturnExpired, cause, at, authorized_days=days)
         return True
+
+    def ship_clock_started_at(self) -> datetime | None:
+        """Since when an authorized RMA waits for its parcel: its authorization, or the
+        lapse of a keep-the-item offer (the customer was told to keep the item until then)."""
+        if self.state.status is not ReturnStatus.AUTHORIZED:
+            return None
+        return self.state.keep_item_lapsed_at or self.state.authorized_at
+
+    def expires_at(self, book: PolicyBook) -> datetime | None:
+        """When this RMA expires if no parcel comes; None when it is not waiting for one."""
+        started = self.ship_clock_started_at()
+        if started is None:
+            return None
+        return started + timedelta(days=self.policy(book).expiry_days)
 
     # ------------------------------------------------------------ repair and vendor legs
     def send_to_repair(self, leg_id: str, repair_center: str, at: datetime, cause: Cause) -> None:

@@ -8,6 +8,7 @@ from uuid import UUID
 from domain.errors import (
     InvalidCommand,
     InvalidTransition,
+    OfferLapsed,
     PolicyViolation,
     ResolutionLocked,
 )
@@ -15,6 +16,7 @@ from domain.events import (
     Cause,
     ExchangeOrdered,
     KeepItemAccepted,
+    KeepItemLapsed,
     KeepItemOffered,
     OrderLine,
     RefundAllocation,
@@ -218,15 +220,34 @@ class Settlement(Payouts):
         return offer
 
     def accept_keep_item(self, at: datetime, cause: Cause) -> Money:
+        lapsed = self.state.keep_item_lapsed_at
+        if self.state.status is ReturnStatus.AUTHORIZED and lapsed is not None:
+            raise OfferLapsed(
+                f"the keep-the-item offer of {self.state.rma_number} lapsed at"
+                f" {lapsed:%Y-%m-%d %H:%M} UTC: the item is to be shipped back"
+            )
         self.check_status(ReturnStatus.KEEP_ITEM_OFFERED)
         offer = self.state.keep_item_offer
         if offer is None:
             raise InvalidTransition("no keep-the-item offer to accept")
         expires_at = self.state.keep_item_expires_at
         if expires_at is not None and at > expires_at:
-            raise InvalidTransition(
+            raise OfferLapsed(
                 f"the keep-the-item offer of {self.state.rma_number} "
                 f"expired at {expires_at:%Y-%m-%d}"
             )
         self._trigger(KeepItemAccepted, cause, at)
         return offer
+
+    def lapse_keep_item(self, at: datetime, cause: Cause) -> bool:
+        """Let an unaccepted offer that ran out lapse; False (nothing recorded) when there is
+        none, it still runs, or it lapsed already: a second sweep changes nothing."""
+        expires_at = self.state.keep_item_expires_at
+        if self.state.status is not ReturnStatus.KEEP_ITEM_OFFERED or expires_at is None:
+            return False
+        if self.state.keep_item_accepted:
+            return False  # accepted in time: the refund follows, not the parcel
+        if at <= expires_at:
+            return False
+        self._trigger(KeepItemLapsed, cause, at, expired_at=expires_at)
+        return True

@@ -21,6 +21,7 @@ from domain.events import (
     InStoreReturnRecorded,
     ItemsInspected,
     KeepItemAccepted,
+    KeepItemLapsed,
     KeepItemOffered,
     LineDecision,
     ReceivedItem,
@@ -143,6 +144,8 @@ class ReturnState:
     keep_item_offer: Money | None = None
     keep_item_expires_at: datetime | None = None
     keep_item_accepted: bool = False
+    keep_item_lapsed_at: datetime | None = None
+    """When the last keep-the-item offer lapsed: the time to ship counts from there."""
     requested_at: datetime | None = None
     authorized_at: datetime | None = None
     rejection_code: str | None = None
@@ -185,6 +188,7 @@ STATUS_AFTER: Mapping[str, ReturnStatus] = {
     ReturnClosed.type_name: ReturnStatus.CLOSED,
     ReturnCancelled.type_name: ReturnStatus.CANCELLED,
     ReturnExpired.type_name: ReturnStatus.EXPIRED,
+    KeepItemLapsed.type_name: ReturnStatus.AUTHORIZED,
 }
 
 
@@ -319,6 +323,9 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.keep_item_expires_at = event.expires_at
         case KeepItemAccepted():
             s.keep_item_accepted = True
+        case KeepItemLapsed():
+            s.keep_item_offer = None
+            s.keep_item_lapsed_at = event.timestamp
         case ReturnClosed():
             s.closed_outcome = event.outcome
         case RepairSent():

@@ -61,6 +61,12 @@ def test_the_demo_plays_a_day_through_topics_and_api_and_its_rebuild_equals_the_
     assert re.search(
         r"return reasons \(GET /v1/analytics/return-reasons as analytics\): \w+ \d", out
     )
+    assert re.search(
+        r"expiry: RMA-\S+ \(authorized 40 days ago, never shipped\) expired and RMA-\S+'s"
+        r" keep-the-item offer \(ran out 3 days ago\) lapsed by .+ after the dry run listed"
+        r" both; accepting the lapsed offer: 409 keep_item_offer_lapsed",
+        out,
+    ), out[-3000:]
     assert "unbalanced refunds: 0" in out
     assert "rebuild check: a replay of the event store equals the live read models" in out
     assert (tmp_path / "returns-by-reason-and-supplier.html").read_text().count("<rect") > 0

@@ -22,10 +22,11 @@ from adapters.driving.demo.cast import (
     subtract,
     sum_amounts,
 )
+from adapters.driving.demo.expiry import ExpirySteps
 from adapters.driving.demo.people import PeopleSteps
 
 
-class Demo(PeopleSteps):
+class Demo(PeopleSteps, ExpirySteps):
     """One day of a shop's returns: the machines' steps here, the people's in ``PeopleSteps``."""
 
     # ------------------------------------------------------------ the day
@@ -39,6 +40,7 @@ class Demo(PeopleSteps):
         self.stores_take_back_web_orders(sales)
         self.someone_publishes_garbage()
         self.payments_settle_and_customer_service_follows_up(rmas + kept + matched)
+        self.deadlines_run_out()
         self.report.seconds = time.perf_counter() - began
         self.producer.close()
         return self.report
