@@ -469,3 +469,31 @@ RMA_TIMELINE = Table(
     key=("id",),
     indexes=(Index("by_return", '"return_id", "version"'),),
 )
+
+
+# ---------------------------------------------------------------- serials
+SERIAL_EVENTS = Table(
+    "rm_serial_events",
+    (
+        text("id", not_null=True),
+        text("serial", not_null=True),
+        text("kind", not_null=True),
+        # Where the item is after this entry (projections/serials.py: STATES); NULL: unchanged.
+        text("state"),
+        text("customer_id"),
+        text("location_id"),
+        text("order_number"),
+        text("rma_number"),
+        text("aggregate_id", not_null=True),
+        text("event_id", not_null=True),
+        text("event_type", not_null=True),
+        Column("position", COUNT, not_null=True),
+        Column("at", "timestamptz", not_null=True),
+        Column("summary", "jsonb", not_null=True),
+    ),
+    key=("id",),
+    indexes=(
+        Index("by_serial", '"serial", "at", "position"'),
+        Index("sales", '"kind", "at"'),
+    ),
+)
