@@ -55,7 +55,7 @@ class Inventory(Aggregate[InventoryEvent]):
             location_id=self.location_id,
             quantity=quantity,
             count_id=count_id,
-            counted_at=counted_at or at,
+            counted_at=counted_at,
         )
 
     def adjust(
