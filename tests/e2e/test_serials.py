@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from adapters.driven.kafka.deadletters.reading import list_dead_letters
 from adapters.driven.kafka.topics import ORDERS, WMS_RECEIPTS
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
+from adapters.driving.api.routes_serials import SerialState
 from domain.commands import CompleteRepair, RestockRepaired, SendToRepair
+from projections.serials import STATES
 from tests.e2e.builders import System, eventually, publish
 from tests.integration import builders as m
 from tests.integration.builders import ctx
@@ -193,6 +195,7 @@ def test_a_serials_life_sale_return_repair_restock_resale_reads_in_one_query_and
     assert [f["order_number"] for f in flagged if f["serial"] == serial] == [mistaken]
     in_stock = client.get("/v1/serials?state=with_customer&limit=200", headers=CS).json()
     assert all(item["state"] == "with_customer" for item in in_stock["items"])
+    assert client.get("/v1/serials?state=lost", headers=CS).status_code == 422
 
 
 def _known(system: System, order_id: str) -> bool:
@@ -201,6 +204,10 @@ def _known(system: System, order_id: str) -> bool:
         return True
     except Exception:
         return False
+
+
+def test_the_api_names_every_state_a_serial_can_be_in() -> None:
+    assert get_args(SerialState) == STATES
 
 
 def level(client: TestClient, sku: str) -> dict[str, Any] | None:
