@@ -158,6 +158,9 @@ class StockCountedData(Contract):
     location_id: Text
     quantity: StockQuantity
     count_id: SafeStr | None = None
+    counted_at: Moment | None = None
+    """When the shelf held ``quantity`` (a count published later than taken); absent: the
+    envelope's ``time``. Movements after it still apply (projections/stock.py)."""
 
 
 class StockAdjustedData(Contract):

@@ -274,6 +274,8 @@ class CountStock(Command):
     location_id: str
     quantity: int
     count_id: str
+    counted_at: datetime | None = None
+    """When the count was taken, if not when the command runs (the message's time)."""
 
     def reads(self) -> UUID | None:
         return inventory_id_for(self.sku, self.location_id)

@@ -88,3 +88,10 @@ class VersionMismatch(DomainError):
     def __init__(self, message: str, current_version: int) -> None:
         super().__init__(message)
         self.current_version = current_version
+
+
+class ContradictsSale(InvalidTransition):
+    """A report about a store sale that disagrees with what the counter already did
+    (handed the goods over where and as sold): a repeat of the sale is accepted instead."""
+
+    code = "contradicts_sale"

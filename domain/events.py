@@ -419,6 +419,9 @@ class InventoryEvent(DomainEvent):
 class StockCounted(InventoryEvent, type_name="inventory.counted"):
     quantity: int = Field(ge=0)
     count_id: str
+    counted_at: datetime | None = None
+    """When the shelf held ``quantity``; ``None`` (events recorded before it existed): the
+    event's ``timestamp``. The stock level counts movements after it on top."""
 
 
 class StockAdjusted(InventoryEvent, type_name="inventory.adjusted"):

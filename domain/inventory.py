@@ -34,7 +34,15 @@ class Inventory(Aggregate[InventoryEvent]):
         inventory.sku, inventory.location_id = sku, location_id
         return inventory
 
-    def count(self, quantity: int, count_id: str, at: datetime, cause: Cause) -> None:
+    def count(
+        self,
+        quantity: int,
+        count_id: str,
+        at: datetime,
+        cause: Cause,
+        *,
+        counted_at: datetime | None = None,
+    ) -> None:
         if quantity < 0:
             raise InvalidCommand(f"a count of {self.sku} cannot be negative")
         if count_id in self.applied:
@@ -47,6 +55,7 @@ class Inventory(Aggregate[InventoryEvent]):
             location_id=self.location_id,
             quantity=quantity,
             count_id=count_id,
+            counted_at=counted_at,
         )
 
     def adjust(

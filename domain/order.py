@@ -13,6 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from domain.aggregate import Aggregate
 from domain.errors import (
+    ContradictsSale,
     InvalidCommand,
     InvalidTransition,
     QuantityExceeded,
@@ -131,6 +132,11 @@ class Order(Aggregate[OrderEvent]):
         self.check_not_cancelled()
         if not lines:
             raise InvalidCommand("a fulfilment needs at least one line")
+        if self.state.channel is Channel.STORE:
+            # Handed over at the counter when sold (``apply``): a POS that reports the
+            # fulfilment too only repeats the sale, which changes nothing.
+            self.check_repeats_store_sale(location_id, lines)
+            return
         shipping_now: dict[int, int] = {}
         for line in lines:
             ordered = self.line(line.line_no)
@@ -147,6 +153,10 @@ class Order(Aggregate[OrderEvent]):
 
     def deliver(self, delivered_at: datetime, cause: Cause) -> None:
         self.check_not_cancelled()
+        if self.state.channel is Channel.STORE:
+            # Delivered at the counter when sold; its return window runs from the sale
+            # (``reference_date``), so a reported delivery time could change nothing.
+            return
         if not self.state.fulfilled:
             raise InvalidTransition(f"order {self.state.order_number} was never fulfilled")
         if self.state.delivered_at is not None:
@@ -248,6 +258,32 @@ class Order(Aggregate[OrderEvent]):
         )
 
     # ------------------------------------------------------------ guards and queries
+    def check_repeats_store_sale(self, location_id: str, lines: tuple[FulfilledLine, ...]) -> None:
+        """A store sale's fulfilment may name some of its lines, each whole, from the store
+        that sold it, with no serial the sale did not record; anything else contradicts it."""
+        number, store = self.state.order_number, self.state.store_id
+        if location_id != store:
+            raise ContradictsSale(
+                f"store sale {number} was handed over at {store}, not fulfilled from {location_id}"
+            )
+        quantities: dict[int, int] = {}
+        for line in lines:
+            quantities[line.line_no] = quantities.get(line.line_no, 0) + line.quantity
+            sold = set(self.line(line.line_no).serials)
+            other = sorted(set(line.serials) - sold)
+            if other:
+                raise ContradictsSale(
+                    f"store sale {number} line {line.line_no} sold serials {sorted(sold)},"
+                    f" not {other}"
+                )
+        for line_no, quantity in sorted(quantities.items()):
+            sold_quantity = self.line(line_no).quantity
+            if quantity != sold_quantity:
+                raise ContradictsSale(
+                    f"store sale {number} line {line_no} handed over {sold_quantity},"
+                    f" not {quantity}"
+                )
+
     def check_not_cancelled(self) -> None:
         if self.state.cancelled:
             raise InvalidTransition(f"order {self.state.order_number} is cancelled")

@@ -13,6 +13,7 @@ from projections.customers import CustomerHistory
 from projections.ledger import RefundLedger
 from projections.reasons import ReturnReasons
 from projections.rma_status import RmaStatus
+from projections.serials import SerialLives
 from projections.stock import StockLevels
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "RefundLedger",
     "ReturnReasons",
     "RmaStatus",
+    "SerialLives",
     "StockLevels",
     "default_projections",
 ]
@@ -36,4 +38,5 @@ def default_projections(
         RefundLedger(),
         ReturnReasons(),
         RmaStatus(),
+        SerialLives(),
     ]

@@ -174,8 +174,8 @@ STOCK_LEVELS = Table(
         text("sku", not_null=True),
         text("location_id", not_null=True),
         *(counter(bucket) for bucket in BUCKETS),
-        # The last count (absolute) and where it sits in the event store's order:
-        # ``available`` = counted + every later available movement (see stock.py).
+        # The latest count taken (absolute), when it was taken and its event-store position
+        # (breaks ties): ``available`` = counted + every later available movement (stock.py).
         Column("counted", COUNT),
         Column("counted_position", COUNT),
         Column("counted_at", "timestamptz"),
@@ -206,16 +206,18 @@ STOCK_MOVEMENTS = Table(
 )
 
 # Recomputes ``available`` of the rows a count touched, or of rows where a movement arrived
-# that the event store had ordered before the row's count (another partition lagged).
+# that happened at or before the row's count (it arrived late, or the count was taken earlier
+# than reported). ``position`` is the movement's time in microseconds (stock.py: ``mark``).
 STOCK_REBASE_SQL = f"""
 UPDATE {{rm_stock_levels}} AS l SET {Bucket.AVAILABLE} = l.counted + coalesce((
         SELECT sum(m.delta) FROM {{rm_stock_movements}} AS m
         WHERE m.sku = l.sku AND m.location_id = l.location_id AND m.bucket = '{Bucket.AVAILABLE}'
-          AND m.kind <> 'count' AND m.position > l.counted_position), 0)
+          AND m.kind <> 'count'
+          AND (m.at, m.position) > (l.counted_at, l.counted_position)), 0)
 FROM unnest(%(sku)s::text[], %(location_id)s::text[], %(position)s::bigint[])
     AS r(sku, location_id, position)
-WHERE l.sku = r.sku AND l.location_id = r.location_id
-  AND l.counted_position IS NOT NULL AND r.position <= l.counted_position
+WHERE l.sku = r.sku AND l.location_id = r.location_id AND l.counted_position IS NOT NULL
+  AND timestamptz 'epoch' + r.position * interval '1 microsecond' <= l.counted_at
 RETURNING l.*"""
 
 
@@ -466,4 +468,32 @@ RMA_TIMELINE = Table(
     ),
     key=("id",),
     indexes=(Index("by_return", '"return_id", "version"'),),
+)
+
+
+# ---------------------------------------------------------------- serials
+SERIAL_EVENTS = Table(
+    "rm_serial_events",
+    (
+        text("id", not_null=True),
+        text("serial", not_null=True),
+        text("kind", not_null=True),
+        # Where the item is after this entry (projections/serials.py: STATES); NULL: unchanged.
+        text("state"),
+        text("customer_id"),
+        text("location_id"),
+        text("order_number"),
+        text("rma_number"),
+        text("aggregate_id", not_null=True),
+        text("event_id", not_null=True),
+        text("event_type", not_null=True),
+        Column("position", COUNT, not_null=True),
+        Column("at", "timestamptz", not_null=True),
+        Column("summary", "jsonb", not_null=True),
+    ),
+    key=("id",),
+    indexes=(
+        Index("by_serial", '"serial", "at", "position"'),
+        Index("sales", '"kind", "at"'),
+    ),
 )

@@ -3,19 +3,23 @@
 Buckets: available, quarantined, in_repair, returned_to_vendor, scrapped (cumulative: those
 items left the sellable stock for good) and expected_returns (authorized, not yet here).
 
-Counts are absolute, but the other movements come from orders and returns on other
-partitions, so "the level when the count was taken" cannot be known from arrival order.
-The event store's order decides instead: ``available`` is the last count plus every
-available movement the event store recorded after it. Movements add to ``available`` as
-increments; a count sets ``counted``/``counted_position`` (the inventory aggregate owns
-them: an upsert) and a ``Rebase`` recomputes the row from ``rm_stock_movements``. A
-movement that the event store ordered before the count but that arrives after it (its
-partition lagged) triggers the same recomputation, so the live level always equals a replay.
+A count means "at ``counted_at`` there were N": ``available`` is the latest count (by
+``counted_at``) plus every available movement that happened after it, in (time, event-store
+position) order, the position breaking ties only. Neither arrival order nor the event store's
+order decides, so a count taken at 07:00 and reported at 10:00 keeps a 09:00 restock, and
+the live level equals a replay whatever the partitions' lag. Movements add to ``available``
+as increments; a count sets ``counted``/``counted_at``/``counted_position`` (the inventory
+aggregate owns them: an upsert, skipped for a count older than the row's) and a ``Rebase``
+recomputes the row from ``rm_stock_movements``. A movement that happened at or before the
+row's count (it arrived after the count) triggers the same recomputation. For this table a
+``Rebase``'s position is the movement's time in microseconds since the epoch (``mark``): the
+store keeps the earliest of a batch and STOCK_REBASE_SQL compares it with ``counted_at``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from projections.core import (
@@ -33,6 +37,7 @@ from projections.core import (
     Upsert,
     key_of,
     on,
+    parse_time,
 )
 from projections.schema import STOCK_LEVELS, STOCK_MOVEMENTS, STOCK_REBASE_SQL, Bucket, Table
 
@@ -45,6 +50,18 @@ BUCKET_OF_DISPOSITION = {
     "return_to_vendor": Bucket.RETURNED_TO_VENDOR,
     "scrap": Bucket.SCRAPPED,
 }
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def mark(moment: datetime) -> int:
+    """A moment as whole microseconds since the epoch (exact: both sides keep microseconds)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def counted_at(event: Event) -> datetime:
+    """When a count was taken: recorded on the event since counts carry it, else its time."""
+    moment = event.data.get("counted_at")
+    return parse_time(moment) if moment else event.time
 
 
 class _Moves:
@@ -61,11 +78,17 @@ class _Moves:
         # ``.value``: a plain str, as a column name and a JSON key must be.
         self.out.append(Increment(LEVELS, key, {bucket.value: delta}))
         if bucket is Bucket.AVAILABLE:
-            self.out.append(Rebase(LEVELS, key, self.event.position))
+            self.out.append(Rebase(LEVELS, key, mark(self.event.time)))
 
-    def count(self, sku: str, location: str, quantity: int) -> None:
+    def count(self, sku: str, location: str, quantity: int, state: State) -> None:
+        """Kept as a movement always; the row's base only if it is the latest count taken
+        (this aggregate's events come in version order, so a later one has a higher position)."""
         key = {"sku": sku, "location_id": location}
-        self._append(key, Bucket.AVAILABLE, "count", delta=None, counted=quantity)
+        taken = counted_at(self.event)
+        self._append(key, Bucket.AVAILABLE, "count", delta=None, counted=quantity, at=taken)
+        if mark(taken) < int(state.get("counted_mark", -(2**62))):
+            return
+        state["counted_mark"] = mark(taken)
         self.out.append(
             Upsert(
                 LEVELS,
@@ -73,11 +96,11 @@ class _Moves:
                 {
                     "counted": quantity,
                     "counted_position": self.event.position,
-                    "counted_at": self.event.time,
+                    "counted_at": taken,
                 },
             )
         )
-        self.out.append(Rebase(LEVELS, key, self.event.position))
+        self.out.append(Rebase(LEVELS, key, mark(taken)))
 
     def _append(
         self,
@@ -87,6 +110,7 @@ class _Moves:
         *,
         delta: int | None,
         counted: int | None,
+        at: datetime | None = None,
     ) -> None:
         self.n += 1
         self.out.append(
@@ -102,7 +126,7 @@ class _Moves:
                     "event_id": self.event.id,
                     "event_type": self.event.type,
                     "position": self.event.position,
-                    "at": self.event.time,
+                    "at": at or self.event.time,
                 },
             )
         )
@@ -126,7 +150,7 @@ class StockLevels(Reducer):
     @on("inventory.counted")
     def _counted(self, state: State, event: Event, out: list[Change]) -> None:
         d = event.data
-        _Moves(event, out).count(d["sku"], d["location_id"], int(d["quantity"]))
+        _Moves(event, out).count(d["sku"], d["location_id"], int(d["quantity"]), state)
 
     @on("inventory.adjusted")
     def _adjusted(self, state: State, event: Event, out: list[Change]) -> None:
@@ -240,12 +264,13 @@ class StockLevels(Reducer):
         key: dict[str, Any],
         position: int,
     ) -> None:
-        """STOCK_REBASE_SQL on dicts, for InMemoryReadModel."""
+        """STOCK_REBASE_SQL on dicts, for InMemoryReadModel (``position``: a ``mark``)."""
         row = tables[table].get(key_of(key))
         if row is None or row.get("counted_position") is None:
             return
-        if position > row["counted_position"]:
+        if position > mark(row["counted_at"]):
             return
+        base = (row["counted_at"], row["counted_position"])
         later = sum(
             m["delta"]
             for m in tables[MOVEMENTS].values()
@@ -253,6 +278,6 @@ class StockLevels(Reducer):
             and m["location_id"] == key["location_id"]
             and m["bucket"] == Bucket.AVAILABLE
             and m["kind"] != "count"
-            and m["position"] > row["counted_position"]
+            and (m["at"], m["position"]) > base
         )
         row[Bucket.AVAILABLE.value] = row["counted"] + later

@@ -148,6 +148,7 @@ def to_command(message: Inbound) -> Command:
                 location_id=data.location_id,
                 quantity=data.quantity,
                 count_id=data.count_id or message.envelope.id,
+                counted_at=data.counted_at,
             )
         case StockAdjustedData():
             return AdjustStock(

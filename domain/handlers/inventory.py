@@ -8,7 +8,7 @@ from domain.handlers.scope import Handlers, Scope
 
 def count_stock(c: CountStock, s: Scope) -> Outcome:
     inventory = s.inventory(c.sku, c.location_id)
-    inventory.count(c.quantity, c.count_id, s.at, s.cause)
+    inventory.count(c.quantity, c.count_id, s.at, s.cause, counted_at=c.counted_at)
     return Outcome(aggregate_id=inventory.id, status="counted")
 
 

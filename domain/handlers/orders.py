@@ -29,14 +29,19 @@ def place_order(c: PlaceOrder, s: Scope) -> Outcome:
 
 def fulfil_order(c: FulfilOrder, s: Scope) -> Outcome:
     order = s.order(c.order_number)
+    before = order.version
     order.fulfil(c.location_id, tuple(c.lines), s.at, s.cause)
-    return Outcome(aggregate_id=order.id, status="fulfilled")
+    # No event: a store sale's fulfilment that only repeats the sale.
+    status = "fulfilled" if order.version > before else "already_fulfilled"
+    return Outcome(aggregate_id=order.id, status=status)
 
 
 def deliver_order(c: DeliverOrder, s: Scope) -> Outcome:
     order = s.order(c.order_number)
+    before = order.version
     order.deliver(c.delivered_at or s.at, s.cause)
-    return Outcome(aggregate_id=order.id, status="delivered")
+    status = "delivered" if order.version > before else "already_delivered"
+    return Outcome(aggregate_id=order.id, status=status)
 
 
 def cancel_order(c: CancelOrder, s: Scope) -> Outcome:

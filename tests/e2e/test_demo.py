@@ -68,5 +68,18 @@ def test_the_demo_plays_a_day_through_topics_and_api_and_its_rebuild_equals_the_
         out,
     ), out[-3000:]
     assert "unbalanced refunds: 0" in out
+    # One serial's life in one line, read over HTTP, and the counter sale it flags.
+    assert re.search(
+        r"serial SN\w+LIFE \(GET /v1/serials/\{serial\}\): sold CLIFE1 -> shipped CLIFE1"
+        r" -> return requested WEB-\w+-LIFE1 -> rma authorized RMA-[\w-]+ -> received WH-1"
+        r" -> inspected WH-1 -> sold CLIFE2 -> shipped CLIFE2 -> sold CWALKIN;"
+        r" now with_customer CWALKIN",
+        out,
+    ), out
+    assert re.search(
+        r"flagged sale of serial SN\w+LIFE: STO-\w+-LIFE3 to CWALKIN,"
+        r" sold while with customer CLIFE2 and not returned",
+        out,
+    ), out
     assert "rebuild check: a replay of the event store equals the live read models" in out
     assert (tmp_path / "returns-by-reason-and-supplier.html").read_text().count("<rect") > 0

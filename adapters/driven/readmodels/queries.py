@@ -16,18 +16,22 @@ from projections.schema import BUCKETS
 def stock_at(conn: Conn, sku: str, location_id: str, at: datetime) -> dict[str, int]:
     """Every bucket of a SKU at a location as it stood at ``at``, in one query.
 
-    Same rule as the live level: the last count recorded by ``at`` (in the event store's
-    order), plus every available movement recorded after it; other buckets are sums.
+    Same rule as the live level (projections/stock.py), as known now: the latest count taken
+    by ``at``, plus every available movement that happened after it and by ``at``, in
+    (time, event-store position) order; other buckets are sums. A count reported late
+    answers for the moments after it was taken, later movements included.
     """
     rows = conn.execute(
         """
         WITH m AS (
-            SELECT bucket, delta, counted, kind, position FROM rm_stock_movements
+            SELECT bucket, delta, counted, kind, position, at FROM rm_stock_movements
             WHERE sku = %(sku)s AND location_id = %(location)s AND at <= %(at)s),
-        c AS (SELECT counted, position FROM m WHERE kind = 'count' ORDER BY position DESC LIMIT 1)
+        c AS (SELECT counted, at, position FROM m WHERE kind = 'count'
+              ORDER BY at DESC, position DESC LIMIT 1)
         SELECT m.bucket,
                coalesce(sum(m.delta) FILTER (WHERE m.kind <> 'count' AND (m.bucket <> 'available'
-                   OR m.position > coalesce((SELECT position FROM c), -1))), 0) AS moved,
+                   OR NOT EXISTS (SELECT 1 FROM c)
+                   OR (m.at, m.position) > (SELECT at, position FROM c))), 0) AS moved,
                (SELECT counted FROM c) AS counted
         FROM m GROUP BY m.bucket""",
         {"sku": sku, "location": location_id, "at": at},

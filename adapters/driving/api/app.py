@@ -20,6 +20,7 @@ from adapters.driving.api import (
     routes_orders,
     routes_read,
     routes_returns,
+    routes_serials,
     routes_stores,
 )
 from adapters.driving.api.auth import Allow, KeyRing, Role
@@ -35,6 +36,7 @@ ROUTERS = (
     routes_stores.router,
     routes_read.router,
     routes_ops.router,
+    routes_serials.router,
 )
 
 DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and store

@@ -19,6 +19,7 @@ from adapters.driving.api.context import (
 )
 from adapters.driving.api.models import PageOut
 from adapters.driving.api.problems import Problem, problem_responses
+from adapters.driving.api.routes_serials import life_of
 from domain.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["orders"], responses=problem_responses(401, 403, 422))
@@ -43,11 +44,16 @@ def serial_lookup(
     serial: str,
     request: Request,
 ) -> dict[str, Any]:
-    """Where a serial was sold: order, sale date, value and warranty status."""
-    sales = api_of(request).service.serial_lookup(serial)
-    if not sales:
+    """Where a serial was sold: order, sale date, value and warranty status; and its whole
+    life from the read model (it trails the event store by the lag): ``current`` (where it is
+    now), ``timeline`` (sales, returns, inspections, repair and vendor legs, restocks) and
+    ``flags`` (sales while it was in repair, at a vendor or with another customer)."""
+    api = api_of(request)
+    sales = api.service.serial_lookup(serial)
+    life = life_of(api, serial)
+    if not sales and not life:
         raise NotFound(f"serial {serial} was never sold")
-    return {"serial": serial, "sales": sales}
+    return {"serial": serial, "sales": sales, **life}
 
 
 @router.get("/order-search", response_model=PageOut)

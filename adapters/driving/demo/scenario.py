@@ -24,9 +24,10 @@ from adapters.driving.demo.cast import (
 )
 from adapters.driving.demo.expiry import ExpirySteps
 from adapters.driving.demo.people import PeopleSteps
+from adapters.driving.demo.serials import SerialSteps
 
 
-class Demo(PeopleSteps, ExpirySteps):
+class Demo(PeopleSteps, ExpirySteps, SerialSteps):
     """One day of a shop's returns: the machines' steps here, the people's in ``PeopleSteps``."""
 
     # ------------------------------------------------------------ the day
@@ -39,6 +40,7 @@ class Demo(PeopleSteps, ExpirySteps):
         matched = self.parcels_arrive_without_rma(sales)
         self.stores_take_back_web_orders(sales)
         self.someone_publishes_garbage()
+        self.a_serial_lives_its_life()
         self.payments_settle_and_customer_service_follows_up(rmas + kept + matched)
         self.deadlines_run_out()
         self.report.seconds = time.perf_counter() - began
