@@ -78,6 +78,14 @@ LOOKUP_TABLES = [
         last_dispatched_at timestamptz,
         resend_requested_at timestamptz,
         resend_requested_by text)""",
+    # Which orders hold a SKU (blind-return suggestions); orders placed before this table
+    # existed have no rows, so a SKU finds only orders placed since.
+    """CREATE TABLE IF NOT EXISTS oms_order_skus (
+        sku text NOT NULL,
+        order_id uuid NOT NULL,
+        placed_at timestamptz,
+        PRIMARY KEY (sku, order_id))""",
+    "CREATE INDEX IF NOT EXISTS oms_order_skus_recent ON oms_order_skus (sku, placed_at DESC)",
     """CREATE TABLE IF NOT EXISTS oms_command_log (
         key text PRIMARY KEY,
         result bytea NOT NULL,
@@ -92,6 +100,10 @@ INSERT_ORDERS = SQL(
 INSERT_SERIALS = SQL(
     "INSERT INTO oms_serials (serial, order_id, line_no)"
     " SELECT * FROM unnest(%s::text[], %s::uuid[], %s::int[]) ON CONFLICT DO NOTHING"
+)
+INSERT_ORDER_SKUS = SQL(
+    "INSERT INTO oms_order_skus (sku, order_id, placed_at)"
+    " SELECT * FROM unnest(%s::text[], %s::uuid[], %s::timestamptz[]) ON CONFLICT DO NOTHING"
 )
 UPSERT_RETURNS = SQL(
     "INSERT INTO oms_returns (return_id, rma_number, order_id, customer_id, status, blind,"
@@ -211,6 +223,11 @@ class OmsRecorder(PostgresProcessRecorder):
             curs.execute(
                 INSERT_SERIALS,
                 columns(rows.serials, lambda r: (r.serial, r.order_id, r.line_no), 3),
+            )
+        if rows.order_skus:
+            curs.execute(
+                INSERT_ORDER_SKUS,
+                columns(rows.order_skus, lambda r: (r.sku, r.order_id, r.placed_at), 3),
             )
         if rows.returns:
             curs.execute(
@@ -337,6 +354,14 @@ class OmsRecorder(PostgresProcessRecorder):
             [cutoff, limit],
         )
         return [r["return_id"] for r in rows]
+
+    def orders_with_sku(self, sku: str, limit: int) -> list[UUID]:
+        rows = self._select(
+            "SELECT order_id FROM oms_order_skus WHERE sku = %s"
+            " ORDER BY placed_at DESC NULLS LAST, order_id LIMIT %s",
+            [sku, limit],
+        )
+        return [r["order_id"] for r in rows]
 
     def command_results(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:

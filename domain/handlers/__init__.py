@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from domain.handlers import (
     blind,
+    blind_returns,
     counter,
     inventory,
     legs,
@@ -40,6 +41,7 @@ HANDLERS: Handlers = _merged(
     counter.HANDLERS,
     inventory.HANDLERS,
     legs.HANDLERS,
+    blind_returns.HANDLERS,
 )
 
 __all__ = ["HANDLERS", "Handler", "Scope"]
