@@ -32,6 +32,8 @@ from domain.handlers.blind_returns import SYSTEM_ACTOR
 from domain.order import order_id_for
 from domain.returns import RequestedLine, ReturnStatus
 from domain.values import Condition, Disposition, ReasonCode
+from streams.inbound import process_batch
+from tests.integration import builders as m
 from tests.integration.builders import ctx, delivered_order, fresh_database, receive_and_inspect
 from tests.unit.builders import eur
 
@@ -262,3 +264,30 @@ def test_the_sweep_closes_blind_parcels_nobody_placed_in_time(own_service: Retur
     closed = service.get_return(old.aggregate_id).state
     assert (closed.status, closed.closed_outcome) == (ReturnStatus.CLOSED, "unidentified")
     assert [r.id for r in service.open_blind_returns()] == [young.aggregate_id]
+
+
+# ---------------------------------------------------------------- through the inbound contract
+def test_items_inspected_without_an_rma_number_inspects_the_receipts_blind_return(
+    service: ReturnsService,
+) -> None:
+    receipt = f"BL-{uuid.uuid4().hex[:10]}"
+    blind = parcel(service, ReceivedItem(sku="TEE-BLUE-M", quantity=1), receipt=receipt)
+    data = {
+        "receipt_id": receipt,
+        "warehouse_id": "WH-1",
+        "items": [
+            {"sku": "TEE-BLUE-M", "quantity": 1, "condition": "new", "disposition": "quarantine"}
+        ],
+    }
+    known = m.cloud_event("items.inspected", data, source="wms/WH-1")
+    unknown = m.cloud_event(
+        "items.inspected", {**data, "receipt_id": f"NOPE-{receipt}"}, source="wms/WH-1"
+    )
+    results = process_batch(service, "wms.receipts.v1", [known, known, unknown])
+    assert [r.code if r else None for r in results] == [None, None, "not_found"]
+    assert results[2] is not None and "no blind return was opened by it" in results[2].reason
+    state = service.get_return(blind.aggregate_id).state
+    assert state.status is ReturnStatus.BLIND_UNMATCHED
+    assert [(i.disposition, i.location_id) for i in state.inspected_items] == [
+        (Disposition.QUARANTINE, "WH-1")
+    ]
