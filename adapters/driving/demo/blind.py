@@ -10,7 +10,14 @@ from uuid import UUID
 from adapters.driven.kafka.topics import WMS_RECEIPTS
 from adapters.driving.demo.cast import Rma, Sale
 from adapters.driving.demo.stage import Stage
+from domain.policy import PolicyBook
 from domain.returns import blind_return_id_for
+
+NOT_RETURNABLE = {
+    category
+    for category, terms in PolicyBook().by_category.items()
+    if terms.get("returnable") is False
+}
 
 
 class BlindSteps(Stage):
@@ -82,11 +89,15 @@ class BlindSteps(Stage):
             )
             return []
         amount = answer.body.get("amount") or {}
+        paid = (
+            f"refund {amount['amount']} {amount['currency']} requested once"
+            if answer.body.get("refund_id")
+            else f"{answer.body['status']}, nothing to pay"
+        )
         self.report.journeys.append(
             f"blind parcel {receipt} inspected before its match (stock moved at once), matched "
             f"by customer service to {sale.order_id} as {answer.body['rma_number']}"
-            f"{' from the suggestions' if suggested else ''}: refund "
-            f"{amount.get('amount', '?')} {amount.get('currency', '')} requested once"
+            f"{' from the suggestions' if suggested else ''}: {paid}"
         )
         return [Rma(sale, line, UUID(view["return_id"]), str(answer.body["rma_number"]))]
 
@@ -127,8 +138,13 @@ class BlindSteps(Stage):
             if sale.channel == "store" or sale.business:
                 continue
             order = self.people.cs.get(f"/v1/orders/{sale.order_id}").body
+            if order["delivered_at"] is None:
+                continue
             for shown, line in zip(order["lines"], sale.lines, strict=False):
-                if shown["returnable_quantity"] == line["quantity"]:
+                # Returnable (the default policy refuses software and hygiene unless faulty)
+                # and untouched, so the parcel alone decides its fate.
+                returnable = shown["returnable"] and shown["category"] not in NOT_RETURNABLE
+                if returnable and shown["returnable_quantity"] == line["quantity"]:
                     found.append((sale, line))
             if len(found) >= 6:
                 break
