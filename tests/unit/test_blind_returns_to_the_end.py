@@ -34,6 +34,7 @@ from tests.unit.builders import (
     CAUSE,
     WAREHOUSE,
     OrderHistory,
+    assert_folds_like_reduce,
     blind_parcel,
     day,
     decide,
@@ -242,3 +243,28 @@ def test_the_status_read_model_shows_the_assessed_refund_due() -> None:
     status.apply(projected(rma))
     (row,) = status.tables["rm_rma_status"].values()
     assert (row["status"], row["refund_due"]) == ("inspected", Decimal("36.00"))
+
+
+def test_a_replay_of_the_blind_journeys_equals_the_live_read_models() -> None:
+    order, log = shop_order(), Log()
+    blind = blind_parcel("RCPT-B1", received("SKU-1", serial="SN-1"))
+    blind.inspect_blind(items=(inspected("SKU-1", serial="SN-1"),), at=day(13), cause=CAUSE)
+    other = requested_return(order, wants(1, serial="SN-1"))
+    decide(other, order)
+    receive(other)
+    inspect(other, inspected("SKU-1", serial="SN-1"))
+    blind.link_to(other, "same parcel", day(17), CAUSE)
+    lost = blind_parcel("RCPT-B2", received("SKU-7", 2))
+    lost.close_unidentified(BOOK, day(120), CAUSE)
+    late = blind_parcel("RCPT-B3", received("SKU-1", serial="SN-2"))
+    late.inspect_blind(items=(inspected("SKU-1", serial="SN-2"),), at=day(13), cause=CAUSE)
+    match(late, order, wants(1, serial="SN-2"))
+    late.assess_blind_inspection(BOOK, day(13), CAUSE)
+    events = log.take(blind, other, lost, late)
+    for projection in (StockLevels(), RmaStatus()):
+        assert_folds_like_reduce(projection, events)
+    once, twice = InMemoryReadModel(StockLevels()), InMemoryReadModel(StockLevels())
+    once.apply(events)
+    twice.apply(events)
+    twice.apply(events)  # every event delivered again
+    assert once.tables == twice.tables
