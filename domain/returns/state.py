@@ -349,6 +349,12 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             # The parcel's one inspection, now tied to the matched lines.
             s.inspected_items = list(event.items)
             s.refund_due = event.refund_due
+            for index, item in enumerate(event.items):
+                # Legs opened before the match knew no line: now their supplier is known.
+                leg = s.legs.get(f"L{index + 1}")
+                line = s.lines.get(item.line_no) if item.line_no else None
+                if leg is not None and line is not None:
+                    leg.supplier = line.supplier
         case BlindReturnLinked():
             s.linked_return_id = event.linked_return_id
             s.closed_outcome = "linked"

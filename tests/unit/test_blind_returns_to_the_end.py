@@ -268,3 +268,13 @@ def test_a_replay_of_the_blind_journeys_equals_the_live_read_models() -> None:
     twice.apply(events)
     twice.apply(events)  # every event delivered again
     assert once.tables == twice.tables
+
+
+def test_a_vendor_leg_opened_before_the_match_learns_its_supplier_at_the_match() -> None:
+    rma = blind_parcel("RCPT-B1", received("SKU-1", serial="SN-1"))
+    vendor = inspected("SKU-1", serial="SN-1", disposition=Disposition.RETURN_TO_VENDOR)
+    rma.inspect_blind(items=(vendor,), at=day(13), cause=CAUSE)
+    assert rma.state.legs["L1"].supplier == "unknown"
+    match(rma, shop_order(), wants(1, serial="SN-1"))
+    rma.assess_blind_inspection(BOOK, day(13), CAUSE)
+    assert rma.state.legs["L1"].supplier == "ACME"
