@@ -27,7 +27,9 @@ from domain.returns import RequestedLine, Return, ReturnStatus
 from domain.serialization import event_to_json
 from domain.values import Disposition, ReasonCode
 from projections.core import Event, InMemoryReadModel, key_of
+from projections.reasons import ReturnReasons
 from projections.rma_status import RmaStatus
+from projections.schema import RETURN_COSTS
 from projections.stock import StockLevels
 from tests.unit.builders import (
     BOOK,
@@ -261,7 +263,7 @@ def test_a_replay_of_the_blind_journeys_equals_the_live_read_models() -> None:
     match(late, order, wants(1, serial="SN-2"))
     late.assess_blind_inspection(BOOK, day(13), CAUSE)
     events = log.take(blind, other, lost, late)
-    for projection in (StockLevels(), RmaStatus()):
+    for projection in (StockLevels(), RmaStatus(), ReturnReasons()):
         assert_folds_like_reduce(projection, events)
     once, twice = InMemoryReadModel(StockLevels()), InMemoryReadModel(StockLevels())
     once.apply(events)
@@ -278,3 +280,31 @@ def test_a_vendor_leg_opened_before_the_match_learns_its_supplier_at_the_match()
     match(rma, shop_order(), wants(1, serial="SN-1"))
     rma.assess_blind_inspection(BOOK, day(13), CAUSE)
     assert rma.state.legs["L1"].supplier == "ACME"
+
+
+def costs(model: InMemoryReadModel, supplier: str, sku: str = "SKU-1") -> dict[str, Any]:
+    row = model.tables[RETURN_COSTS.name].get(
+        key_of({"supplier": supplier, "sku": sku, "currency": "EUR"}), {}
+    )
+    return {k: row.get(k) for k in ("scrapped_items", "open_repair_legs")}
+
+
+def test_costs_booked_before_the_match_move_to_the_supplier_and_a_link_withdraws_them() -> None:
+    order, log = shop_order(), Log()
+    scrap = inspected("SKU-1", quantity=1, disposition=Disposition.SCRAP)
+    repair = inspected("SKU-1", quantity=1, disposition=Disposition.REPAIR)
+    matched = blind_parcel("RCPT-B1", received("SKU-1", 2))
+    matched.inspect_blind(items=(scrap, repair), at=day(13), cause=CAUSE)
+    linked = blind_parcel("RCPT-B2", received("SKU-1", 2))
+    linked.inspect_blind(items=(scrap, repair), at=day(13), cause=CAUSE)
+    model = InMemoryReadModel(ReturnReasons())
+    model.apply(log.take(matched, linked))
+    assert costs(model, "unknown") == {"scrapped_items": 2, "open_repair_legs": 2}
+    match(matched, order, wants(1, quantity=2))
+    matched.assess_blind_inspection(BOOK, day(13), CAUSE)
+    other = requested_return(order, wants(1))
+    decide(other, order)
+    linked.link_to(other, "same goods", day(14), CAUSE)
+    model.apply(log.take(matched, linked))
+    assert costs(model, "unknown") == {"scrapped_items": 0, "open_repair_legs": 0}
+    assert costs(model, "ACME") == {"scrapped_items": 1, "open_repair_legs": 1}
