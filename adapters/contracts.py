@@ -148,7 +148,8 @@ class InspectedItemData(Contract):
 
 class ItemsInspectedData(Contract):
     receipt_id: Text
-    rma_number: Text
+    rma_number: Text | None = None
+    """None: a parcel received with no RMA, inspected as the blind return it opened."""
     warehouse_id: SafeStr | None = None
     items: list[InspectedItemData] = Field(min_length=1, max_length=500)
 

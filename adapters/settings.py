@@ -89,7 +89,8 @@ class Settings(BaseModel):
 
     sweep_interval_s: float = Field(default=60, gt=0, le=86_400)
     """Seconds between the integrations worker's sweeps of deadlines: authorized RMAs never
-    shipped expire and keep-the-item offers lapse (README "Expiry"). Every worker runs them;
+    shipped expire, keep-the-item offers lapse, blind parcels nobody placed close (README
+    "Expiry"). Every worker runs them;
     an advisory lock per sweep keeps the others out of a round."""
 
     sandbox_settlement_delay_s: float = Field(default=0.05, ge=0, le=3600)

@@ -24,7 +24,12 @@ from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from domain.aggregate import Aggregate
-from domain.commands import Command, ExpireReturn, LapseKeepItemOffer
+from domain.commands import (
+    CloseUnidentifiedBlindReturn,
+    Command,
+    ExpireReturn,
+    LapseKeepItemOffer,
+)
 from domain.commands import Outcome as Outcome
 from domain.errors import (
     AlreadyExists,
@@ -54,6 +59,7 @@ from domain.lookups import (
     LookupRows,
     Lookups,
     OrderRow,
+    OrderSkuRow,
     RefundRow,
     ReturnRow,
     RmaNumberRow,
@@ -423,6 +429,35 @@ class ReturnsService(ReturnsQueries, Application[UUID]):
             + [int(o["expiry_days"]) for o in overrides if "expiry_days" in o]
         )
 
+    # ------------------------------------------------------------ blind returns (issue 11)
+    def close_unidentified_blind_returns(
+        self, ctx: Ctx, *, limit: int = 500, dry_run: bool = False
+    ) -> list[UUID]:
+        """Close as unidentified the blind returns nobody placed within the policy's
+        ``blind_unidentified_days``; the ids of those closed (``dry_run``: that would close,
+        nothing recorded).
+
+        Looks at the ``limit`` open blind returns changed longest ago: one inspected late
+        is found that much later, and the next run takes what this one left.
+        """
+        now = ctx.at or self.clock()
+        candidates = self.lookups.open_blind_returns(limit, 0)
+        if dry_run:
+            due = []
+            for rid in candidates:
+                rma = self.get_return(rid)
+                if rma.close_unidentified(self.policy_book, now, ctx.cause):
+                    due.append(rid)  # decided on a copy that is never saved
+            return due
+        outcomes = self.run_batch(
+            [(Ctx(ctx.cause, now), CloseUnidentifiedBlindReturn(rid)) for rid in candidates]
+        )
+        return [
+            rid
+            for rid, outcome in zip(candidates, outcomes, strict=True)
+            if isinstance(outcome, Outcome) and outcome.status == ReturnStatus.CLOSED.value
+        ]
+
 
 @dataclass(frozen=True)
 class Due:
@@ -451,6 +486,11 @@ def lookup_rows_for(aggregates: Sequence[AnyAggregate]) -> LookupRows:
                     )
                 )
             for event in aggregate.pending_events:
+                if isinstance(event, OrderPlaced):
+                    rows.order_skus.extend(
+                        OrderSkuRow(sku, aggregate.id, s.placed_at)
+                        for sku in sorted({line.sku for line in event.lines})
+                    )
                 if isinstance(event, OrderPlaced | OrderLinesFulfilled):
                     rows.serials.extend(
                         SerialRow(serial, aggregate.id, line.line_no)

@@ -291,3 +291,30 @@ class AdjustStock(Command):
 
     def reads(self) -> UUID | None:
         return inventory_id_for(self.sku, self.location_id)
+
+
+# ---------------------------------------------------------------- blind returns (issue 11)
+@dataclass(frozen=True, slots=True)
+class InspectBlindReturn(Command):
+    """The warehouse inspected a parcel by its receipt id alone: the blind return it opened."""
+
+    receipt_id: str
+    items: tuple[InspectedItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkBlindReturn(Command):
+    """End a blind return as the same return another system reported (``linked``: its RMA
+    number or return id)."""
+
+    return_id: UUID
+    linked: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CloseUnidentifiedBlindReturn(Command):
+    """Close the blind return as unidentified if it waited longer than the policy allows
+    (a no-op otherwise)."""
+
+    return_id: UUID

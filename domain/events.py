@@ -408,6 +408,39 @@ class ReturnExpired(ReturnEvent, type_name="rma.expired"):
     authorized_days: int
 
 
+# ---------------------------------------------------------------- blind returns (issue 11)
+class BlindInspectionAssessed(ReturnEvent, type_name="rma.blind_inspection_assessed"):
+    """A blind parcel inspected before its match, now matched: the recorded inspection's
+    items tied to the matched lines and what they earn back (the goods moved at the
+    inspection; this only prices them)."""
+
+    items: tuple[InspectedItem, ...]
+    refund_due: Money
+
+
+class BlindReturnLinked(ReturnEvent, type_name="rma.blind_return_linked"):
+    """A blind parcel that is the same return another system reported: it ends here and
+    the linked return is the one record of the goods and the money. ``withdrawn`` are the
+    goods this parcel's own inspection had put in stock, taken back out, so stock counts
+    them once (under the linked return, inspected or to be)."""
+
+    linked_return_id: UUID
+    linked_rma_number: str | None = None
+    reason: str = ""
+    withdrawn: tuple[InspectedItem, ...] = ()
+
+
+class BlindReturnClosedUnidentified(ReturnEvent, type_name="rma.blind_return_closed_unidentified"):
+    """A blind parcel nobody placed in time: closed, its goods where they lie. ``placed``
+    are the goods put in stock now under ``disposition`` at ``location_id`` (none when an
+    inspection placed them already)."""
+
+    waited_days: int
+    disposition: Disposition | None = None
+    location_id: LocationId | None = None
+    placed: tuple[ReceivedItem, ...] = ()
+
+
 # ---------------------------------------------------------------- Inventory
 class InventoryEvent(DomainEvent):
     aggregate_kind: ClassVar[str] = "inventory"

@@ -82,6 +82,15 @@ class Deadline:
     since: datetime
 
 
+@dataclass(frozen=True)
+class OrderSkuRow:
+    """An order holds a SKU: how a blind parcel's likely orders are found by what is in it."""
+
+    sku: str
+    order_id: UUID
+    placed_at: datetime | None
+
+
 @dataclass
 class LookupRows:
     rma_numbers: list[RmaNumberRow] = field(default_factory=list)
@@ -90,9 +99,18 @@ class LookupRows:
     returns: list[ReturnRow] = field(default_factory=list)
     refunds: list[RefundRow] = field(default_factory=list)
     deadlines: list[DeadlineRow] = field(default_factory=list)
+    order_skus: list[OrderSkuRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.rma_numbers or self.orders or self.serials or self.returns or self.refunds)
+        return bool(
+            self.rma_numbers
+            or self.orders
+            or self.serials
+            or self.returns
+            or self.refunds
+            or self.deadlines
+            or self.order_skus
+        )
 
 
 @dataclass(frozen=True)
@@ -136,6 +154,10 @@ class Lookups(Protocol):
     def command_result(self, key: str) -> bytes | None: ...
 
     def command_results(self, keys: Sequence[str]) -> dict[str, bytes]: ...
+
+    def orders_with_sku(self, sku: str, limit: int) -> list[UUID]:
+        """Orders holding ``sku``, the most recently placed first."""
+        ...
 
     def load_events(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
         """Stored events of many aggregates in one round trip, oldest first."""

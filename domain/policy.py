@@ -19,6 +19,7 @@ from domain.events import LineDecision, RefundAllocation, ReturnLine, ReturnPoli
 from domain.values import (
     Channel,
     Condition,
+    Disposition,
     Money,
     PaymentMethod,
     ReasonCode,
@@ -38,6 +39,10 @@ class ReturnPolicy(Value):
     review_threshold: Decimal = Decimal("1000.00")
     expiry_days: int = 30
     returnable: bool = True
+    # A blind parcel nobody could place in this many days is closed as unidentified, its
+    # goods left under its inspection's dispositions or, uninspected, this one.
+    blind_unidentified_days: int = Field(default=90, ge=1)
+    blind_unidentified_disposition: Disposition = Disposition.QUARANTINE
     # What fraction of an item's price comes back, by the condition found at inspection,
     # when the customer is at fault (changed mind, size); seller faults always refund in full.
     condition_refund_rates: Mapping[Condition, Decimal] = Field(

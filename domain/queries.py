@@ -11,6 +11,7 @@ from uuid import UUID
 from domain.aggregate import Aggregate
 from domain.errors import NotFound
 from domain.events import DomainEvent
+from domain.handlers.blind_matching import candidates, suggestions
 from domain.lookups import Lookups
 from domain.order import Order, order_id_for
 from domain.policy import PolicyBook, add_months
@@ -157,3 +158,37 @@ class ReturnsQueries:
 
     def open_blind_returns(self, limit: int = 50, offset: int = 0) -> list[Return]:
         return [self.get_return(rid) for rid in self.lookups.open_blind_returns(limit, offset)]
+
+    # ------------------------------------------------------------ blind returns (issue 11)
+    def blind_suggestions(self, rma: Return, *, wide: bool = True) -> list[dict[str, Any]]:
+        """Where a waiting blind parcel may belong, best first: one entry per order line its
+        items would take (``by``: serial, claimed_rma, order_hint, customer or sku;
+        ``whole``: every item of the parcel fits that order). Without ``wide``, only what
+        the parcel itself shows (serials, the RMA or order it names): a few reads, not dozens."""
+
+        def load_order(order_id: UUID) -> Order | None:
+            found = self.load(Order, order_id)
+            return found if isinstance(found, Order) else None
+
+        def load_return(return_id: UUID) -> Return | None:
+            found = self.load(Return, return_id)
+            return found if isinstance(found, Return) else None
+
+        found = candidates(rma.state, self.lookups, load_order, load_return, wide=wide)
+        return [
+            {
+                "order_number": c.order.state.order_number,
+                "line_no": line.line_no,
+                "sku": c.order.line(line.line_no).sku,
+                "quantity": line.quantity,
+                "serial": line.serial,
+                "by": c.by,
+                "whole": c.fit.complete,
+                "customer_id": c.order.state.customer_id,
+                "delivered_at": (
+                    c.order.state.delivered_at.isoformat() if c.order.state.delivered_at else None
+                ),
+            }
+            for c in suggestions(found)
+            for line in c.fit.lines
+        ]

@@ -172,6 +172,50 @@ class ReturnReasons(Reducer):
                 self._cost(out, state, supplier, item["sku"], open_vendor_legs=1)
         state["inspected"] = start + len(event.data["items"])
 
+    # ------------------------------------------------------------ blind returns (issue 11)
+    def _unplaced(self, out: list[Change], sku: str, **deltas: Any) -> None:
+        """Costs booked by an inspection before the match: no supplier, and ``_cost``'s
+        default currency (the return had none yet)."""
+        key = {"supplier": UNKNOWN, "sku": sku, "currency": "EUR"}
+        out.append(Increment(COSTS, key, deltas))
+
+    @on("rma.blind_inspection_assessed")
+    def _blind_assessed(self, state: State, event: Event, out: list[Change]) -> None:
+        # The match names the supplier and price of what was inspected before it.
+        lines = state.get("lines", {})
+        legs = state.get("legs", {})
+        for index, item in enumerate(event.data["items"]):
+            line = lines.get(str(item.get("line_no")))
+            if line is None:
+                continue
+            sku, quantity = item["sku"], int(item["quantity"])
+            if item["disposition"] == "scrap":
+                self._unplaced(out, sku, scrapped_items=-quantity)
+                price = Decimal(line["price"])
+                self._cost(
+                    out,
+                    state,
+                    line["supplier"],
+                    sku,
+                    scrapped_items=quantity,
+                    scrapped_value=price * quantity,
+                )
+            leg = legs.get(f"L{index + 1}")
+            if leg is not None and leg[0] == UNKNOWN:
+                column = "open_repair_legs" if leg[2] == "repair" else "open_vendor_legs"
+                self._unplaced(out, sku, **{column: -1})
+                self._cost(out, state, line["supplier"], sku, **{column: 1})
+                leg[0] = line["supplier"]
+
+    @on("rma.blind_return_linked")
+    def _blind_linked(self, state: State, event: Event, out: list[Change]) -> None:
+        # The linked return books these goods: what this parcel's inspection booked goes.
+        for item in event.data.get("withdrawn", ()):
+            if item["disposition"] == "scrap":
+                self._unplaced(out, item["sku"], scrapped_items=-int(item["quantity"]))
+        for leg_id in sorted(state.get("legs", {})):
+            self._close_leg(state, leg_id, out)
+
     def _close_leg(self, state: State, leg_id: str, out: list[Change], **more: Any) -> None:
         leg = state.get("legs", {}).pop(leg_id, None)
         if leg is not None:

@@ -248,6 +248,20 @@ class RmaStatus(Reducer):
     def _closed(self, state: State, event: Event, out: list[Change]) -> None:
         state.update(closed_outcome=event.data["outcome"], closed_at=event.time.isoformat())
 
+    # ------------------------------------------------------------ blind returns (issue 11)
+    @on("rma.blind_inspection_assessed")
+    def _blind_assessed(self, state: State, event: Event, out: list[Change]) -> None:
+        # The inspection before the match added nothing due; this is what it is worth.
+        state["refund_due"] = str(money(event.data["refund_due"]))
+
+    @on("rma.blind_return_linked")
+    def _blind_linked(self, state: State, event: Event, out: list[Change]) -> None:
+        state.update(closed_outcome="linked", closed_at=event.time.isoformat())
+
+    @on("rma.blind_return_closed_unidentified")
+    def _blind_unidentified(self, state: State, event: Event, out: list[Change]) -> None:
+        state.update(closed_outcome="unidentified", closed_at=event.time.isoformat())
+
     @on("rma.cancelled", "rma.expired")
     def _ended(self, state: State, event: Event, out: list[Change]) -> None:
         state["closed_at"] = event.time.isoformat()

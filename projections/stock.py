@@ -256,6 +256,28 @@ class StockLevels(Reducer):
             moves.add(sku, location, Bucket.IN_REPAIR, -quantity, "repaired")
             moves.add(sku, event.data["location_id"], Bucket.AVAILABLE, quantity, "repaired")
 
+    # ------------------------------------------------------------ blind returns (issue 11)
+    @on("rma.blind_return_linked")
+    def _blind_linked(self, state: State, event: Event, out: list[Change]) -> None:
+        # The linked return owns the goods (inspected or to be): what this parcel's own
+        # inspection placed comes back out, so stock counts them once.
+        moves = _Moves(event, out)
+        for item in event.data.get("withdrawn", ()):
+            bucket = BUCKET_OF_DISPOSITION[item["disposition"]]
+            moves.add(item["sku"], item["location_id"], bucket, -int(item["quantity"]), "linked")
+        state.pop("legs", None)
+
+    @on("rma.blind_return_closed_unidentified")
+    def _blind_unidentified(self, state: State, event: Event, out: list[Change]) -> None:
+        # Uninspected goods are on a shelf all the same: they take the default disposition.
+        d = event.data
+        if not d.get("placed") or d.get("disposition") is None:
+            return
+        bucket = BUCKET_OF_DISPOSITION[d["disposition"]]
+        moves = _Moves(event, out)
+        for item in d["placed"]:
+            moves.add(item["sku"], d["location_id"], bucket, int(item["quantity"]), "unidentified")
+
     # ------------------------------------------------------------ the in-memory twin
     def rebase_in_memory(
         self,

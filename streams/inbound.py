@@ -39,6 +39,7 @@ from domain.commands import (
     DeliverOrder,
     FailRefund,
     FulfilOrder,
+    InspectBlindReturn,
     InspectItems,
     PlaceOrder,
     ReceiveParcel,
@@ -137,6 +138,12 @@ def to_command(message: Inbound) -> Command:
             )
         case ItemsInspectedData():
             location = data.warehouse_id or message.envelope.source.rsplit("/", 1)[-1]
+            if data.rma_number is None:
+                # No RMA: the receipt's own blind return, matched or not yet.
+                return InspectBlindReturn(
+                    receipt_id=data.receipt_id,
+                    items=tuple(inspected(i, location) for i in data.items),
+                )
             return InspectItems(
                 rma_number=data.rma_number,
                 receipt_id=data.receipt_id,

@@ -92,6 +92,14 @@ LOOKUP_TABLES = [
     """INSERT INTO oms_return_deadlines (return_id, ship_clock_from)
         SELECT return_id, authorized_at FROM oms_returns WHERE status = 'authorized'
         ON CONFLICT DO NOTHING""",
+    # Which orders hold a SKU (blind-return suggestions); orders placed before this table
+    # existed have no rows, so a SKU finds only orders placed since.
+    """CREATE TABLE IF NOT EXISTS oms_order_skus (
+        sku text NOT NULL,
+        order_id uuid NOT NULL,
+        placed_at timestamptz,
+        PRIMARY KEY (sku, order_id))""",
+    "CREATE INDEX IF NOT EXISTS oms_order_skus_recent ON oms_order_skus (sku, placed_at DESC)",
     """CREATE TABLE IF NOT EXISTS oms_command_log (
         key text PRIMARY KEY,
         result bytea NOT NULL,
@@ -106,6 +114,10 @@ INSERT_ORDERS = SQL(
 INSERT_SERIALS = SQL(
     "INSERT INTO oms_serials (serial, order_id, line_no)"
     " SELECT * FROM unnest(%s::text[], %s::uuid[], %s::int[]) ON CONFLICT DO NOTHING"
+)
+INSERT_ORDER_SKUS = SQL(
+    "INSERT INTO oms_order_skus (sku, order_id, placed_at)"
+    " SELECT * FROM unnest(%s::text[], %s::uuid[], %s::timestamptz[]) ON CONFLICT DO NOTHING"
 )
 UPSERT_RETURNS = SQL(
     "INSERT INTO oms_returns (return_id, rma_number, order_id, customer_id, status, blind,"
@@ -234,6 +246,11 @@ class OmsRecorder(PostgresProcessRecorder):
             curs.execute(
                 INSERT_SERIALS,
                 columns(rows.serials, lambda r: (r.serial, r.order_id, r.line_no), 3),
+            )
+        if rows.order_skus:
+            curs.execute(
+                INSERT_ORDER_SKUS,
+                columns(rows.order_skus, lambda r: (r.sku, r.order_id, r.placed_at), 3),
             )
         if rows.returns:
             curs.execute(
@@ -396,6 +413,13 @@ class OmsRecorder(PostgresProcessRecorder):
             [at, limit],
         )
         return [Deadline(r["return_id"], r["since"]) for r in rows]
+    def orders_with_sku(self, sku: str, limit: int) -> list[UUID]:
+        rows = self._select(
+            "SELECT order_id FROM oms_order_skus WHERE sku = %s"
+            " ORDER BY placed_at DESC NULLS LAST, order_id LIMIT %s",
+            [sku, limit],
+        )
+        return [r["order_id"] for r in rows]
 
     def command_results(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:

@@ -37,6 +37,9 @@ Sweep = Callable[[ReturnsService, Ctx, int], list[UUID]]
 SWEEPS: dict[str, Sweep] = {
     "expire_returns": lambda service, ctx, limit: service.expire_returns(ctx, limit=limit),
     "lapse_keep_item_offers": lambda service, ctx, limit: service.lapse_offers(ctx, limit=limit),
+    "close_unidentified_blind_returns": lambda service, ctx, limit: (
+        service.close_unidentified_blind_returns(ctx, limit=limit)
+    ),
 }
 
 # A round never runs one sweep for more than this many batches: the next round goes on.

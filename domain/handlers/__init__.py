@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from domain.handlers import (
     blind,
+    blind_returns,
     counter,
     expiry,
     inventory,
@@ -42,6 +43,7 @@ HANDLERS: Handlers = _merged(
     inventory.HANDLERS,
     legs.HANDLERS,
     expiry.HANDLERS,
+    blind_returns.HANDLERS,
 )
 
 __all__ = ["HANDLERS", "Handler", "Scope"]

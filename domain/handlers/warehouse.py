@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domain.commands import InspectItems, Outcome, ReceiveParcel
 from domain.errors import DomainError
+from domain.handlers.blind_returns import try_automatic_match
 from domain.handlers.scope import Handlers, Scope, outcome_of
 from domain.handlers.settlement import settle_with_customer
 from domain.returns import Return, blind_return_id_for
@@ -32,7 +33,7 @@ def receive_parcel(c: ReceiveParcel, s: Scope) -> Outcome:
             cause=s.cause,
         )
         s.uow.add(rma)
-        return outcome_of(rma)
+        return try_automatic_match(s, rma)
     rma.receive_parcel(
         receipt_id=c.receipt_id,
         warehouse_id=c.warehouse_id,
@@ -58,6 +59,7 @@ def receive_parcel(c: ReceiveParcel, s: Scope) -> Outcome:
             cause=s.cause,
         )
         s.uow.add(blind)
+        return try_automatic_match(s, blind)
     return outcome_of(blind)
 
 

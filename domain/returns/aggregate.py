@@ -11,7 +11,10 @@ from domain.errors import (
     PolicyViolation,
 )
 from domain.events import (
+    BlindInspectionAssessed,
+    BlindReturnClosedUnidentified,
     BlindReturnDetected,
+    BlindReturnLinked,
     BlindReturnMatched,
     Cause,
     InspectedItem,
@@ -460,3 +463,86 @@ class Return(Settlement):
         if amount.currency != self.state.currency or amount.amount < 0:
             raise InvalidCommand(f"supplier credit must be a non-negative {self.state.currency}")
         self._trigger(SupplierCreditReceived, cause, at, leg_id=leg_id, amount=amount)
+
+    # ------------------------------------------------------------ blind returns (issue 11)
+    def inspect_blind(
+        self, *, items: tuple[InspectedItem, ...], at: datetime, cause: Cause
+    ) -> None:
+        """The warehouse inspected the parcel before anyone matched it: the goods take
+        their dispositions now (they are on the shelf); what they earn waits for the match."""
+        self.check_status(ReturnStatus.BLIND_UNMATCHED)
+        receipt_id = self.state.blind_receipt_id
+        if receipt_id in self.state.inspected_receipts:
+            raise InvalidTransition(f"receipt {receipt_id} is already inspected")
+        if not items:
+            raise InvalidCommand("an inspection lists at least one item")
+        unassigned = tuple(item.model_copy(update={"line_no": None}) for item in items)
+        self._trigger(
+            ItemsInspected,
+            cause,
+            at,
+            receipt_id=receipt_id,
+            items=unassigned,
+            refund_due=Money.zero(self.state.currency),
+        )
+
+    def assess_blind_inspection(self, book: PolicyBook, at: datetime, cause: Cause) -> bool:
+        """Just matched after an inspection: price the recorded inspection against the
+        matched lines. Whether there was one to price."""
+        self.check_status(ReturnStatus.RECEIVED)
+        if not self.state.inspected_items:
+            return False
+        assigned = assign_lines(self.state, tuple(self.state.inspected_items))
+        due = self.refund_for(assigned, book)
+        self._trigger(BlindInspectionAssessed, cause, at, items=assigned, refund_due=due)
+        return True
+
+    def link_to(self, other: Return, reason: str, at: datetime, cause: Cause) -> None:
+        """End this blind return as the same goods ``other`` already records."""
+        self.check_status(ReturnStatus.BLIND_UNMATCHED)
+        if other.id == self.id:
+            raise InvalidCommand("a blind return cannot be linked to itself")
+        if other.state.status is ReturnStatus.BLIND_UNMATCHED:
+            raise InvalidTransition(
+                f"return {other.id} is an unmatched blind parcel too: match one of them first"
+            )
+        theirs = {line.sku for line in other.state.lines.values()}
+        theirs |= {item.sku for item in other.state.received_items}
+        missing = sorted({item.sku for item in self.state.received_items} - theirs)
+        if missing:
+            raise InvalidCommand(
+                f"return {other.state.rma_number or other.id} holds no {', '.join(missing)}:"
+                " not the same goods"
+            )
+        moved = [leg for leg in self.state.legs.values() if leg.status != "awaiting_dispatch"]
+        if moved:
+            raise InvalidTransition("goods of this parcel left for repair or a vendor already")
+        self._trigger(
+            BlindReturnLinked,
+            cause,
+            at,
+            linked_return_id=other.id,
+            linked_rma_number=other.state.rma_number,
+            reason=reason,
+            withdrawn=tuple(self.state.inspected_items),
+        )
+
+    def close_unidentified(self, book: PolicyBook, at: datetime, cause: Cause) -> bool:
+        """Close as unidentified once it waited the policy's time; whether it closed."""
+        if self.state.status is not ReturnStatus.BLIND_UNMATCHED:
+            return False
+        policy = book.default  # no order yet: no category or channel to pick another
+        waited = (at - (self.state.requested_at or at)).days
+        if waited < policy.blind_unidentified_days:
+            return False
+        inspected = bool(self.state.inspected_items)
+        self._trigger(
+            BlindReturnClosedUnidentified,
+            cause,
+            at,
+            waited_days=waited,
+            disposition=None if inspected else policy.blind_unidentified_disposition,
+            location_id=None if inspected else self.state.blind_warehouse_id,
+            placed=() if inspected else tuple(self.state.received_items),
+        )
+        return True

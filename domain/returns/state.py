@@ -14,7 +14,10 @@ from enum import StrEnum
 from uuid import UUID
 
 from domain.events import (
+    BlindInspectionAssessed,
+    BlindReturnClosedUnidentified,
     BlindReturnDetected,
+    BlindReturnLinked,
     BlindReturnMatched,
     ExchangeOrdered,
     InspectedItem,
@@ -167,6 +170,8 @@ class ReturnState:
     blind_order_hint: str | None = None
     store_id: str | None = None
     closed_outcome: str | None = None
+    matched_by: str | None = None
+    linked_return_id: UUID | None = None
 
 
 # Where each event moves the customer's leg; events not listed leave the status as it is.
@@ -189,6 +194,9 @@ STATUS_AFTER: Mapping[str, ReturnStatus] = {
     ReturnCancelled.type_name: ReturnStatus.CANCELLED,
     ReturnExpired.type_name: ReturnStatus.EXPIRED,
     KeepItemLapsed.type_name: ReturnStatus.AUTHORIZED,
+    BlindInspectionAssessed.type_name: ReturnStatus.INSPECTED,
+    BlindReturnLinked.type_name: ReturnStatus.CLOSED,
+    BlindReturnClosedUnidentified.type_name: ReturnStatus.CLOSED,
 }
 
 
@@ -197,6 +205,9 @@ def status_after(
 ) -> ReturnStatus:
     """The status after an event of ``event_type``; ``refunds_in_flight`` counts the
     refunds still awaiting the provider once that event is applied."""
+    if current is ReturnStatus.BLIND_UNMATCHED and event_type == ItemsInspected.type_name:
+        # Inspected before its match: the goods are placed, but it still waits for an order.
+        return current
     if event_type == RefundSettled.type_name:
         # Paid so far: closed by the next event if nothing more is due.
         return current if refunds_in_flight else ReturnStatus.PARTIALLY_REFUNDED
@@ -267,6 +278,7 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.decisions = {d.line_no: d for d in event.decisions}
             s.restocking_fee = event.restocking_fee
             s.shipping_refund = Money.zero(event.currency)
+            s.matched_by = event.matched_by
         case InStoreReturnRecorded():
             s.channel = ReturnChannel.STORE
             s.store_id = event.store_id
@@ -340,6 +352,22 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
         case SupplierCreditReceived():
             s.legs[event.leg_id].status = "credited"
             s.legs[event.leg_id].credit = event.amount
+        case BlindInspectionAssessed():
+            # The parcel's one inspection, now tied to the matched lines.
+            s.inspected_items = list(event.items)
+            s.refund_due = event.refund_due
+            for index, item in enumerate(event.items):
+                # Legs opened before the match knew no line: now their supplier is known.
+                leg = s.legs.get(f"L{index + 1}")
+                line = s.lines.get(item.line_no) if item.line_no else None
+                if leg is not None and line is not None:
+                    leg.supplier = line.supplier
+        case BlindReturnLinked():
+            s.linked_return_id = event.linked_return_id
+            s.closed_outcome = "linked"
+            s.legs.clear()  # the goods are the linked return's now, legs included
+        case BlindReturnClosedUnidentified():
+            s.closed_outcome = "unidentified"
     s.status = status_after(
         s.status,
         event.type_name,

@@ -54,6 +54,16 @@ def test_the_demo_plays_a_day_through_topics_and_api_and_its_rebuild_equals_the_
     assert count(r"POST /v1/returns/\{ref\}/refund-retry 200 x(\d+)", out) > 0
     assert count(r"POST /v1/blind-returns/\{ref\}/match 200 x(\d+)", out) > 0
     assert count(r"retried POSTs answered with their first result: (\d+)", out) == 1
+    # Blind parcels run to their end: placed by the system, inspected first, linked.
+    assert re.search(
+        r"blind parcel BLR-\w+-SERIAL matched automatically by serial to \S+ as RMA-", out
+    )
+    assert re.search(
+        r"blind parcel BLR-\w+-INSPECTED inspected before its match .* requested once", out
+    )
+    assert re.search(
+        r"blind parcel BLR-\w+-DUPLICATE linked by customer service to RMA-\S+, .*: closed", out
+    )
     # Every command recorded the acting key's principal as its events' actor.
     assert count(r"actor: demo-customer-service \d+, demo-portal (\d+)", out) > 0
     assert count(r"actor: demo-customer-service (\d+)", out) > 0

@@ -19,14 +19,16 @@ from adapters.driven.eventstore import create_service
 from adapters.driven.sweeps import lock_key, run_round, sweep_ctx
 from adapters.driving.cli import main
 from domain.application import Ctx, ReturnsService
-from domain.commands import AcceptKeepItem, OfferKeepItem, RequestReturn
+from domain.commands import AcceptKeepItem, OfferKeepItem, ReceiveParcel, RequestReturn
 from domain.errors import OfferLapsed
+from domain.events import ReceivedItem
 from domain.policy import PolicyBook
 from domain.returns import RequestedLine, ReturnStatus
 from domain.values import ReasonCode
 from tests.integration.builders import ctx, delivered_order, fresh_database, receive_and_inspect
 
 NOW = datetime.now(UTC)
+NO_BLIND: dict[str, list[UUID] | None] = {"close_unidentified_blind_returns": []}
 
 
 @pytest.fixture
@@ -78,14 +80,14 @@ def test_an_rma_never_shipped_expires_frees_its_quantity_and_a_second_round_chan
 
     assert run_round(sweeping, at=NOW + timedelta(days=29)).total == 0
     report = run_round(sweeping, at=NOW + timedelta(days=31))
-    assert report.changed == {"expire_returns": [idle], "lapse_keep_item_offers": []}
+    assert report.changed == {"expire_returns": [idle], "lapse_keep_item_offers": [], **NO_BLIND}
     assert sweeping.get_return(idle).state.status is ReturnStatus.EXPIRED
     assert sweeping.get_return(shipped).state.status is not ReturnStatus.EXPIRED
     assert sweeping.order_view(number)["lines"][0]["returnable_quantity"] == 1
 
     events = len(sweeping.stored_events(idle))
     again = run_round(sweeping, at=NOW + timedelta(days=32))
-    assert again.changed == {"expire_returns": [], "lapse_keep_item_offers": []}
+    assert again.changed == {"expire_returns": [], "lapse_keep_item_offers": [], **NO_BLIND}
     assert len(sweeping.stored_events(idle)) == events
     assert types_of(sweeping, idle).count("rma.expired") == 1
 
@@ -100,7 +102,7 @@ def test_an_offer_that_ran_out_lapses_once_cannot_be_accepted_and_restarts_the_c
     assert run_round(sweeping, at=NOW + timedelta(days=6)).total == 0
     lapse_at = NOW + timedelta(days=8)
     report = run_round(sweeping, at=lapse_at)
-    assert report.changed == {"expire_returns": [], "lapse_keep_item_offers": [rma]}
+    assert report.changed == {"expire_returns": [], "lapse_keep_item_offers": [rma], **NO_BLIND}
     assert sweeping.get_return(rma).state.status is ReturnStatus.AUTHORIZED
     with pytest.raises(OfferLapsed):
         sweeping.run(ctx(), AcceptKeepItem(rma))
@@ -143,7 +145,7 @@ def test_a_sweep_another_worker_holds_is_skipped_this_round(
     with psycopg.connect(own_url, autocommit=True) as other_worker:
         other_worker.execute("SELECT pg_advisory_lock(%s)", [lock_key("expire_returns")])
         report = run_round(sweeping, at=later)
-        assert report.changed == {"expire_returns": None, "lapse_keep_item_offers": []}
+        assert report.changed == {"expire_returns": None, "lapse_keep_item_offers": [], **NO_BLIND}
         assert sweeping.get_return(idle).state.status is ReturnStatus.AUTHORIZED
         # Let go (a closed connection frees it too, but the server notices that later).
         other_worker.execute("SELECT pg_advisory_unlock(%s)", [lock_key("expire_returns")])
@@ -235,6 +237,7 @@ def test_rma_expire_lists_on_a_dry_run_then_does_it_once(
     assert capsys.readouterr().out.splitlines() == [
         "expire_returns: 1 RMAs changed",
         "lapse_keep_item_offers: 1 RMAs changed",
+        "close_unidentified_blind_returns: 0 RMAs changed",
     ]
     assert sweeping.get_return(overdue).state.status is ReturnStatus.EXPIRED
     assert sweeping.get_return(fresh).state.status is ReturnStatus.AUTHORIZED
@@ -255,3 +258,28 @@ def test_rmas_authorized_before_the_deadlines_table_existed_are_found(
         assert [d.return_id for d in upgraded.due_to_expire(NOW, 10)] == [overdue]
     finally:
         upgraded.close()
+
+
+def test_a_blind_parcel_nobody_placed_is_closed_unidentified_by_the_scheduler_once(
+    sweeping: ReturnsService,
+) -> None:
+    days = PolicyBook().default.blind_unidentified_days
+    outcome = sweeping.run(
+        Ctx(ctx().cause, NOW),
+        ReceiveParcel(
+            receipt_id="R-NOBODY",
+            warehouse_id="WH-1",
+            rma_number=None,
+            tracking_number=None,
+            items=(ReceivedItem(sku="NOBODY-SELLS-THIS", quantity=1),),
+        ),
+    )
+    assert outcome.status == ReturnStatus.BLIND_UNMATCHED.value
+    blind = outcome.aggregate_id
+
+    assert run_round(sweeping, at=NOW + timedelta(days=days - 1)).total == 0
+    report = run_round(sweeping, at=NOW + timedelta(days=days + 1))
+    assert report.changed["close_unidentified_blind_returns"] == [blind]
+    assert sweeping.get_return(blind).state.status is ReturnStatus.CLOSED
+    assert run_round(sweeping, at=NOW + timedelta(days=days + 2)).total == 0
+    assert types_of(sweeping, blind).count("rma.blind_return_closed_unidentified") == 1

@@ -71,6 +71,12 @@ class BlindMatch(Body):
     matched_by: str = Field(default="order_id", pattern="^(serial|order_id|customer)$")
 
 
+class BlindLink(Body):
+    linked: SafeStr = Field(min_length=1, max_length=100)
+    """The RMA number, or the return id, of the return that already records these goods."""
+    reason: SafeStr = Field(default="", max_length=500)
+
+
 class CounterLineIn(LineIn):
     condition: Condition
     disposition: Disposition

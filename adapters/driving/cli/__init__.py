@@ -9,6 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from adapters.driving.cli.blind import add_blind_parser, run_blind
 from adapters.driving.cli.dlq import add_dlq_parser, run_dlq
 from adapters.driving.cli.expiry import add_expire_parser, run_expire
 from adapters.driving.cli.refunds import add_refunds_parser, run_refunds
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dlq_parser(sub)
     add_refunds_parser(sub)
     add_expire_parser(sub)
+    add_blind_parser(sub)
     sub.add_parser("provision", help="create every topic (idempotent)")
     sub.add_parser("lag", help="show how far the relay is behind the event store")
     return parser
@@ -108,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_refunds(settings, args)
     if args.command == "expire":
         return run_expire(settings, args)
+    if args.command == "blind":
+        return run_blind(settings, args)
     if args.command == "provision":
         return run_provision(settings)
     if args.command == "lag":

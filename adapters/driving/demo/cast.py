@@ -87,6 +87,7 @@ class Report:
     kept: int = 0
     blind: int = 0
     blind_matched: int = 0
+    blind_matched_at_receipt: int = 0
     store_returns: int = 0
     malformed: int = 0
     refunds_as_store_credit: int = 0

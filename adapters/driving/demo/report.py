@@ -102,7 +102,8 @@ def api_lines(database_url: str, report: Report, analytics: Caller) -> list[str]
         f"through the API at {report.api_url}:",
         f"  RMAs requested on the portal {report.portal_rmas}, by customer service "
         f"{report.cs_rmas}; held for review: {reviewed}; kept by the customer: {report.kept}",
-        f"  blind parcels matched by customer service: {report.blind_matched} of {report.blind}; "
+        f"  blind parcels matched by customer service: {report.blind_matched}, at receipt by the"
+        f" system: {report.blind_matched_at_receipt}, of {report.blind}; "
         f"failed refunds paid as store credit: {report.refunds_as_store_credit}; "
         f"retried POSTs answered with their first result: {report.replays}",
         "  calls: " + ", ".join(f"{call} x{n}" for call, n in sorted(report.calls.items())),

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from adapters.driven.kafka.topics import ORDERS, POS_RETURNS, WMS_RECEIPTS
+from adapters.driving.demo.blind import BlindSteps
 from adapters.driving.demo.cast import (
     CATALOGUE,
     HISTORY,
@@ -27,7 +28,7 @@ from adapters.driving.demo.people import PeopleSteps
 from adapters.driving.demo.serials import SerialSteps
 
 
-class Demo(PeopleSteps, ExpirySteps, SerialSteps):
+class Demo(PeopleSteps, ExpirySteps, SerialSteps, BlindSteps):
     """One day of a shop's returns: the machines' steps here, the people's in ``PeopleSteps``."""
 
     # ------------------------------------------------------------ the day
@@ -38,6 +39,7 @@ class Demo(PeopleSteps, ExpirySteps, SerialSteps):
         rmas, kept = self.customer_service_offers_keep_item(rmas)
         self.warehouse_receives_and_inspects(rmas)
         matched = self.parcels_arrive_without_rma(sales)
+        matched += self.blind_parcels_run_to_their_end(sales, rmas)
         self.stores_take_back_web_orders(sales)
         self.someone_publishes_garbage()
         self.a_serial_lives_its_life()
@@ -251,12 +253,15 @@ class Demo(PeopleSteps, ExpirySteps, SerialSteps):
         )
 
     def parcels_arrive_without_rma(self, sales: list[Sale]) -> list[Rma]:
-        """The warehouse receives parcels with no RMA; customer service finds them in the
+        """The warehouse receives parcels with no RMA; those naming an order they fit whole
+        are matched at receipt by the system, customer service finds the others in the
         blind-returns list, looks up the order and matches them."""
         web = [s for s in sales if s.channel != "store"]
+        receipts = []
         for sale in self.random.sample(web, k=max(1, len(web) // 25)):
             line = sale.lines[0]
             receipt = f"BLIND-{self.run_id}-{sale.order_id}"
+            receipts.append(receipt)
             self.publish(
                 WMS_RECEIPTS,
                 receipt,
@@ -284,24 +289,29 @@ class Demo(PeopleSteps, ExpirySteps, SerialSteps):
         )
         sales_by_id = {s.order_id: s for s in sales}
         matched = []
-        for blind in self.open_blind_returns():
+        for blind in self.open_blind_returns() + self.matched_at_receipt(receipts):
             hint = blind.get("order_hint")
             if not hint or hint not in sales_by_id:
                 continue  # another run's parcel, or one with nothing to go on
             order = self.people.cs.get(f"/v1/orders/{hint}").body
             sku = blind["received_items"][0]["sku"]
             line_no = next(ln["line_no"] for ln in order["lines"] if ln["sku"] == sku)
-            answer = self.people.cs.post(
-                f"/v1/blind-returns/{blind['return_id']}/match",
-                {
-                    "order_number": hint,
-                    "matched_by": "order_id",
-                    "lines": [{"line_no": line_no, "quantity": 1, "reason": "changed_mind"}],
-                },
-                idempotency_key=self.key("blind-match"),
-                if_match=f'"{blind["version"]}"',
-                refusals=(409, 422),
-            )
+            if blind["status"] != "blind_unmatched":
+                # Its parcel named an order it fits whole: the system matched it at receipt.
+                answer = self.people.cs.get(f"/v1/blind-returns/{blind['return_id']}")
+                line_no = blind["lines"][0]["line_no"]
+            else:
+                answer = self.people.cs.post(
+                    f"/v1/blind-returns/{blind['return_id']}/match",
+                    {
+                        "order_number": hint,
+                        "matched_by": "order_id",
+                        "lines": [{"line_no": line_no, "quantity": 1, "reason": "changed_mind"}],
+                    },
+                    idempotency_key=self.key("blind-match"),
+                    if_match=f'"{blind["version"]}"',
+                    refusals=(409, 422),
+                )
             if not 200 <= answer.status < 300:
                 self.progress.say(
                     f"blind parcel for {hint} stays open: {answer.status} {answer.code}"
@@ -324,10 +334,13 @@ class Demo(PeopleSteps, ExpirySteps, SerialSteps):
                 datetime.now(UTC),
                 "wms/WH-1",
             )
-            self.report.blind_matched += 1
+            if blind["status"] == "blind_unmatched":
+                self.report.blind_matched += 1
+            else:
+                self.report.blind_matched_at_receipt += 1
             line = next(ln for ln in sales_by_id[hint].lines if ln["line_no"] == line_no)
             matched.append(Rma(sales_by_id[hint], line, UUID(blind["return_id"]), rma_number))
-            self.progress.say(f"blind parcel matched to {hint} as {rma_number}")
+            self.progress.say(f"blind parcel matched to {hint} as {rma_number} ({blind['status']})")
         self.producer.flush()
         return matched
 
