@@ -138,8 +138,6 @@ class Lookups(Protocol):
 
     def open_blind_returns(self, limit: int, offset: int) -> list[UUID]: ...
 
-    def authorized_before(self, cutoff: datetime, limit: int) -> list[UUID]: ...
-
     def awaiting_parcel_since(
         self, cutoff: datetime, limit: int, after: Deadline | None = None
     ) -> list[Deadline]:

@@ -382,14 +382,6 @@ class OmsRecorder(PostgresProcessRecorder):
         )
         return [r["return_id"] for r in rows]
 
-    def authorized_before(self, cutoff: datetime, limit: int) -> list[UUID]:
-        rows = self._select(
-            "SELECT return_id FROM oms_returns WHERE status = 'authorized'"
-            " AND authorized_at <= %s ORDER BY authorized_at LIMIT %s",
-            [cutoff, limit],
-        )
-        return [r["return_id"] for r in rows]
-
     def awaiting_parcel_since(
         self, cutoff: datetime, limit: int, after: Deadline | None = None
     ) -> list[Deadline]:
