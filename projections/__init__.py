@@ -11,6 +11,7 @@ from decimal import Decimal
 from projections.core import Event, Projection
 from projections.customers import CustomerHistory
 from projections.ledger import RefundLedger
+from projections.legs import Legs
 from projections.reasons import ReturnReasons
 from projections.rma_status import RmaStatus
 from projections.stock import StockLevels
@@ -18,6 +19,7 @@ from projections.stock import StockLevels
 __all__ = [
     "CustomerHistory",
     "Event",
+    "Legs",
     "Projection",
     "RefundLedger",
     "ReturnReasons",
@@ -36,4 +38,5 @@ def default_projections(
         RefundLedger(),
         ReturnReasons(),
         RmaStatus(),
+        Legs(),
     ]

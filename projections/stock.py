@@ -3,6 +3,13 @@
 Buckets: available, quarantined, in_repair, returned_to_vendor, scrapped (cumulative: those
 items left the sellable stock for good) and expected_returns (authorized, not yet here).
 
+Legs (README "Repair and return-to-vendor legs"): an item stays ``in_repair`` at the location
+it was inspected until it is back in stock (to ``available`` where the WMS put it; a unit the
+repair centre replaced takes the faulty one's place, so stock moves the same way) or found
+unrepairable (to ``scrapped``). It stays ``returned_to_vendor`` while the supplier has it; the
+supplier's credit ends it there (the supplier owns it now), and an item the supplier sends
+back goes to ``available`` where it was put.
+
 Counts are absolute, but the other movements come from orders and returns on other
 partitions, so "the level when the count was taken" cannot be known from arrival order.
 The event store's order decides instead: ``available`` is the last count plus every
@@ -216,6 +223,9 @@ class StockLevels(Reducer):
 
     @on("rma.repair_completed")
     def _repair_completed(self, state: State, event: Event, out: list[Change]) -> None:
+        if event.data["outcome"] == "replaced":
+            # Remembered for the restock's movement kind: a new unit, not the one sent.
+            state.setdefault("replaced", {})[event.data["leg_id"]] = "replaced"
         leg = state.get("legs", {}).get(event.data["leg_id"])
         if leg is not None and event.data["outcome"] == "beyond_repair":
             sku, location, quantity = leg
@@ -228,9 +238,28 @@ class StockLevels(Reducer):
         leg = state.get("legs", {}).get(event.data["leg_id"])
         if leg is not None:
             sku, location, quantity = leg
+            kind = state.get("replaced", {}).get(event.data["leg_id"], "repaired")
             moves = _Moves(event, out)
-            moves.add(sku, location, Bucket.IN_REPAIR, -quantity, "repaired")
-            moves.add(sku, event.data["location_id"], Bucket.AVAILABLE, quantity, "repaired")
+            moves.add(sku, location, Bucket.IN_REPAIR, -quantity, kind)
+            moves.add(sku, event.data["location_id"], Bucket.AVAILABLE, quantity, kind)
+
+    @on("rma.supplier_credit_received")
+    def _credited(self, state: State, event: Event, out: list[Change]) -> None:
+        leg = state.get("legs", {}).get(event.data["leg_id"])
+        if leg is not None:
+            sku, location, quantity = leg
+            _Moves(event, out).add(
+                sku, location, Bucket.RETURNED_TO_VENDOR, -quantity, "supplier_credit"
+            )
+
+    @on("rma.vendor_item_returned")
+    def _back_from_vendor(self, state: State, event: Event, out: list[Change]) -> None:
+        leg = state.get("legs", {}).get(event.data["leg_id"])
+        if leg is not None:
+            sku, location, quantity = leg
+            moves = _Moves(event, out)
+            moves.add(sku, location, Bucket.RETURNED_TO_VENDOR, -quantity, "vendor_returned")
+            moves.add(sku, event.data["location_id"], Bucket.AVAILABLE, quantity, "vendor_returned")
 
     # ------------------------------------------------------------ the in-memory twin
     def rebase_in_memory(

@@ -532,6 +532,7 @@ def test_the_read_side_serves_the_rebuilt_read_models(
         "ledger",
         "reasons",
         "rma_status",
+        "legs",
     }
     assert all(p["events_behind"] is not None for p in lag["projections"])
     serial = client.get(
