@@ -61,6 +61,20 @@ def test_the_demo_plays_a_day_through_topics_and_api_and_its_rebuild_equals_the_
     assert re.search(
         r"return reasons \(GET /v1/analytics/return-reasons as analytics\): \w+ \d", out
     )
+    # The legs journey: the repair centre through the topic, the vendor through the API.
+    assert re.search(
+        r"repair leg L\d+ of RMA-\S+ \(serial \w+\) sent to REPAIR-LYON as JOB-\w+, repaired"
+        r" and back in stock at WH-1 through wms.receipts.v1: stock moved from in_repair to"
+        r" available",
+        out,
+    )
+    assert re.search(
+        r"vendor leg L\d+ of RMA-\S+ \(serial \w+\) shipped to SoundCo as VRA-\w+ and credited"
+        r" 95.00 EUR over HTTP by the warehouse: SoundCo's supplier credits in the costs read"
+        r" model now \d+\.\d\d EUR",
+        out,
+    )
+    assert count(r"POST /v1/legs/\{ref\}/\{ref\}/vendor-credited 200 x(\d+)", out) == 1
     assert "unbalanced refunds: 0" in out
     assert "rebuild check: a replay of the event store equals the live read models" in out
     assert (tmp_path / "returns-by-reason-and-supplier.html").read_text().count("<rect") > 0

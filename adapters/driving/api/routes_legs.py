@@ -84,6 +84,7 @@ def legs(
     kind: Literal["repair", "return_to_vendor"] | None = None,
     status: LegStatus | None = None,
     supplier: str | None = None,
+    rma_number: str | None = None,
     include_closed: bool = False,
     limit: Limit = None,
     offset: Offset = 0,
@@ -96,6 +97,7 @@ def legs(
         " FROM rm_legs WHERE (%(k)s::text IS NULL OR kind = %(k)s)"
         " AND (%(st)s::text IS NULL OR status = %(st)s)"
         " AND (%(su)s::text IS NULL OR supplier = %(su)s)"
+        " AND (%(rma)s::text IS NULL OR rma_number = %(rma)s)"
         " AND (open OR %(all)s OR %(st)s::text IS NOT NULL)"
         " ORDER BY opened_at, return_id, leg_id LIMIT %(_limit)s OFFSET %(_offset)s"
     )
@@ -104,6 +106,7 @@ def legs(
         "k": kind,
         "st": status,
         "su": supplier,
+        "rma": rma_number,
         "all": include_closed,
         "_limit": page.limit + 1,
         "_offset": page.offset,

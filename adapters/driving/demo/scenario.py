@@ -22,10 +22,11 @@ from adapters.driving.demo.cast import (
     subtract,
     sum_amounts,
 )
+from adapters.driving.demo.legs import LegSteps
 from adapters.driving.demo.people import PeopleSteps
 
 
-class Demo(PeopleSteps):
+class Demo(PeopleSteps, LegSteps):
     """One day of a shop's returns: the machines' steps here, the people's in ``PeopleSteps``."""
 
     # ------------------------------------------------------------ the day
@@ -35,6 +36,7 @@ class Demo(PeopleSteps):
         rmas = self.customers_ask_to_return(sales)
         rmas, kept = self.customer_service_offers_keep_item(rmas)
         self.warehouse_receives_and_inspects(rmas)
+        self.repair_and_vendor_legs()
         matched = self.parcels_arrive_without_rma(sales)
         self.stores_take_back_web_orders(sales)
         self.someone_publishes_garbage()
