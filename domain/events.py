@@ -389,6 +389,7 @@ class VendorReturnShipped(ReturnEvent, type_name="rma.vendor_return_shipped"):
 class SupplierCreditReceived(ReturnEvent, type_name="rma.supplier_credit_received"):
     leg_id: str
     amount: Money
+    reference: str | None = None  # the supplier's credit note
 
 
 class VendorItemReturned(ReturnEvent, type_name="rma.vendor_item_returned"):

@@ -112,7 +112,14 @@ class Legs(Reducer):
 
     @on("rma.supplier_credit_received")
     def _credited(self, state: State, event: Event, out: list[Change]) -> None:
-        self._move(state, event, out, "credited", credit=str(money(event.data["amount"])))
+        self._move(
+            state,
+            event,
+            out,
+            "credited",
+            credit=str(money(event.data["amount"])),
+            credit_reference=event.data.get("reference"),
+        )
 
     @on("rma.vendor_item_returned")
     def _returned(self, state: State, event: Event, out: list[Change]) -> None:
@@ -148,6 +155,7 @@ class Legs(Reducer):
                 "outcome",
                 "replacement_serial",
                 "restocked_at",
+                "credit_reference",
             )
         }
         row["rma_number"] = state.get("rma_number")

@@ -490,6 +490,7 @@ LEGS = Table(
         text("replacement_serial"),
         text("restocked_at"),
         Column("credit", MONEY),
+        text("credit_reference"),
         text("currency"),
         Column("opened_at", "timestamptz", not_null=True),
         Column("status_since", "timestamptz", not_null=True),

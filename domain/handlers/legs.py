@@ -96,7 +96,7 @@ def move_leg(c: MoveLeg, s: Scope) -> Outcome:
         case LegAction.CREDITED:
             if c.amount is None:
                 raise InvalidCommand("a supplier credit needs its amount")
-            rma.receive_supplier_credit(leg_id, c.amount, s.at, s.cause)
+            rma.receive_supplier_credit(leg_id, c.amount, s.at, s.cause, c.reference)
     return outcome_of(rma).model_copy(update={"leg_id": leg_id})
 
 

@@ -482,14 +482,21 @@ class Return(Settlement):
         )
 
     def receive_supplier_credit(
-        self, leg_id: str, amount: Money, at: datetime, cause: Cause
+        self,
+        leg_id: str,
+        amount: Money,
+        at: datetime,
+        cause: Cause,
+        reference: str | None = None,
     ) -> None:
         if self._repeats(leg_id, "credited", leg_step(str(amount))):
             return
         self.check_leg(leg_id, Disposition.RETURN_TO_VENDOR, "at_vendor")
         if amount.currency != self.state.currency or amount.amount < 0:
             raise InvalidCommand(f"supplier credit must be a non-negative {self.state.currency}")
-        self._trigger(SupplierCreditReceived, cause, at, leg_id=leg_id, amount=amount)
+        self._trigger(
+            SupplierCreditReceived, cause, at, leg_id=leg_id, amount=amount, reference=reference
+        )
 
     def take_back_from_vendor(
         self, leg_id: str, location_id: str, at: datetime, cause: Cause

@@ -282,10 +282,11 @@ def test_repair_and_vendor_legs_run_to_their_end_through_the_topics_and_http(
     assert eventually(lambda: queue() == [] and [True], what="the queue emptied")
     ended = client.get(f"/v1/legs?supplier={supplier}&include_closed=true", headers=auth("k-cs"))
     assert [
-        (leg["status"], leg["reference"], leg["restocked_at"]) for leg in ended.json()["items"]
+        (leg["status"], leg["reference"], leg["restocked_at"], leg["credit_reference"])
+        for leg in ended.json()["items"]
     ] == [
-        ("restocked", "JOB-77", shelf),
-        ("credited", "SONIC-RA-1", None),
+        ("restocked", "JOB-77", shelf, None),
+        ("credited", "SONIC-RA-1", None, "CN-9"),
     ]
     types = eventually(
         lambda: (t := rma_events(system, return_id)) and "rma.supplier_credit_received" in t and t,

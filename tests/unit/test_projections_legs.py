@@ -171,7 +171,7 @@ def test_a_leg_leaves_the_open_queue_when_it_ends() -> None:
     story.add(RepairSent, RMA, leg_id="L1", repair_center="REPAIR-LYON")
     story.add(RepairCompleted, RMA, at=day(30), leg_id="L1", outcome="beyond_repair")
     story.add(VendorReturnShipped, RMA, leg_id="L2", supplier="ACME", vendor_rma="V-1")
-    story.add(SupplierCreditReceived, RMA, leg_id="L2", amount=eur("30.00"))
+    story.add(SupplierCreditReceived, RMA, leg_id="L2", amount=eur("30.00"), reference="CN-1")
     model = InMemoryReadModel(Legs())
     model.apply(story.events)
     scrapped, credited = leg(model, "L1"), leg(model, "L2")
@@ -180,11 +180,12 @@ def test_a_leg_leaves_the_open_queue_when_it_ends() -> None:
         False,
         day(30),
     )
-    assert (credited["status"], credited["open"], str(credited["credit"])) == (
-        "credited",
-        False,
-        "30.00",
-    )
+    assert (
+        credited["status"],
+        credited["open"],
+        str(credited["credit"]),
+        credited["credit_reference"],
+    ) == ("credited", False, "30.00", "CN-1")
     # Replayed, the events change nothing more.
     before = dict(model.tables["rm_legs"])
     model.apply(story.events)
