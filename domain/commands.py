@@ -273,10 +273,10 @@ class LegAction(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class MoveLeg(Command):
-    """A leg named by RMA number and leg id, or by the serial (else SKU) of its item when
-    the sender does not know our leg ids; see ``Return.find_leg``."""
+    """A leg named by RMA number (or ``return_id``) and leg id, or by the serial (else SKU)
+    of its item when the sender does not know our leg ids; see ``Return.find_leg``."""
 
-    rma_number: str
+    rma_number: str | None
     action: LegAction
     leg_id: str | None = None
     serial: str | None = None
@@ -286,6 +286,10 @@ class MoveLeg(Command):
     location_id: str | None = None
     amount: Money | None = None
     replacement_serial: str | None = None
+    return_id: UUID | None = None
+
+    def reads(self) -> UUID | None:
+        return self.return_id
 
 
 # ---------------------------------------------------------------- inventory

@@ -74,7 +74,12 @@ def receive_supplier_credit(c: ReceiveSupplierCredit, s: Scope) -> Outcome:
 
 
 def move_leg(c: MoveLeg, s: Scope) -> Outcome:
-    rma = s.return_by_rma(c.rma_number)
+    if c.return_id is not None:
+        rma = s.return_(c.return_id)
+    elif c.rma_number is not None:
+        rma = s.return_by_rma(c.rma_number)
+    else:
+        raise InvalidCommand("name the return of the leg by its RMA number")
     leg_id = rma.find_leg(
         TAKES[c.action], leg_id=c.leg_id, serial=c.serial, sku=c.sku, step=STEP[c.action]
     )

@@ -15,12 +15,14 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.contracts import Amount
 from adapters.driving.api.auth import Allow, Principal, Role
 from adapters.driving.api.context import (
     COMMAND,
     Limit,
     Offset,
     api_of,
+    load_return,
     page_of,
     paged,
     run_command,
@@ -35,7 +37,7 @@ from domain.values import Money
 router = APIRouter(prefix="/v1/legs", tags=["legs"], responses=problem_responses(401, 403, 422))
 Readers = Annotated[Principal, Depends(Allow(Role.WAREHOUSE, Role.CUSTOMER_SERVICE))]
 Warehouse = Annotated[Principal, Depends(Allow(Role.WAREHOUSE))]
-RmaNumber = Annotated[str, Path(min_length=1, max_length=40)]
+Ref = Annotated[str, Path(description="The RMA number (or the return id)")]
 LegId = Annotated[str, Path(pattern=r"^L[1-9][0-9]{0,5}$")]
 Text = Annotated[SafeStr, Field(min_length=1, max_length=200)]
 LegStatus = Literal[
@@ -73,7 +75,7 @@ class VendorShippedIn(_Body):
 
 
 class VendorCreditedIn(_Body):
-    amount: Money
+    amount: Amount
     reference: Text | None = None
 
 
@@ -118,13 +120,20 @@ def _move(
     principal: Principal,
     request: Request,
     response: Response,
-    rma_number: str,
+    ref: str,
     leg_id: str,
     action: LegAction,
     **values: Any,
 ) -> CommandResult:
     api = api_of(request)
-    command = MoveLeg(rma_number=rma_number, action=action, leg_id=leg_id, **values)
+    rma = load_return(api, ref)  # a ref that names no return is 404, as on every RMA route
+    command = MoveLeg(
+        rma_number=rma.state.rma_number,
+        return_id=rma.id,
+        action=action,
+        leg_id=leg_id,
+        **values,
+    )
     outcome = run_command(api, principal, request, f"leg_{action.value}", command)
     set_etag(api, response, outcome.aggregate_id)
     return CommandResult.of(outcome)
@@ -137,7 +146,7 @@ def leg_move(step: str) -> Callable[[Route], Route]:
     """The route of one step on a leg: its result and problems (no If-Match: a scanner
     reports what happened to the item, whatever else happened to the RMA meanwhile)."""
     return router.post(
-        f"/{{rma_number}}/{{leg_id}}/{step}",
+        f"/{{ref}}/{{leg_id}}/{step}",
         response_model=CommandResult,
         responses=problem_responses(400, 404, 409),
         openapi_extra=COMMAND,
@@ -147,7 +156,7 @@ def leg_move(step: str) -> Callable[[Route], Route]:
 @leg_move("repair-sent")
 def repair_sent(
     principal: Warehouse,
-    rma_number: RmaNumber,
+    ref: Ref,
     leg_id: LegId,
     body: RepairSentIn,
     request: Request,
@@ -158,7 +167,7 @@ def repair_sent(
         principal,
         request,
         response,
-        rma_number,
+        ref,
         leg_id,
         LegAction.SENT_TO_REPAIR,
         repair_center=body.repair_center,
@@ -169,7 +178,7 @@ def repair_sent(
 @leg_move("repair-completed")
 def repair_completed(
     principal: Warehouse,
-    rma_number: RmaNumber,
+    ref: Ref,
     leg_id: LegId,
     body: RepairCompletedIn,
     request: Request,
@@ -180,7 +189,7 @@ def repair_completed(
         principal,
         request,
         response,
-        rma_number,
+        ref,
         leg_id,
         LegAction(body.outcome),
         replacement_serial=body.replacement_serial,
@@ -190,7 +199,7 @@ def repair_completed(
 @leg_move("restocked")
 def restocked(
     principal: Warehouse,
-    rma_number: RmaNumber,
+    ref: Ref,
     leg_id: LegId,
     body: RestockedIn,
     request: Request,
@@ -202,7 +211,7 @@ def restocked(
         principal,
         request,
         response,
-        rma_number,
+        ref,
         leg_id,
         LegAction.RESTOCKED,
         location_id=body.location_id,
@@ -212,7 +221,7 @@ def restocked(
 @leg_move("vendor-shipped")
 def vendor_shipped(
     principal: Warehouse,
-    rma_number: RmaNumber,
+    ref: Ref,
     leg_id: LegId,
     body: VendorShippedIn,
     request: Request,
@@ -223,7 +232,7 @@ def vendor_shipped(
         principal,
         request,
         response,
-        rma_number,
+        ref,
         leg_id,
         LegAction.SHIPPED_TO_VENDOR,
         reference=body.reference,
@@ -233,7 +242,7 @@ def vendor_shipped(
 @leg_move("vendor-credited")
 def vendor_credited(
     principal: Warehouse,
-    rma_number: RmaNumber,
+    ref: Ref,
     leg_id: LegId,
     body: VendorCreditedIn,
     request: Request,
@@ -244,9 +253,9 @@ def vendor_credited(
         principal,
         request,
         response,
-        rma_number,
+        ref,
         leg_id,
         LegAction.CREDITED,
-        amount=body.amount,
+        amount=Money.of(body.amount.amount, body.amount.currency),
         reference=body.reference,
     )
