@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import TypeAdapter
+
 from domain.commands import (
     CompleteRepair,
     LegAction,
@@ -12,9 +14,9 @@ from domain.commands import (
     SendToRepair,
     ShipToVendor,
 )
-from domain.errors import InvalidCommand
+from domain.errors import InvalidCommand, InvalidValue
 from domain.handlers.scope import Handlers, Scope, outcome_of
-from domain.values import Disposition
+from domain.values import Disposition, LocationId
 
 REPAIR, VENDOR = Disposition.REPAIR, Disposition.RETURN_TO_VENDOR
 # The leg kinds each action applies to, and the leg status it needs there.
@@ -91,7 +93,7 @@ def move_leg(c: MoveLeg, s: Scope) -> Outcome:
         case LegAction.REPAIRED | LegAction.REPLACED | LegAction.UNREPAIRABLE:
             rma.complete_repair(leg_id, OUTCOME[c.action], s.at, s.cause, c.replacement_serial)
         case LegAction.RESTOCKED:
-            location = required(c.location_id, "location_id")
+            location = location_of(required(c.location_id, "location_id"))
             if rma.state.legs[leg_id].kind is VENDOR:
                 rma.take_back_from_vendor(leg_id, location, s.at, s.cause)
             else:
@@ -103,6 +105,17 @@ def move_leg(c: MoveLeg, s: Scope) -> Outcome:
                 raise InvalidCommand("a supplier credit needs its amount")
             rma.receive_supplier_credit(leg_id, c.amount, s.at, s.cause, c.reference)
     return outcome_of(rma).model_copy(update={"leg_id": leg_id})
+
+
+_LOCATION: TypeAdapter[str] = TypeAdapter(LocationId)
+
+
+def location_of(value: str) -> str:
+    """Checked here, as a refusal: an invalid id reaching the event would fail its batch."""
+    try:
+        return _LOCATION.validate_python(value)
+    except ValueError:
+        raise InvalidValue(f"invalid location id: {value!r}") from None
 
 
 def required(value: str | None, name: str) -> str:

@@ -524,6 +524,13 @@ class Return(Settlement):
         if leg_id is not None:
             if leg_id not in legs:
                 raise InvalidCommand(f"return {rma} has no leg {leg_id}")
+            named = legs[leg_id]
+            if (serial is not None and named.serial not in (None, serial)) or (
+                sku is not None and named.sku != sku
+            ):
+                holds = " ".join(p for p in (named.sku, named.serial) if p)
+                given = " ".join(p for p in (sku, serial) if p)
+                raise InvalidCommand(f"leg {leg_id} of return {rma} holds {holds}, not {given}")
             return leg_id
         if serial is None and sku is None:
             raise InvalidCommand("name the leg by leg_id, serial or sku")

@@ -16,7 +16,7 @@ from adapters.driven.eventstore import create_service
 from adapters.driven.readmodels.rebuild import rebuild_many
 from domain.application import ReturnsService
 from domain.commands import InspectItems, LegAction, MoveLeg, ReceiveParcel, RequestReturn
-from domain.errors import InvalidCommand, InvalidTransition
+from domain.errors import InvalidCommand, InvalidTransition, InvalidValue
 from domain.events import InspectedItem, ReceivedItem
 from domain.returns import RequestedLine
 from domain.values import Condition, Disposition, ReasonCode
@@ -114,6 +114,9 @@ def test_legs_move_stock_and_costs_and_leave_the_queue_once_each(
     # SN-A: replaced by a new unit and put on the shelf; SN-B: unrepairable.
     assert move(service, rma, LegAction.SENT_TO_REPAIR, serial="SN-A", repair_center="RC") == "L1"
     move(service, rma, LegAction.REPLACED, serial="SN-A", replacement_serial="SN-A2")
+    # A location no event can hold is refused as a value, not a failure of the batch.
+    with pytest.raises(InvalidValue, match=r"invalid location id: 'WH 2'"):
+        move(service, rma, LegAction.RESTOCKED, serial="SN-A", location_id="WH 2")
     move(service, rma, LegAction.RESTOCKED, serial="SN-A", location_id=SHELF)
     assert move(service, rma, LegAction.SENT_TO_REPAIR, sku=SKU, repair_center="RC") == "L2"
     move(service, rma, LegAction.UNREPAIRABLE, leg_id="L2")

@@ -82,6 +82,8 @@ def test_a_step_no_leg_is_ready_for_is_refused_with_the_legs_states() -> None:
         find(rma, LegAction.CREDITED, leg_id="L7")
     with pytest.raises(InvalidCommand, match=r"leg_id, serial or sku"):
         find(rma, LegAction.CREDITED)
+    with pytest.raises(InvalidCommand, match=r"leg L1 of return .* holds SKU-1 SN-9, not SN-8"):
+        find(rma, LegAction.CREDITED, leg_id="L1", serial="SN-8")
 
 
 def test_the_same_step_twice_changes_nothing_and_other_data_is_refused() -> None:

@@ -67,7 +67,7 @@ class RepairCompletedIn(_Body):
 
 
 class RestockedIn(_Body):
-    location_id: Text
+    location_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
 
 class VendorShippedIn(_Body):
