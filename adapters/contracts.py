@@ -172,6 +172,55 @@ class StockAdjustedData(Contract):
     adjustment_id: SafeStr | None = None
 
 
+# ---------------------------------------------------------------- wms.receipts.v1: legs
+class LegData(Contract):
+    """A repair or return-to-vendor leg, named by `rma_number` and `leg_id` (as in
+    `GET /v1/legs`); a WMS that does not know our leg ids gives the item's `serial`, or
+    its `sku`, instead: the one leg of that RMA holding it that is ready for this step is
+    moved, and several or none are refused (dead-lettered with the reason)."""
+
+    rma_number: Text
+    leg_id: SafeStr | None = None
+    serial: SafeStr | None = None
+    sku: SafeStr | None = None
+
+
+class RepairSentData(LegData):
+    """The item left for the repair centre."""
+
+    repair_center: Text
+    reference: SafeStr | None = None
+
+
+class RepairCompletedData(LegData):
+    """The repair centre's verdict: `repaired` (the same unit comes back), `replaced` (a
+    new unit comes back instead, with its `replacement_serial`) or `unrepairable` (the
+    item is scrapped there and the leg ends)."""
+
+    outcome: Literal["repaired", "replaced", "unrepairable"]
+    replacement_serial: SafeStr | None = None
+
+
+class LegRestockedData(LegData):
+    """Back in sellable stock at `location_id`: a repaired or replaced unit, or an item the
+    vendor refused and sent back (the vendor leg then ends with no credit)."""
+
+    location_id: Text
+
+
+class VendorShippedData(LegData):
+    """The item left for its supplier under the supplier's return authorization."""
+
+    reference: Text
+
+
+class VendorCreditedData(LegData):
+    """The supplier's credit note for the item: ends the vendor leg."""
+
+    amount: Amount
+    reference: SafeStr | None = None
+
+
 # ---------------------------------------------------------------- pos.returns.v1
 class StoreReturnItemData(Contract):
     line: LineNo
@@ -220,6 +269,11 @@ INBOUND: dict[str, dict[str, type[Contract]]] = {
         "items.inspected": ItemsInspectedData,
         "stock.counted": StockCountedData,
         "stock.adjusted": StockAdjustedData,
+        "repair.sent": RepairSentData,
+        "repair.completed": RepairCompletedData,
+        "leg.restocked": LegRestockedData,
+        "vendor.shipped": VendorShippedData,
+        "vendor.credited": VendorCreditedData,
     },
     POS_RETURNS: {"return.recorded": ReturnRecordedData},
     PSP_REFUNDS: {"refund.settled": RefundSettledData, "refund.failed": RefundFailedData},

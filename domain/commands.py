@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel
@@ -34,6 +35,7 @@ class Outcome(BaseModel):
     message: str | None = None
     refund_id: str | None = None
     amount: Money | None = None
+    leg_id: str | None = None
 
 
 class Command:
@@ -265,6 +267,39 @@ class ReceiveSupplierCredit(Command):
     return_id: UUID
     leg_id: str
     amount: Money
+
+
+class LegAction(StrEnum):
+    """What the warehouse or repair desk reports about a leg (one ``MoveLeg`` each)."""
+
+    SENT_TO_REPAIR = "sent_to_repair"
+    REPAIRED = "repaired"
+    REPLACED = "replaced"
+    UNREPAIRABLE = "unrepairable"
+    RESTOCKED = "restocked"
+    SHIPPED_TO_VENDOR = "shipped_to_vendor"
+    CREDITED = "credited"
+
+
+@dataclass(frozen=True, slots=True)
+class MoveLeg(Command):
+    """A leg named by RMA number (or ``return_id``) and leg id, or by the serial (else SKU)
+    of its item when the sender does not know our leg ids; see ``Return.find_leg``."""
+
+    rma_number: str | None
+    action: LegAction
+    leg_id: str | None = None
+    serial: str | None = None
+    sku: str | None = None
+    repair_center: str | None = None
+    reference: str | None = None
+    location_id: str | None = None
+    amount: Money | None = None
+    replacement_serial: str | None = None
+    return_id: UUID | None = None
+
+    def reads(self) -> UUID | None:
+        return self.return_id
 
 
 # ---------------------------------------------------------------- inventory

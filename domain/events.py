@@ -373,11 +373,13 @@ class KeepItemLapsed(ReturnEvent, type_name="rma.keep_item_lapsed"):
 class RepairSent(ReturnEvent, type_name="rma.repair_sent"):
     leg_id: str
     repair_center: str
+    reference: str | None = None  # the repair centre's job or shipment reference
 
 
 class RepairCompleted(ReturnEvent, type_name="rma.repair_completed"):
     leg_id: str
     outcome: str
+    replacement_serial: str | None = None  # outcome ``replaced``: the new unit's serial
 
 
 class RepairedItemRestocked(ReturnEvent, type_name="rma.repaired_item_restocked"):
@@ -394,6 +396,15 @@ class VendorReturnShipped(ReturnEvent, type_name="rma.vendor_return_shipped"):
 class SupplierCreditReceived(ReturnEvent, type_name="rma.supplier_credit_received"):
     leg_id: str
     amount: Money
+    reference: str | None = None  # the supplier's credit note
+
+
+class VendorItemReturned(ReturnEvent, type_name="rma.vendor_item_returned"):
+    """The supplier refused a vendor leg and sent the item back: it is in stock again at
+    ``location_id`` and the leg ends with no credit."""
+
+    leg_id: str
+    location_id: LocationId
 
 
 class ReturnClosed(ReturnEvent, type_name="rma.closed"):

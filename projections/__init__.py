@@ -11,6 +11,7 @@ from decimal import Decimal
 from projections.core import Event, Projection
 from projections.customers import CustomerHistory
 from projections.ledger import RefundLedger
+from projections.legs import Legs
 from projections.reasons import ReturnReasons
 from projections.rma_status import RmaStatus
 from projections.serials import SerialLives
@@ -19,6 +20,7 @@ from projections.stock import StockLevels
 __all__ = [
     "CustomerHistory",
     "Event",
+    "Legs",
     "Projection",
     "RefundLedger",
     "ReturnReasons",
@@ -39,4 +41,5 @@ def default_projections(
         ReturnReasons(),
         RmaStatus(),
         SerialLives(),
+        Legs(),
     ]

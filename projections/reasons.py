@@ -232,6 +232,10 @@ class ReturnReasons(Reducer):
     def _repaired_restocked(self, state: State, event: Event, out: list[Change]) -> None:
         self._close_leg(state, event.data["leg_id"], out)
 
+    @on("rma.vendor_item_returned")
+    def _back_from_vendor(self, state: State, event: Event, out: list[Change]) -> None:
+        self._close_leg(state, event.data["leg_id"], out)
+
     @on("rma.supplier_credit_received")
     def _supplier_credit(self, state: State, event: Event, out: list[Change]) -> None:
         self._close_leg(

@@ -54,6 +54,9 @@ SUMMARY_FIELDS = (
     "replacement_order_number",
     "repair_center",
     "vendor_rma",
+    "reference",
+    "location_id",
+    "replacement_serial",
     "to_refund_method",
 )
 

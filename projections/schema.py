@@ -497,3 +497,36 @@ SERIAL_EVENTS = Table(
         Index("sales", '"kind", "at"'),
     ),
 )
+
+
+# ---------------------------------------------------------------- repair and vendor legs
+LEGS = Table(
+    "rm_legs",
+    (
+        text("return_id", not_null=True),
+        text("leg_id", not_null=True),
+        text("rma_number"),
+        text("kind", not_null=True),
+        text("status", not_null=True),
+        Column("open", "boolean", not_null=True),
+        text("sku", not_null=True),
+        text("serial"),
+        Column("quantity", COUNT, not_null=True),
+        text("supplier", not_null=True),
+        text("location_id"),
+        text("partner"),
+        text("reference"),
+        text("outcome"),
+        text("replacement_serial"),
+        text("restocked_at"),
+        Column("credit", MONEY),
+        text("credit_reference"),
+        text("currency"),
+        Column("opened_at", "timestamptz", not_null=True),
+        Column("status_since", "timestamptz", not_null=True),
+        Column("closed_at", "timestamptz"),
+    ),
+    key=("return_id", "leg_id"),
+    # The queue: open legs, oldest first.
+    indexes=(Index("open_by_age", '"open", "opened_at"'),),
+)

@@ -14,6 +14,13 @@ recomputes the row from ``rm_stock_movements``. A movement that happened at or b
 row's count (it arrived after the count) triggers the same recomputation. For this table a
 ``Rebase``'s position is the movement's time in microseconds since the epoch (``mark``): the
 store keeps the earliest of a batch and STOCK_REBASE_SQL compares it with ``counted_at``.
+
+Legs (README "Repair and return-to-vendor legs"): an item stays ``in_repair`` at the location
+it was inspected until it is back in stock (to ``available`` where the WMS put it; a unit the
+repair centre replaced takes the faulty one's place, so stock moves the same way) or found
+unrepairable (to ``scrapped``). It stays ``returned_to_vendor`` while the supplier has it; the
+supplier's credit ends it there (the supplier owns it now), and an item the supplier sends
+back goes to ``available`` where it was put.
 """
 
 from __future__ import annotations
@@ -240,6 +247,9 @@ class StockLevels(Reducer):
 
     @on("rma.repair_completed")
     def _repair_completed(self, state: State, event: Event, out: list[Change]) -> None:
+        if event.data["outcome"] == "replaced":
+            # Remembered for the restock's movement kind: a new unit, not the one sent.
+            state.setdefault("replaced", {})[event.data["leg_id"]] = "replaced"
         leg = state.get("legs", {}).get(event.data["leg_id"])
         if leg is not None and event.data["outcome"] == "beyond_repair":
             sku, location, quantity = leg
@@ -252,9 +262,28 @@ class StockLevels(Reducer):
         leg = state.get("legs", {}).get(event.data["leg_id"])
         if leg is not None:
             sku, location, quantity = leg
+            kind = state.get("replaced", {}).get(event.data["leg_id"], "repaired")
             moves = _Moves(event, out)
-            moves.add(sku, location, Bucket.IN_REPAIR, -quantity, "repaired")
-            moves.add(sku, event.data["location_id"], Bucket.AVAILABLE, quantity, "repaired")
+            moves.add(sku, location, Bucket.IN_REPAIR, -quantity, kind)
+            moves.add(sku, event.data["location_id"], Bucket.AVAILABLE, quantity, kind)
+
+    @on("rma.supplier_credit_received")
+    def _credited(self, state: State, event: Event, out: list[Change]) -> None:
+        leg = state.get("legs", {}).get(event.data["leg_id"])
+        if leg is not None:
+            sku, location, quantity = leg
+            _Moves(event, out).add(
+                sku, location, Bucket.RETURNED_TO_VENDOR, -quantity, "supplier_credit"
+            )
+
+    @on("rma.vendor_item_returned")
+    def _back_from_vendor(self, state: State, event: Event, out: list[Change]) -> None:
+        leg = state.get("legs", {}).get(event.data["leg_id"])
+        if leg is not None:
+            sku, location, quantity = leg
+            moves = _Moves(event, out)
+            moves.add(sku, location, Bucket.RETURNED_TO_VENDOR, -quantity, "vendor_returned")
+            moves.add(sku, event.data["location_id"], Bucket.AVAILABLE, quantity, "vendor_returned")
 
     # ------------------------------------------------------------ blind returns (issue 11)
     @on("rma.blind_return_linked")

@@ -18,6 +18,8 @@ from adapters.contracts import (
     Inbound,
     InspectedItemData,
     ItemsInspectedData,
+    LegData,
+    LegRestockedData,
     OrderCancelledData,
     OrderDeliveredData,
     OrderFulfilledData,
@@ -25,9 +27,13 @@ from adapters.contracts import (
     ParcelReceivedData,
     RefundFailedData,
     RefundSettledData,
+    RepairCompletedData,
+    RepairSentData,
     ReturnRecordedData,
     StockAdjustedData,
     StockCountedData,
+    VendorCreditedData,
+    VendorShippedData,
     parse_inbound,
 )
 from domain.application import Ctx, ReturnsService
@@ -41,6 +47,8 @@ from domain.commands import (
     FulfilOrder,
     InspectBlindReturn,
     InspectItems,
+    LegAction,
+    MoveLeg,
     PlaceOrder,
     ReceiveParcel,
     RecordInStoreReturn,
@@ -175,7 +183,56 @@ def to_command(message: Inbound) -> Command:
             )
         case RefundFailedData():
             return FailRefund(data.refund_id, data.reason)
+        case LegData():
+            return leg_move(data)
     raise ContractError("unknown_type", f"no command for {type(data).__name__}")
+
+
+def leg_move(data: LegData) -> MoveLeg:
+    """``MoveLeg`` for one of the leg messages of ``wms.receipts.v1``."""
+    match data:
+        case RepairSentData():
+            return _leg(
+                data,
+                LegAction.SENT_TO_REPAIR,
+                repair_center=data.repair_center,
+                reference=data.reference,
+            )
+        case RepairCompletedData():
+            return _leg(data, LegAction(data.outcome), replacement_serial=data.replacement_serial)
+        case LegRestockedData():
+            return _leg(data, LegAction.RESTOCKED, location_id=data.location_id)
+        case VendorShippedData():
+            return _leg(data, LegAction.SHIPPED_TO_VENDOR, reference=data.reference)
+        case VendorCreditedData():
+            return _leg(
+                data, LegAction.CREDITED, amount=money(data.amount), reference=data.reference
+            )
+    raise ContractError("unknown_type", f"no command for {type(data).__name__}")
+
+
+def _leg(
+    data: LegData,
+    action: LegAction,
+    *,
+    repair_center: str | None = None,
+    reference: str | None = None,
+    location_id: str | None = None,
+    amount: Money | None = None,
+    replacement_serial: str | None = None,
+) -> MoveLeg:
+    return MoveLeg(
+        rma_number=data.rma_number,
+        action=action,
+        leg_id=data.leg_id,
+        serial=data.serial,
+        sku=data.sku,
+        repair_center=repair_center,
+        reference=reference,
+        location_id=location_id,
+        amount=amount,
+        replacement_serial=replacement_serial,
+    )
 
 
 def inspected(item: InspectedItemData, location_id: str) -> InspectedItem:

@@ -405,6 +405,7 @@ class OmsRecorder(PostgresProcessRecorder):
             [at, limit],
         )
         return [Deadline(r["return_id"], r["since"]) for r in rows]
+
     def orders_with_sku(self, sku: str, limit: int) -> list[UUID]:
         rows = self._select(
             "SELECT order_id FROM oms_order_skus WHERE sku = %s"

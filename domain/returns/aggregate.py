@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -35,6 +36,7 @@ from domain.events import (
     ReturnRequested,
     ReturnUnexpectedParcelReceived,
     SupplierCreditReceived,
+    VendorItemReturned,
     VendorReturnShipped,
 )
 from domain.order import Order
@@ -59,6 +61,7 @@ from domain.returns.state import (
     OPEN_FOR_PARCELS,
     SETTLING,
     ReturnStatus,
+    leg_step,
 )
 from domain.values import (
     Disposition,
@@ -68,6 +71,8 @@ from domain.values import (
     ReturnChannel,
     ReturnMethod,
 )
+
+REPAIR_OUTCOMES = ("repaired", "replaced", "beyond_repair")
 
 
 class Return(Settlement):
@@ -429,23 +434,59 @@ class Return(Settlement):
         return started + timedelta(days=self.policy(book).expiry_days)
 
     # ------------------------------------------------------------ repair and vendor legs
-    def send_to_repair(self, leg_id: str, repair_center: str, at: datetime, cause: Cause) -> None:
+    # A step repeated with what it said the first time (a WMS resending under a new message
+    # id) changes nothing; the same step saying something else is refused.
+    def send_to_repair(
+        self,
+        leg_id: str,
+        repair_center: str,
+        at: datetime,
+        cause: Cause,
+        reference: str | None = None,
+    ) -> None:
+        if self._repeats(leg_id, "sent", leg_step(repair_center, reference)):
+            return
         self.check_leg(leg_id, Disposition.REPAIR, "awaiting_dispatch")
-        self._trigger(RepairSent, cause, at, leg_id=leg_id, repair_center=repair_center)
+        self._trigger(
+            RepairSent, cause, at, leg_id=leg_id, repair_center=repair_center, reference=reference
+        )
 
-    def complete_repair(self, leg_id: str, outcome: str, at: datetime, cause: Cause) -> None:
+    def complete_repair(
+        self,
+        leg_id: str,
+        outcome: str,
+        at: datetime,
+        cause: Cause,
+        replacement_serial: str | None = None,
+    ) -> None:
+        if self._repeats(leg_id, "completed", leg_step(outcome, replacement_serial)):
+            return
         self.check_leg(leg_id, Disposition.REPAIR, "at_repair")
-        if outcome not in {"repaired", "replaced", "beyond_repair"}:
+        if outcome not in REPAIR_OUTCOMES:
             raise InvalidCommand(f"unknown repair outcome {outcome!r}")
-        self._trigger(RepairCompleted, cause, at, leg_id=leg_id, outcome=outcome)
+        if replacement_serial is not None and outcome != "replaced":
+            raise InvalidCommand("only a replaced item comes back with a new serial")
+        self._trigger(
+            RepairCompleted,
+            cause,
+            at,
+            leg_id=leg_id,
+            outcome=outcome,
+            replacement_serial=replacement_serial,
+        )
 
     def restock_repaired(self, leg_id: str, location_id: str, at: datetime, cause: Cause) -> None:
-        leg = self.check_leg(leg_id, Disposition.REPAIR, "repaired")
-        if leg.outcome == "beyond_repair":
+        if self._repeats(leg_id, "restocked", leg_step(location_id)):
+            return
+        found = self.state.legs.get(leg_id)
+        if found is not None and found.outcome == "beyond_repair":
             raise InvalidTransition(f"leg {leg_id} was beyond repair: nothing to restock")
+        self.check_leg(leg_id, Disposition.REPAIR, "repaired")
         self._trigger(RepairedItemRestocked, cause, at, leg_id=leg_id, location_id=location_id)
 
     def ship_to_vendor(self, leg_id: str, vendor_rma: str, at: datetime, cause: Cause) -> None:
+        if self._repeats(leg_id, "shipped", leg_step(vendor_rma)):
+            return
         leg = self.check_leg(leg_id, Disposition.RETURN_TO_VENDOR, "awaiting_dispatch")
         self._trigger(
             VendorReturnShipped,
@@ -457,12 +498,91 @@ class Return(Settlement):
         )
 
     def receive_supplier_credit(
-        self, leg_id: str, amount: Money, at: datetime, cause: Cause
+        self,
+        leg_id: str,
+        amount: Money,
+        at: datetime,
+        cause: Cause,
+        reference: str | None = None,
     ) -> None:
+        if self._repeats(leg_id, "credited", leg_step(str(amount))):
+            return
         self.check_leg(leg_id, Disposition.RETURN_TO_VENDOR, "at_vendor")
         if amount.currency != self.state.currency or amount.amount < 0:
             raise InvalidCommand(f"supplier credit must be a non-negative {self.state.currency}")
-        self._trigger(SupplierCreditReceived, cause, at, leg_id=leg_id, amount=amount)
+        self._trigger(
+            SupplierCreditReceived, cause, at, leg_id=leg_id, amount=amount, reference=reference
+        )
+
+    def take_back_from_vendor(
+        self, leg_id: str, location_id: str, at: datetime, cause: Cause
+    ) -> None:
+        """The supplier refused the item and sent it back: in stock again, no credit."""
+        if self._repeats(leg_id, "restocked", leg_step(location_id)):
+            return
+        self.check_leg(leg_id, Disposition.RETURN_TO_VENDOR, "at_vendor")
+        self._trigger(VendorItemReturned, cause, at, leg_id=leg_id, location_id=location_id)
+
+    def find_leg(
+        self,
+        takes: Mapping[Disposition, str],
+        *,
+        leg_id: str | None,
+        serial: str | None,
+        sku: str | None,
+        step: str,
+    ) -> str:
+        """The leg a message names: by ``leg_id``, or else the one leg of the kinds in
+        ``takes`` holding ``serial`` (or ``sku``) that is in the status the step needs
+        (``takes[kind]``); failing that, the one that took this step already (a repeat)."""
+        legs = self.state.legs
+        rma = self.state.rma_number or str(self.id)
+        if leg_id is not None:
+            if leg_id not in legs:
+                raise InvalidCommand(f"return {rma} has no leg {leg_id}")
+            named = legs[leg_id]
+            if (serial is not None and named.serial not in (None, serial)) or (
+                sku is not None and named.sku != sku
+            ):
+                holds = " ".join(p for p in (named.sku, named.serial) if p)
+                given = " ".join(p for p in (sku, serial) if p)
+                raise InvalidCommand(f"leg {leg_id} of return {rma} holds {holds}, not {given}")
+            return leg_id
+        if serial is None and sku is None:
+            raise InvalidCommand("name the leg by leg_id, serial or sku")
+        what = f"serial {serial}" if serial is not None else f"sku {sku}"
+        fits = [
+            name
+            for name, leg in legs.items()
+            if leg.kind in takes
+            and (leg.serial == serial if serial is not None else leg.sku == sku)
+        ]
+        ready = [name for name in fits if legs[name].status == takes[legs[name].kind]]
+        chosen = ready or [name for name in fits if step in legs[name].steps]
+        if len(chosen) == 1:
+            return chosen[0]
+        kinds = " or ".join(kind.value for kind in takes)
+        if not chosen:
+            found = ", ".join(f"{name} ({legs[name].status})" for name in fits) or "none"
+            raise InvalidTransition(
+                f"return {rma} has no {kinds} leg with {what} ready for this step"
+                f" (legs with it: {found})"
+            )
+        raise InvalidCommand(
+            f"{len(chosen)} legs of return {rma} hold {what} ({', '.join(chosen)}): name one"
+            " by leg_id or serial"
+        )
+
+    def _repeats(self, leg_id: str, step: str, said: str) -> bool:
+        leg = self.state.legs.get(leg_id)
+        if leg is None or step not in leg.steps:
+            return False
+        if leg.steps[step] == said:
+            return True
+        raise InvalidTransition(
+            f"leg {leg_id} already took the step {step} with other data"
+            f" ({leg.steps[step] or 'none'}); it is {leg.status}"
+        )
 
     # ------------------------------------------------------------ blind returns (issue 11)
     def inspect_blind(

@@ -50,6 +50,7 @@ from domain.events import (
     ReturnUnexpectedParcelReceived,
     StoreCreditIssued,
     SupplierCreditReceived,
+    VendorItemReturned,
     VendorReturnShipped,
 )
 from domain.values import (
@@ -120,6 +121,22 @@ class Leg:
     status: str = "awaiting_dispatch"
     outcome: str | None = None
     credit: Money | None = None
+    serial: str | None = None
+    location_id: str | None = None
+    """Where the item was inspected: its in_repair / returned_to_vendor stock is there."""
+    opened_at: datetime | None = None
+    partner: str | None = None
+    """The repair centre, or the supplier once shipped."""
+    reference: str | None = None
+    replacement_serial: str | None = None
+    restocked_at: str | None = None
+    steps: dict[str, str] = field(default_factory=dict)
+    """Each step taken (``sent``, ``completed``...) and what it said, so a repeat of the
+    same step with the same data is recognised as a repeat."""
+
+
+# A leg is open until its item is back in stock, scrapped, credited or returned by the vendor.
+OPEN_LEG_STATUSES = ("awaiting_dispatch", "at_repair", "repaired", "at_vendor")
 
 
 @dataclass
@@ -212,6 +229,11 @@ def status_after(
         # Paid so far: closed by the next event if nothing more is due.
         return current if refunds_in_flight else ReturnStatus.PARTIALLY_REFUNDED
     return STATUS_AFTER.get(event_type, current)
+
+
+def leg_step(*said: object) -> str:
+    """What a leg step said, compared when the same step comes again."""
+    return "|".join("" if part is None else str(part) for part in said)
 
 
 def evolve(state: ReturnState, event: ReturnEvent) -> None:
@@ -310,6 +332,9 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
                         sku=item.sku,
                         quantity=item.quantity,
                         supplier=line.supplier if line else "unknown",
+                        serial=item.serial,
+                        location_id=item.location_id,
+                        opened_at=event.timestamp,
                     )
         case RefundRequested():
             s.refunds[event.refund_id] = RefundState(
@@ -341,27 +366,46 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
         case ReturnClosed():
             s.closed_outcome = event.outcome
         case RepairSent():
-            s.legs[event.leg_id].status = "at_repair"
+            leg = s.legs[event.leg_id]
+            leg.status = "at_repair"
+            leg.partner, leg.reference = event.repair_center, event.reference
+            leg.steps["sent"] = leg_step(event.repair_center, event.reference)
         case RepairCompleted():
-            s.legs[event.leg_id].status = "repaired"
-            s.legs[event.leg_id].outcome = event.outcome
+            leg = s.legs[event.leg_id]
+            # Nothing comes back from beyond repair: the item is scrapped there.
+            leg.status = "scrapped" if event.outcome == "beyond_repair" else "repaired"
+            leg.outcome = event.outcome
+            leg.replacement_serial = event.replacement_serial
+            leg.steps["completed"] = leg_step(event.outcome, event.replacement_serial)
         case RepairedItemRestocked():
-            s.legs[event.leg_id].status = "restocked"
+            leg = s.legs[event.leg_id]
+            leg.status = "restocked"
+            leg.restocked_at = event.location_id
+            leg.steps["restocked"] = leg_step(event.location_id)
         case VendorReturnShipped():
-            s.legs[event.leg_id].status = "at_vendor"
+            leg = s.legs[event.leg_id]
+            leg.status = "at_vendor"
+            leg.partner, leg.reference = event.supplier, event.vendor_rma
+            leg.steps["shipped"] = leg_step(event.vendor_rma)
         case SupplierCreditReceived():
             s.legs[event.leg_id].status = "credited"
             s.legs[event.leg_id].credit = event.amount
+            s.legs[event.leg_id].steps["credited"] = leg_step(str(event.amount))
+        case VendorItemReturned():
+            leg = s.legs[event.leg_id]
+            leg.status = "returned_by_vendor"
+            leg.restocked_at = event.location_id
+            leg.steps["restocked"] = leg_step(event.location_id)
         case BlindInspectionAssessed():
             # The parcel's one inspection, now tied to the matched lines.
             s.inspected_items = list(event.items)
             s.refund_due = event.refund_due
             for index, item in enumerate(event.items):
                 # Legs opened before the match knew no line: now their supplier is known.
-                leg = s.legs.get(f"L{index + 1}")
+                opened = s.legs.get(f"L{index + 1}")
                 line = s.lines.get(item.line_no) if item.line_no else None
-                if leg is not None and line is not None:
-                    leg.supplier = line.supplier
+                if opened is not None and line is not None:
+                    opened.supplier = line.supplier
         case BlindReturnLinked():
             s.linked_return_id = event.linked_return_id
             s.closed_outcome = "linked"

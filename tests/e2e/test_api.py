@@ -533,6 +533,7 @@ def test_the_read_side_serves_the_rebuilt_read_models(
         "reasons",
         "rma_status",
         "serials",
+        "legs",
     }
     assert all(p["events_behind"] is not None for p in lag["projections"])
     serial = client.get(

@@ -77,6 +77,20 @@ def test_the_demo_plays_a_day_through_topics_and_api_and_its_rebuild_equals_the_
         r" both; accepting the lapsed offer: 409 keep_item_offer_lapsed",
         out,
     ), out[-3000:]
+    # The legs journey: the repair centre through the topic, the vendor through the API.
+    assert re.search(
+        r"repair leg L\d+ of RMA-\S+ \(serial \w+\) sent to REPAIR-LYON as JOB-\w+, repaired"
+        r" and back in stock at WH-1 through wms.receipts.v1: stock moved from in_repair to"
+        r" available",
+        out,
+    )
+    assert re.search(
+        r"vendor leg L\d+ of RMA-\S+ \(serial \w+\) shipped to SoundCo as VRA-\w+ and credited"
+        r" 95.00 EUR over HTTP by the warehouse: SoundCo's supplier credits in the costs read"
+        r" model now \d+\.\d\d EUR",
+        out,
+    )
+    assert count(r"POST /v1/legs/\{ref\}/\{ref\}/vendor-credited 200 x(\d+)", out) == 1
     assert "unbalanced refunds: 0" in out
     # One serial's life in one line, read over HTTP, and the counter sale it flags.
     assert re.search(

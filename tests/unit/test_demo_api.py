@@ -8,7 +8,7 @@ from adapters.driving.demo.clients import PRINCIPALS, demo_keys, route_of
 
 def test_each_demo_key_maps_to_its_roles_principal_and_only_hashes_are_kept() -> None:
     ring, plain = demo_keys()
-    assert set(plain) == {Role.PORTAL, Role.CUSTOMER_SERVICE, Role.ANALYTICS}
+    assert set(plain) == {Role.PORTAL, Role.CUSTOMER_SERVICE, Role.ANALYTICS, Role.WAREHOUSE}
     for role, key in plain.items():
         principal = ring.principal_for(key)
         assert principal is not None

@@ -371,6 +371,7 @@ COMMANDS = [
     "restock_repaired",
     "ship_to_vendor",
     "receive_supplier_credit",
+    "take_back_from_vendor",
 ]
 LEG_COMMANDS = [
     "send_to_repair",
@@ -378,6 +379,7 @@ LEG_COMMANDS = [
     "restock_repaired",
     "ship_to_vendor",
     "receive_supplier_credit",
+    "take_back_from_vendor",
 ]
 # What a caller would plausibly do next in each status; a "guided" step picks from these,
 # an "any" step from every command, so most sequences reach refunds, further parcels and legs.
@@ -760,11 +762,22 @@ def execute(rma: Return, order: Order, name: str, args: dict[str, Any], at: date
     elif name == "receive_supplier_credit":
         credit = usd("10.00") if args["credit"] == "USD" else eur(args["credit"])
         rma.receive_supplier_credit(args["leg"], credit, **common)
+    elif name == "take_back_from_vendor":
+        rma.take_back_from_vendor(args["leg"], "WH-1", **common)
     else:  # pragma: no cover - the strategy draws only the names above
         raise AssertionError(name)
 
 
-LEG_STATUSES = {"awaiting_dispatch", "at_repair", "repaired", "restocked", "at_vendor", "credited"}
+LEG_STATUSES = {
+    "awaiting_dispatch",
+    "at_repair",
+    "repaired",
+    "restocked",
+    "scrapped",
+    "at_vendor",
+    "credited",
+    "returned_by_vendor",
+}
 
 
 def run_return(start: Start, commands: list[Step]) -> None:

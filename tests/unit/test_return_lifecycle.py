@@ -181,8 +181,9 @@ def test_a_repair_leg_moves_only_forward() -> None:
     with pytest.raises(InvalidTransition, match=r"L1 is awaiting_dispatch; this needs at_repair"):
         rma.complete_repair("L1", "repaired", day(30), CAUSE)
     rma.send_to_repair("L1", "REPAIR-LYON", day(17), CAUSE)
+    # Sent again to the same centre is a repeat (tests/unit/test_legs.py); elsewhere, refused.
     with pytest.raises(InvalidTransition):
-        rma.send_to_repair("L1", "REPAIR-LYON", day(18), CAUSE)
+        rma.send_to_repair("L1", "REPAIR-PARIS", day(18), CAUSE)
 
 
 def test_the_vendor_leg_ships_to_the_supplier_and_is_credited() -> None:

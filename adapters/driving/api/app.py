@@ -16,6 +16,7 @@ from adapters.driven.kafka.deadletters.replay import DeadLetterTally
 from adapters.driving.api import (
     problems,
     routes_blind,
+    routes_legs,
     routes_ops,
     routes_orders,
     routes_read,
@@ -37,6 +38,7 @@ ROUTERS = (
     routes_read.router,
     routes_ops.router,
     routes_serials.router,
+    routes_legs.router,
 )
 
 DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and store

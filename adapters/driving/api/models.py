@@ -105,6 +105,7 @@ class CommandResult(BaseModel):
     message: str | None = None
     refund_id: str | None = None
     amount: Money | None = None
+    leg_id: str | None = None
 
     @classmethod
     def of(cls, outcome: Outcome) -> CommandResult:
@@ -116,6 +117,7 @@ class CommandResult(BaseModel):
             message=outcome.message,
             refund_id=outcome.refund_id,
             amount=outcome.amount,
+            leg_id=outcome.leg_id,
         )
 
 

@@ -123,14 +123,16 @@ class Progress:
 
 @dataclass
 class People:
-    """The API's clients: the customer portal, customer service and analytics."""
+    """The API's clients: the customer portal, customer service, analytics and the
+    warehouse desk."""
 
     portal: Caller
     cs: Caller
     analytics: Caller
+    warehouse: Caller
 
     def close(self) -> None:
-        for caller in (self.portal, self.cs, self.analytics):
+        for caller in (self.portal, self.cs, self.analytics, self.warehouse):
             caller.close()
 
 

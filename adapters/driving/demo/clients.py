@@ -21,6 +21,7 @@ PRINCIPALS = {
     Role.PORTAL: "demo-portal",
     Role.CUSTOMER_SERVICE: "demo-customer-service",
     Role.ANALYTICS: "demo-analytics",
+    Role.WAREHOUSE: "demo-warehouse",
 }
 
 

@@ -238,5 +238,8 @@ def play(
         for problem in problems[:20]:
             print("  " + problem)
         return 1
-    print("rebuild check: a replay of the event store equals the live read models (5 projections)")
+    print(
+        "rebuild check: a replay of the event store equals the live read models"
+        f" ({len(default_projections())} projections)"
+    )
     return 0

@@ -24,11 +24,12 @@ from adapters.driving.demo.cast import (
     sum_amounts,
 )
 from adapters.driving.demo.expiry import ExpirySteps
+from adapters.driving.demo.legs import LegSteps
 from adapters.driving.demo.people import PeopleSteps
 from adapters.driving.demo.serials import SerialSteps
 
 
-class Demo(PeopleSteps, ExpirySteps, SerialSteps, BlindSteps):
+class Demo(PeopleSteps, ExpirySteps, SerialSteps, BlindSteps, LegSteps):
     """One day of a shop's returns: the machines' steps here, the people's in ``PeopleSteps``."""
 
     # ------------------------------------------------------------ the day
@@ -38,6 +39,7 @@ class Demo(PeopleSteps, ExpirySteps, SerialSteps, BlindSteps):
         rmas = self.customers_ask_to_return(sales)
         rmas, kept = self.customer_service_offers_keep_item(rmas)
         self.warehouse_receives_and_inspects(rmas)
+        self.repair_and_vendor_legs()
         matched = self.parcels_arrive_without_rma(sales)
         matched += self.blind_parcels_run_to_their_end(sales, rmas)
         self.stores_take_back_web_orders(sales)
