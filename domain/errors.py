@@ -82,3 +82,10 @@ class VersionMismatch(DomainError):
     def __init__(self, message: str, current_version: int) -> None:
         super().__init__(message)
         self.current_version = current_version
+
+
+class WrongReturnMethod(InvalidTransition):
+    """An RMA presented somewhere its return method does not send it (a carrier RMA at a
+    store counter): the customer keeps the goods and customer service changes the RMA."""
+
+    code = "wrong_return_method"
