@@ -232,6 +232,8 @@ class ReceiveRmaAtCounter(Command):
     staff_id: str
     checks: tuple[CounterCheck, ...]
     refund_method: RefundMethod | None = None
+    order_number: str | None = None
+    """The order the counter believes it is; refused when the RMA is another order's."""
 
 
 # ---------------------------------------------------------------- repair and vendor legs

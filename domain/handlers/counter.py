@@ -4,7 +4,7 @@ a store-method RMA brought to any store, received and inspected there the same w
 from __future__ import annotations
 
 from domain.commands import Outcome, ReceiveRmaAtCounter, RecordInStoreReturn
-from domain.errors import InvalidTransition, QuantityExceeded, WrongReturnMethod
+from domain.errors import InvalidCommand, InvalidTransition, QuantityExceeded, WrongReturnMethod
 from domain.events import ReceivedItem
 from domain.handlers.scope import Handlers, Scope, outcome_of
 from domain.handlers.settlement import settle_with_customer
@@ -67,6 +67,10 @@ def check_can_take_at_counter(rma: Return, c: ReceiveRmaAtCounter) -> None:
     so a refusal leaves no parcel to home (unlike one arriving at the warehouse)."""
     state = rma.state
     number = state.rma_number
+    if c.order_number is not None and c.order_number != state.order_number:
+        raise InvalidCommand(
+            f"RMA {number} is for order {state.order_number}, not {c.order_number}"
+        )
     if state.method is not ReturnMethod.STORE:
         method = state.method.value if state.method else "none"
         raise WrongReturnMethod(

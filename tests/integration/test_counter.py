@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.driven.kafka.topics import POS_RETURNS
 from domain.application import Outcome, ReturnsService
 from domain.commands import CancelReturn, ReceiveRmaAtCounter, RequestReturn
 from domain.errors import InvalidTransition, NotFound, QuantityExceeded, WrongReturnMethod
@@ -16,7 +17,13 @@ from domain.values import (
     ReturnMethod,
     RmaNumber,
 )
-from tests.integration.builders import ctx, delivered_order, receive_and_inspect
+from streams.inbound import process_batch
+from tests.integration.builders import (
+    cloud_event,
+    ctx,
+    delivered_order,
+    receive_and_inspect,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -127,3 +134,54 @@ def test_more_than_the_rma_holds_is_refused(service: ReturnsService) -> None:
 def test_an_unknown_rma_is_not_found(service: ReturnsService) -> None:
     with pytest.raises(NotFound):
         service.run(ctx(), at_counter(RmaNumber.generate()))
+
+
+def counter_message(order_number: str, rma_number: str, store_return_id: str) -> bytes:
+    return cloud_event(
+        "return.recorded",
+        {
+            "store_return_id": store_return_id,
+            "store_id": "STORE-3",
+            "staff_id": "clerk-9",
+            "order_id": order_number,
+            "rma_number": rma_number.lower(),  # typed by a clerk
+            "items": [
+                {"line": 1, "quantity": 2, "reason_code": "size_too_small", "condition": "new"}
+            ],
+        },
+        source="pos/STORE-3",
+    )
+
+
+def test_a_counter_message_naming_an_rma_receives_it_instead_of_opening_a_return(
+    service: ReturnsService,
+) -> None:
+    number = delivered_order(service)
+    rma_number = rma_of(service, number, ReturnMethod.STORE)
+    message = counter_message(number, rma_number, "SR-9")
+
+    first = process_batch(service, POS_RETURNS, [message])
+    replay = process_batch(service, POS_RETURNS, [message])
+
+    assert first == [None] and replay == [None]
+    rma = service.get_return_by_rma(rma_number)
+    assert rma.state.receipts == ["SR-9"] and len(rma.state.refunds) == 1
+    # The RMA kept its refund method: the message named none.
+    assert rma.state.refund_method is RefundMethod.ORIGINAL_PAYMENT
+
+
+def test_a_counter_message_naming_a_carrier_rma_or_another_order_is_dead_lettered(
+    service: ReturnsService,
+) -> None:
+    number = delivered_order(service)
+    carrier = rma_of(service, number, ReturnMethod.CARRIER_DROP_OFF, quantity=1)
+    other = delivered_order(service)
+    store = rma_of(service, other, ReturnMethod.STORE)
+
+    results = process_batch(
+        service,
+        POS_RETURNS,
+        [counter_message(number, carrier, "SR-10"), counter_message(number, store, "SR-11")],
+    )
+
+    assert [r.code if r else None for r in results] == ["wrong_return_method", "invalid_command"]
