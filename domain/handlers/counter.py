@@ -8,7 +8,7 @@ from domain.errors import InvalidCommand, InvalidTransition, QuantityExceeded, W
 from domain.events import ReceivedItem
 from domain.handlers.scope import Handlers, Scope, outcome_of
 from domain.handlers.settlement import settle_with_customer
-from domain.returns import Return, ReturnStatus, quantities_of, store_return_id_for
+from domain.returns import CounterCheck, Return, ReturnStatus, quantities_of, store_return_id_for
 from domain.returns.state import OPEN_FOR_MORE_PARCELS, OPEN_FOR_PARCELS
 from domain.values import ReturnMethod
 
@@ -48,7 +48,7 @@ def receive_rma_at_counter(c: ReceiveRmaAtCounter, s: Scope) -> Outcome:
     rma = s.return_by_rma(c.rma_number)
     if c.store_return_id in rma.state.inspected_receipts:
         return outcome_of(rma)  # the same counter receipt again
-    check_can_take_at_counter(rma, c)
+    check_can_take_at_counter(rma, order_number=c.order_number, checks=tuple(c.checks))
     items = rma.counter_inspection(tuple(c.checks), c.store_id)
     rma.receive_parcel(
         receipt_id=c.store_return_id,
@@ -62,15 +62,29 @@ def receive_rma_at_counter(c: ReceiveRmaAtCounter, s: Scope) -> Outcome:
     return settle_with_customer(s, rma, method=c.refund_method)
 
 
-def check_can_take_at_counter(rma: Return, c: ReceiveRmaAtCounter) -> None:
+def still_to_bring(rma: Return) -> dict[int, int]:
+    """Per RMA line, the quantity not received yet. Received items name a SKU, not a line:
+    they count against the RMA's lines of that SKU in line order."""
+    received: dict[str, int] = {}
+    for item in rma.state.received_items:
+        received[item.sku] = received.get(item.sku, 0) + item.quantity
+    left: dict[int, int] = {}
+    for line_no, line in sorted(rma.state.lines.items()):
+        taken = min(line.quantity, received.get(line.sku, 0))
+        received[line.sku] = received.get(line.sku, 0) - taken
+        left[line_no] = line.quantity - taken
+    return left
+
+
+def check_can_take_at_counter(
+    rma: Return, *, order_number: str | None = None, checks: tuple[CounterCheck, ...] = ()
+) -> None:
     """Refused before anything is recorded: at a counter the customer still holds the goods,
     so a refusal leaves no parcel to home (unlike one arriving at the warehouse)."""
     state = rma.state
     number = state.rma_number
-    if c.order_number is not None and c.order_number != state.order_number:
-        raise InvalidCommand(
-            f"RMA {number} is for order {state.order_number}, not {c.order_number}"
-        )
+    if order_number is not None and order_number != state.order_number:
+        raise InvalidCommand(f"RMA {number} is for order {state.order_number}, not {order_number}")
     if state.method is not ReturnMethod.STORE:
         method = state.method.value if state.method else "none"
         raise WrongReturnMethod(
@@ -84,16 +98,14 @@ def check_can_take_at_counter(rma: Return, c: ReceiveRmaAtCounter) -> None:
         if state.status in OPEN_FOR_MORE_PARCELS or state.status is ReturnStatus.CLOSED:
             raise InvalidTransition(f"RMA {number} was already received in full")
         raise InvalidTransition(f"RMA {number} is {state.status.value}: it takes no goods")
-    for line_no in {check.line_no for check in c.checks}:
-        line = state.lines.get(line_no)
-        if line is None:
+    left = still_to_bring(rma)
+    for line_no in sorted({check.line_no for check in checks}):
+        if line_no not in left:
             continue  # counter_inspection names the line that is not on the RMA
-        brought = sum(ch.quantity for ch in c.checks if ch.line_no == line_no)
-        inspected = sum(i.quantity for i in state.inspected_items if i.line_no == line_no)
-        if brought > line.quantity - inspected:
+        brought = sum(check.quantity for check in checks if check.line_no == line_no)
+        if brought > left[line_no]:
             raise QuantityExceeded(
-                f"RMA {number} line {line_no}: {brought} brought, "
-                f"{line.quantity - inspected} still to bring"
+                f"RMA {number} line {line_no}: {brought} brought, {left[line_no]} still to bring"
             )
 
 
