@@ -140,10 +140,14 @@ class ReadModelStore:
     def offsets(self, projection: Projection) -> dict[tuple[str, int], int]:
         """Where a restarted worker resumes: the next offset per (topic, partition)."""
         self.ensure(projection)
-        rows = self._live().execute(
-            "SELECT topic, partition, next_offset FROM rm_offsets WHERE projection = %s",
-            [projection.name],
-        ).fetchall()
+        rows = (
+            self._live()
+            .execute(
+                "SELECT topic, partition, next_offset FROM rm_offsets WHERE projection = %s",
+                [projection.name],
+            )
+            .fetchall()
+        )
         return {(topic, partition): offset for topic, partition, offset in rows}
 
     def register_partitions(
