@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from adapters.driving.cli.dlq import add_dlq_parser, run_dlq
+from adapters.driving.cli.parked import add_parked_parser, run_parked
 from adapters.driving.cli.refunds import add_refunds_parser, run_refunds
 from adapters.driving.cli.workers import (
     run_api,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_dlq_parser(sub)
     add_refunds_parser(sub)
+    add_parked_parser(sub)
     sub.add_parser("provision", help="create every topic (idempotent)")
     sub.add_parser("lag", help="show how far the relay is behind the event store")
     return parser
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_dlq(settings, args)
     if args.command == "refunds":
         return run_refunds(settings, args)
+    if args.command == "parked":
+        return run_parked(settings, args)
     if args.command == "provision":
         return run_provision(settings)
     if args.command == "lag":
