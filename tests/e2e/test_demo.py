@@ -61,6 +61,18 @@ def test_the_demo_plays_a_day_through_topics_and_api_and_its_rebuild_equals_the_
     assert re.search(
         r"return reasons \(GET /v1/analytics/return-reasons as analytics\): \w+ \d", out
     )
+    # Store counters: a store-method RMA scanned at a counter, settled there and printed;
+    # a counter return sent before its order, parked until the order came.
+    assert re.search(
+        r"store-method RMA RMA-\S+ of \S+ received at counter STORE-9 by its RMA number, "
+        r"\w+; receipt: \d settled, \d pending",
+        out,
+    ), out
+    assert re.search(
+        r"counter return SR-\w+-EARLY sent before its order EARLY-\w+: parked \(1 message\), "
+        r"applied once the order came as RMA-\S+",
+        out,
+    ), out
     assert "unbalanced refunds: 0" in out
     assert "rebuild check: a replay of the event store equals the live read models" in out
     assert (tmp_path / "returns-by-reason-and-supplier.html").read_text().count("<rect") > 0

@@ -4,6 +4,7 @@ and their printable receipts."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -161,10 +162,12 @@ def receive_rma_at_counter(
         ),
     )
     number = outcome.rma_number or rma_number
-    response.headers["Location"] = f"/v1/returns/{outcome.aggregate_id}"
-    response.headers["Link"] = (
-        f"</v1/stores/{store_id}/returns/{body.store_return_id}/receipt?rma_number={number}>;"
-        ' rel="receipt"'
+    # Quoted: ids are the client's text, and a header takes only ASCII.
+    receipt = (
+        f"/v1/stores/{quote(store_id, safe='')}/returns/{quote(body.store_return_id, safe='')}"
+        f"/receipt?{urlencode({'rma_number': number})}"
     )
+    response.headers["Location"] = f"/v1/returns/{outcome.aggregate_id}"
+    response.headers["Link"] = f'<{receipt}>; rel="receipt"'
     response.headers["ETag"] = etag(api.service.get_return(outcome.aggregate_id).version)
     return CommandResult.of(outcome)

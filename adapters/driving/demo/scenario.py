@@ -22,10 +22,11 @@ from adapters.driving.demo.cast import (
     subtract,
     sum_amounts,
 )
+from adapters.driving.demo.counter import CounterSteps
 from adapters.driving.demo.people import PeopleSteps
 
 
-class Demo(PeopleSteps):
+class Demo(PeopleSteps, CounterSteps):
     """One day of a shop's returns: the machines' steps here, the people's in ``PeopleSteps``."""
 
     # ------------------------------------------------------------ the day
@@ -37,6 +38,8 @@ class Demo(PeopleSteps):
         self.warehouse_receives_and_inspects(rmas)
         matched = self.parcels_arrive_without_rma(sales)
         self.stores_take_back_web_orders(sales)
+        self.a_store_rma_is_received_at_a_counter(sales)
+        self.a_counter_return_comes_before_its_order()
         self.someone_publishes_garbage()
         self.payments_settle_and_customer_service_follows_up(rmas + kept + matched)
         self.report.seconds = time.perf_counter() - began
