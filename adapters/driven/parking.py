@@ -170,7 +170,9 @@ class ParkedMessages:
     def wake(self) -> None:
         """Make every parked message due now (new orders came: they may apply); one being
         retried stays its retrier's until that retry ends or its lease runs out."""
-        self._rows("UPDATE oms_parked_messages SET next_attempt_at = now()")
+        self._rows(
+            "UPDATE oms_parked_messages SET next_attempt_at = now() WHERE next_attempt_at > now()"
+        )
 
     def listing(self, limit: int = 100) -> list[ParkedMessage]:
         rows = self._rows(
