@@ -87,9 +87,14 @@ async def retry_parked(
     for item in expired:
         by_topic.setdefault(item.letter.record.topic, []).append(item)
     for topic, items in by_topic.items():
-        await publish(topic, [item.letter for item in items])
+        ids = [item.message_id for item in items]
+        try:
+            await publish(topic, [item.letter for item in items])
+        except Exception:
+            await loop.run_in_executor(None, parking.unclaim, ids)
+            raise
         # Released only once its dead letter is on the broker: nothing is lost.
-        await loop.run_in_executor(None, parking.release, [item.message_id for item in items])
+        await loop.run_in_executor(None, parking.release, ids)
     return len(expired)
 
 

@@ -159,6 +159,16 @@ class ParkedMessages:
             {"id": message_id, "code": code, "reason": reason[:1000]},
         )
 
+    def unclaim(self, message_ids: Sequence[str]) -> None:
+        """The retry could not finish (its dead letters were not published): the rows are
+        any worker's again at their next attempt, not only after the lease."""
+        if message_ids:
+            self._rows(
+                "UPDATE oms_parked_messages SET claimed_until = NULL"
+                " WHERE message_id = ANY(%(ids)s)",
+                {"ids": list(message_ids)},
+            )
+
     def release(self, message_ids: Sequence[str]) -> None:
         """Applied, or dead-lettered: no longer parked."""
         if message_ids:

@@ -19,7 +19,7 @@ from adapters.settings import Settings
 from domain.application import ReturnsService
 from domain.returns import store_return_id_for
 from streams.inbound import process_batch
-from streams.integrations import inbound_handler
+from streams.integrations import inbound_handler, retry_parked
 from streams.parking import retry_round
 from streams.records import DeadLetter, InboundRecord
 from tests.integration import builders as m
@@ -164,3 +164,33 @@ def test_new_orders_wake_parked_messages_but_not_one_being_retried(
 
     (woken,) = parking.claim_due(retry_s=600)
     assert woken.message_id == claimed.message_id != other.message_id
+
+
+def test_the_timer_releases_an_expired_message_only_once_its_dead_letter_is_published(
+    own_service: ReturnsService, parking: ParkedMessages
+) -> None:
+    value = m.store_return(f"GONE-{uuid.uuid4().hex[:8]}", "SR-G")
+    handle(own_service, parking, record(POS_RETURNS, value))
+    settings = Settings(park_for_s=0.001, park_retry_s=0.001)
+    published: list[tuple[str, list[DeadLetter]]] = []
+
+    async def broker_down(topic: str, letters: Sequence[DeadLetter]) -> None:
+        raise ConnectionError("broker away")
+
+    async def broker_up(topic: str, letters: Sequence[DeadLetter]) -> None:
+        published.append((topic, list(letters)))
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(retry_parked(own_service, parking, settings, broker_down))
+    assert [p.value for p in parking.listing()] == [value]  # nothing lost
+
+    assert asyncio.run(retry_parked(own_service, parking, settings, broker_up)) == 1
+    ((topic, (letter,)),) = published
+    assert topic == POS_RETURNS and letter.record.value == value
+    assert letter.reason.startswith("parked for ")
+    assert parking.listing() == []
+
+    # Replayed from the DLQ while its order is still missing: it parks again, afresh.
+    handle(own_service, parking, record(POS_RETURNS, value))
+    (again,) = parking.listing()
+    assert again.attempts == 0 and again.value == value
