@@ -83,6 +83,13 @@ def test_an_in_store_return_before_its_order_waits_parked_then_applies_once(
         return not parked_here()
 
     eventually(applied, what=f"the parked return of {order_id} applied")
+
+    def answered() -> bool:
+        refunds = system.service.get_return(return_id).state.refunds.values()
+        return bool(refunds) and all(r.status in {"settled", "failed"} for r in refunds)
+
+    # The sandbox answers its refund by itself: wait for that before comparing versions.
+    eventually(answered, what=f"the provider's answer on the return of {order_id}")
     rma = system.service.get_return(return_id)
     assert len(rma.state.refunds) == 1
     version = rma.version
