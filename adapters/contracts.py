@@ -238,6 +238,9 @@ class ReturnRecordedData(Contract):
     order_id: Text
     items: list[StoreReturnItemData] = Field(min_length=1, max_length=200)
     refund_method: RefundMethod = RefundMethod.ORIGINAL_PAYMENT
+    # A store-method RMA brought to the counter (scanned or typed): its own goods are
+    # received and inspected under it, instead of a new in-store return of the order.
+    rma_number: SafeStr | None = None
 
 
 # ---------------------------------------------------------------- psp.refunds.v1

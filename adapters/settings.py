@@ -96,6 +96,14 @@ class Settings(BaseModel):
     sandbox_settlement_delay_s: float = Field(default=0.05, ge=0, le=3600)
     """Seconds the sandbox payment provider takes to settle or decline a refund."""
 
+    park_for_s: float = Field(default=600, ge=0, le=86_400 * 7)
+    """Seconds an in-store return or an inspection whose order or RMA is not known yet
+    stays parked in PostgreSQL and retried before it goes to the dead-letter topic with
+    the reason; 0 dead-letters it at once."""
+
+    park_retry_s: float = Field(default=5, gt=0, le=3600)
+    """Seconds between retries of a parked message (retried sooner once new orders came)."""
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

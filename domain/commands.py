@@ -233,6 +233,21 @@ class RecordInStoreReturn(Command):
         return store_return_id_for(self.store_id, self.store_return_id)
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiveRmaAtCounter(Command):
+    """A store-method RMA brought to any store counter: received and inspected there, and
+    settled at once. ``refund_method`` None keeps the one the RMA was authorized with."""
+
+    rma_number: str
+    store_id: str
+    store_return_id: str
+    staff_id: str
+    checks: tuple[CounterCheck, ...]
+    refund_method: RefundMethod | None = None
+    order_number: str | None = None
+    """The order the counter believes it is; refused when the RMA is another order's."""
+
+
 # ---------------------------------------------------------------- repair and vendor legs
 @dataclass(frozen=True, slots=True)
 class SendToRepair(Command):

@@ -95,3 +95,10 @@ class ContradictsSale(InvalidTransition):
     (handed the goods over where and as sold): a repeat of the sale is accepted instead."""
 
     code = "contradicts_sale"
+
+
+class WrongReturnMethod(InvalidTransition):
+    """An RMA presented somewhere its return method does not send it (a carrier RMA at a
+    store counter): the customer keeps the goods and customer service changes the RMA."""
+
+    code = "wrong_return_method"

@@ -51,13 +51,14 @@ from domain.commands import (
     MoveLeg,
     PlaceOrder,
     ReceiveParcel,
+    ReceiveRmaAtCounter,
     RecordInStoreReturn,
     SettleRefund,
 )
 from domain.errors import DomainError
 from domain.events import Cause, FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
 from domain.returns import CounterCheck, RequestedLine
-from domain.values import Disposition, Money
+from domain.values import Disposition, Money, RmaNumber
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,8 @@ def to_command(message: Inbound) -> Command:
                 adjustment_id=data.adjustment_id or message.envelope.id,
             )
         case ReturnRecordedData():
+            if data.rma_number:
+                return rma_at_counter(data, data.rma_number)
             return store_return(data)
         case RefundSettledData():
             return SettleRefund(
@@ -270,6 +273,21 @@ def store_return(data: ReturnRecordedData) -> RecordInStoreReturn:
             for i in data.items
         ),
         refund_method=data.refund_method,
+    )
+
+
+def rma_at_counter(data: ReturnRecordedData, rma_number: str) -> ReceiveRmaAtCounter:
+    # The counter names an RMA but sends no refund method of its own: the pydantic default
+    # is then the RMA's choice, not original_payment.
+    method = data.refund_method if "refund_method" in data.model_fields_set else None
+    return ReceiveRmaAtCounter(
+        rma_number=RmaNumber(rma_number),
+        store_id=data.store_id,
+        store_return_id=data.store_return_id,
+        staff_id=data.staff_id,
+        checks=store_return(data).checks,
+        refund_method=method,
+        order_number=data.order_id,
     )
 
 

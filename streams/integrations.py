@@ -7,15 +7,17 @@ event loop keeps heartbeating and fetching meanwhile), dead-letter what was refu
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
 import orjson
 
 from adapters.driven.eventstore import create_service, database_unavailable
-from adapters.driven.kafka.topics import INBOUND_TOPICS, RMA_EVENTS
+from adapters.driven.kafka.topics import INBOUND_TOPICS, ORDERS, RMA_EVENTS, dlq
+from adapters.driven.parking import ParkedMessages
 from adapters.driven.payments import (
     PaymentProvider,
     RecoveringKafkaPublish,
@@ -27,7 +29,9 @@ from adapters.driven.sweeps import run_round
 from adapters.settings import Settings
 from domain.application import ReturnsService
 from streams.app import create_app
+from streams.batches import publish_dead_letters
 from streams.inbound import process_batch
+from streams.parking import PARKED_TOPICS, Expired, retry_round, split
 from streams.records import BatchHandler, DeadLetter, InboundRecord
 
 log = logging.getLogger(__name__)
@@ -36,19 +40,63 @@ APP_ID = "oms-integrations"
 
 
 def inbound_handler(
-    service: ReturnsService, topic: str, executor: ThreadPoolExecutor
+    service: ReturnsService,
+    topic: str,
+    executor: ThreadPoolExecutor,
+    parking: ParkedMessages | None = None,
+    settings: Settings | None = None,
 ) -> BatchHandler:
+    """With ``parking``, messages refused because their order or RMA is not known yet are
+    parked (committed before the batch is acked) instead of dead-lettered."""
+    park_for_s = settings.park_for_s if parking is not None and settings is not None else 0.0
+    retry_s = settings.park_retry_s if settings is not None else 5.0
+
     async def handle(records: Sequence[InboundRecord]) -> Sequence[DeadLetter]:
         values = [record.value for record in records]
         loop = asyncio.get_running_loop()
         results = await loop.run_in_executor(executor, process_batch, service, topic, values)
-        return [
-            DeadLetter(record, rejection.reason, rejection.code)
-            for record, rejection in zip(records, results, strict=True)
-            if rejection is not None
-        ]
+        to_park, letters = split(records, results, park_for_s)
+        if parking is not None and to_park:
+            await loop.run_in_executor(executor, parking.park, to_park, retry_s)
+        if parking is not None and topic == ORDERS and any(r is None for r in results):
+            # New orders: what waited for them may apply now, at the next timer tick.
+            await loop.run_in_executor(executor, parking.wake)
+        return letters
 
     return handle
+
+
+async def retry_parked(
+    service: ReturnsService,
+    parking: ParkedMessages,
+    settings: Settings,
+    publish: Callable[[str, Sequence[DeadLetter]], Awaitable[None]],
+) -> int:
+    """One round of the parking timer; returns how many messages went to a DLQ."""
+    loop = asyncio.get_running_loop()
+    expired = await loop.run_in_executor(
+        None,
+        functools.partial(
+            retry_round,
+            service,
+            parking,
+            park_for_s=settings.park_for_s,
+            retry_s=settings.park_retry_s,
+        ),
+    )
+    by_topic: dict[str, list[Expired]] = {}
+    for item in expired:
+        by_topic.setdefault(item.letter.record.topic, []).append(item)
+    for topic, items in by_topic.items():
+        ids = [item.message_id for item in items]
+        try:
+            await publish(topic, [item.letter for item in items])
+        except Exception:
+            await loop.run_in_executor(None, parking.unclaim, ids)
+            raise
+        # Released only once its dead letter is on the broker: nothing is lost.
+        await loop.run_in_executor(None, parking.release, ids)
+    return len(expired)
 
 
 def refund_dispatcher(
@@ -132,8 +180,10 @@ def create_integrations_app(
 ) -> faust.App:
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="commands")
     dispatches = RefundDispatches(service)
+    parking = ParkedMessages(service)
     handlers: dict[str, BatchHandler] = {
-        topic: inbound_handler(service, topic, executor) for topic in INBOUND_TOPICS
+        topic: inbound_handler(service, topic, executor, parking, settings)
+        for topic in INBOUND_TOPICS
     }
     handlers[RMA_EVENTS] = refund_dispatcher(provider, dispatches)
     app = create_app(settings, app_id=APP_ID, handlers=handlers, transient=database_unavailable)
@@ -162,6 +212,32 @@ def create_integrations_app(
     # Every worker runs this timer too; the sweeps' advisory locks and no-op commands make
     # each RMA expire (or its offer lapse) once.
     app.timer(settings.sweep_interval_s)(sweep_deadlines)
+
+    dead_letter_topics = {
+        topic: app.topic(dlq(topic), key_serializer="raw", value_serializer="raw")
+        for topic in PARKED_TOPICS
+    }
+
+    async def publish(topic: str, letters: Sequence[DeadLetter]) -> None:
+        await publish_dead_letters(
+            dead_letter_topics[topic],
+            letters,
+            attempts=settings.dlq_publish_attempts,
+            backoff_s=0.5,
+            hold=lambda: None,
+        )
+
+    async def retry_parked_messages() -> None:
+        try:
+            await retry_parked(service, parking, settings, publish)
+        except Exception:
+            # The database or the broker may be away for a moment: the rows stay parked
+            # (claimed for one retry period) and the next round tries again.
+            log.exception("retrying parked messages failed; retrying next round")
+
+    # Every worker runs it; the claim in PostgreSQL keeps two from retrying one message.
+    # A tick of at most 1 s: a message woken by new orders is due at once.
+    app.timer(min(1.0, settings.park_retry_s))(retry_parked_messages)
 
     return app
 

@@ -91,6 +91,18 @@ def test_the_demo_plays_a_day_through_topics_and_api_and_its_rebuild_equals_the_
         out,
     )
     assert count(r"POST /v1/legs/\{ref\}/\{ref\}/vendor-credited 200 x(\d+)", out) == 1
+    # Store counters: a store-method RMA scanned at a counter, settled there and printed;
+    # a counter return sent before its order, parked until the order came.
+    assert re.search(
+        r"store-method RMA RMA-\S+ of \S+ received at counter STORE-9 by its RMA number, "
+        r"\w+; receipt: \d settled, \d pending",
+        out,
+    ), out
+    assert re.search(
+        r"counter return SR-\w+-EARLY sent before its order EARLY-\w+: parked \(1 message\), "
+        r"applied once the order came as RMA-\S+",
+        out,
+    ), out
     assert "unbalanced refunds: 0" in out
     # One serial's life in one line, read over HTTP, and the counter sale it flags.
     assert re.search(

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from html import escape
 
+from domain.handlers.counter import still_to_bring
 from domain.returns import Return
+from domain.values import ReturnMethod
 
 _STYLE = (
     "body{font-family:sans-serif;max-width:40em;margin:2em auto}"
@@ -56,19 +58,43 @@ def return_note(rma: Return) -> str:
     )
 
 
-def store_receipt(rma: Return) -> str:
+def store_receipt(rma: Return, store_id: str, store_return_id: str) -> str:
+    """Both kinds of counter returns: an in-store return, or an RMA received at the store."""
     s = rma.state
-    paid = [
-        f"<li>{escape(rid)}: {escape(str(r.amount))} ({escape(r.status)})</li>"
-        for rid, r in s.refunds.items()
-    ]
-    if s.store_credit is not None:
-        paid.append(f"<li>Store credit: {escape(str(s.store_credit))}</li>")
+    settled, pending = settlement_lines(rma)
     return _page(
         f"Return receipt {s.rma_number}",
-        f"<h1>Return receipt</h1><p>Store {escape(s.store_id or '')} &middot; "
-        f"{escape(s.rma_number or '')} &middot; order {escape(s.order_number or '')}</p>"
+        f"<h1>Return receipt</h1><p>Store {escape(store_id)} &middot; receipt "
+        f"{escape(store_return_id)} &middot; {escape(s.rma_number or '')} &middot; order "
+        f"{escape(s.order_number or '')}</p>"
         f"{_lines(rma, with_condition=True)}"
-        f"<h2>Refund ({escape(s.refund_method.value)})</h2><ul>{''.join(paid)}</ul>"
+        f"<h2>Refund ({escape(s.refund_method.value)})</h2>"
+        f"<h3>Settled</h3><ul class=settled>{_items(settled)}</ul>"
+        f"<h3>Pending</h3><ul class=pending>{_items(pending)}</ul>"
         f"<p>Status: {escape(s.status.value)}</p>",
     )
+
+
+def _items(entries: list[str]) -> str:
+    return "".join(f"<li>{escape(entry)}</li>" for entry in entries) or "<li>none</li>"
+
+
+def settlement_lines(rma: Return) -> tuple[list[str], list[str]]:
+    """(settled, pending): each refund and store credit with its amount, method and status,
+    an exchange, and the RMA's items the customer has still to bring."""
+    s = rma.state
+    settled: list[str] = []
+    pending: list[str] = []
+    for refund_id, refund in s.refunds.items():
+        methods = ", ".join(sorted({a.method.value for a in refund.allocations})) or "refund"
+        entry = f"{refund_id}: {refund.amount} to {methods} ({refund.status})"
+        (settled if refund.status == "settled" else pending).append(entry)
+    if s.store_credit is not None:
+        settled.append(f"store credit: {s.store_credit} (issued)")
+    if s.replacement_order_id is not None:
+        settled.append("exchange: replacement order placed")
+    if s.method is ReturnMethod.STORE:
+        for line_no, quantity in sorted(still_to_bring(rma).items()):
+            if quantity:
+                pending.append(f"line {line_no} {s.lines[line_no].sku}: {quantity} to bring")
+    return settled, pending

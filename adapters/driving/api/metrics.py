@@ -50,6 +50,12 @@ class LagCollector(Collector):
             "oms_refunds_pending_oldest_seconds",
             "Age of the oldest refund the payment provider has not answered",
         )
+        parked = GaugeMetricFamily(
+            "oms_parked_messages", "Inbound messages parked until their order or RMA comes"
+        )
+        parked_oldest = GaugeMetricFamily(
+            "oms_parked_oldest_seconds", "Age of the oldest parked inbound message"
+        )
         try:
             relay.add_metric([], relay_lag(self.database_url, self.relay_name)["lag"])
         except psycopg.Error as error:  # the relay has not created its table yet
@@ -76,6 +82,15 @@ class LagCollector(Collector):
                 ):
                     pending.add_metric([], count)
                     oldest.add_metric([], float(seconds))
+                # Parked messages go to the DLQ after OMS_PARK_FOR_S: an age near it means
+                # an order or RMA the other systems never sent.
+                for count, seconds in _rows(
+                    conn,
+                    "SELECT count(*), coalesce(extract(epoch FROM now() - min(parked_at)), 0)"
+                    " FROM oms_parked_messages",
+                ):
+                    parked.add_metric([], count)
+                    parked_oldest.add_metric([], float(seconds))
         except psycopg.Error as error:
             log.debug("projection lag unavailable: %r", error)
         yield relay
@@ -83,6 +98,8 @@ class LagCollector(Collector):
         yield failed
         yield pending
         yield oldest
+        yield parked
+        yield parked_oldest
 
 
 def _rows(conn: psycopg.Connection[Any], query: str) -> list[tuple[Any, ...]]:

@@ -126,3 +126,29 @@ class PageOut(BaseModel):
     limit: int
     offset: int
     next: str | None = None
+
+
+class CounterCheckIn(Body):
+    """One line of an RMA as the store clerk checked it; the reason is the RMA's own."""
+
+    line_no: LineNo
+    quantity: Quantity
+    condition: Condition
+    disposition: Disposition = Disposition.RESTOCK
+    serial: SafeStr | None = Field(default=None, max_length=64)
+
+    def check(self) -> CounterCheck:
+        return CounterCheck(
+            self.line_no, self.quantity, self.condition, self.disposition, self.serial
+        )
+
+
+class RmaAtCounter(Body):
+    """A store-method RMA brought to the counter: what the clerk checked, under the store's
+    own receipt number."""
+
+    store_return_id: SafeStr = Field(min_length=1, max_length=100)
+    staff_id: SafeStr = Field(min_length=1, max_length=100)
+    lines: list[CounterCheckIn] = Field(min_length=1, max_length=200)
+    refund_method: RefundMethod | None = None
+    """None keeps the refund method the RMA was authorized with."""

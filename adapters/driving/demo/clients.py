@@ -87,6 +87,14 @@ class Caller:
         response = self.http.get(path, params=params or None, headers=headers)
         return self._answer("GET", path, response, ())
 
+    def get_text(self, path: str, **params: Any) -> str:
+        """A printable document (HTML): its text, whole."""
+        response = self.http.get(path, params=params or None)
+        self.calls[f"GET {route_of(path)} {response.status_code}"] += 1
+        if not response.is_success:
+            raise ApiError("GET", path, response.status_code, None, response.text[:300])
+        return response.text
+
     def post(
         self,
         path: str,

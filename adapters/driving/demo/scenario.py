@@ -23,13 +23,14 @@ from adapters.driving.demo.cast import (
     subtract,
     sum_amounts,
 )
+from adapters.driving.demo.counter import CounterSteps
 from adapters.driving.demo.expiry import ExpirySteps
 from adapters.driving.demo.legs import LegSteps
 from adapters.driving.demo.people import PeopleSteps
 from adapters.driving.demo.serials import SerialSteps
 
 
-class Demo(PeopleSteps, ExpirySteps, SerialSteps, BlindSteps, LegSteps):
+class Demo(PeopleSteps, ExpirySteps, SerialSteps, BlindSteps, LegSteps, CounterSteps):
     """One day of a shop's returns: the machines' steps here, the people's in ``PeopleSteps``."""
 
     # ------------------------------------------------------------ the day
@@ -43,6 +44,8 @@ class Demo(PeopleSteps, ExpirySteps, SerialSteps, BlindSteps, LegSteps):
         matched = self.parcels_arrive_without_rma(sales)
         matched += self.blind_parcels_run_to_their_end(sales, rmas)
         self.stores_take_back_web_orders(sales)
+        self.a_store_rma_is_received_at_a_counter(sales)
+        self.a_counter_return_comes_before_its_order()
         self.someone_publishes_garbage()
         self.a_serial_lives_its_life()
         self.payments_settle_and_customer_service_follows_up(rmas + kept + matched)
