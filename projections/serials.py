@@ -40,7 +40,18 @@ QUARANTINED = "quarantined"
 IN_REPAIR = "in_repair"
 AT_VENDOR = "at_vendor"
 SCRAPPED = "scrapped"
-STATES = (WITH_CUSTOMER, RECEIVED, IN_STOCK, QUARANTINED, IN_REPAIR, AT_VENDOR, SCRAPPED)
+REPLACED = "replaced"
+"""The repair centre kept the unit and sent another in its place: it is not ours any more."""
+STATES = (
+    WITH_CUSTOMER,
+    RECEIVED,
+    IN_STOCK,
+    QUARANTINED,
+    IN_REPAIR,
+    AT_VENDOR,
+    SCRAPPED,
+    REPLACED,
+)
 
 SALES = ("sold", "shipped")
 """Entries that hand a serial to a customer: the ones checked for a flag."""
@@ -68,6 +79,8 @@ SUMMARY_FIELDS = (
     "reason",
     "matched_by",
     "store_return_id",
+    "replacement_serial",
+    "replaced_serial",
 )
 
 
@@ -291,8 +304,30 @@ class SerialLives(Reducer):
 
     @on("rma.repair_completed")
     def _repair_completed(self, state: State, event: Event, out: list[Change]) -> None:
-        scrapped = event.data["outcome"] == "beyond_repair"
-        self._leg(state, event, out, "repair_completed", SCRAPPED if scrapped else None)
+        outcome, replacement = event.data["outcome"], event.data.get("replacement_serial")
+        leg = state.get("legs", {}).get(event.data["leg_id"])
+        if outcome != "replaced" or not replacement or leg is None:
+            scrapped = outcome == "beyond_repair"
+            self._leg(state, event, out, "repair_completed", SCRAPPED if scrapped else None)
+            return
+        # The faulty unit stays with the repair centre; the new one takes its place on the
+        # leg (at the repair centre until it is back in stock), so the restock moves it.
+        serial, location = leg
+        entries = _Entries(event, out)
+        for unit, kind, unit_state in (
+            (serial, "replaced", REPLACED),
+            (replacement, "replacement_received", IN_REPAIR),
+        ):
+            entries.add(
+                unit,
+                kind,
+                unit_state,
+                location_id=location,
+                order_number=state.get("order_number"),
+                rma_number=state.get("rma_number"),
+                details={"replaced_serial": serial} if unit == replacement else None,
+            )
+        state["legs"][event.data["leg_id"]] = [replacement, location]
 
     @on("rma.repaired_item_restocked")
     def _repaired_restocked(self, state: State, event: Event, out: list[Change]) -> None:
@@ -301,6 +336,22 @@ class SerialLives(Reducer):
     @on("rma.vendor_return_shipped")
     def _vendor_shipped(self, state: State, event: Event, out: list[Change]) -> None:
         self._leg(state, event, out, "vendor_shipped", AT_VENDOR)
+
+    @on("rma.vendor_item_returned")
+    def _vendor_returned(self, state: State, event: Event, out: list[Change]) -> None:
+        self._leg(state, event, out, "vendor_returned", IN_STOCK, event.data["location_id"])
+
+    @on("rma.blind_return_closed_unidentified")
+    def _closed_unidentified(self, state: State, event: Event, out: list[Change]) -> None:
+        d = event.data
+        entries = _Entries(event, out)
+        for item in d.get("placed") or ():
+            entries.add(
+                item.get("serial"),
+                "closed_unidentified",
+                STATE_OF_DISPOSITION.get(str(d.get("disposition"))),
+                location_id=d.get("location_id"),
+            )
 
     @on("rma.supplier_credit_received")
     def _supplier_credit(self, state: State, event: Event, out: list[Change]) -> None:

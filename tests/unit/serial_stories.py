@@ -20,6 +20,8 @@ from domain.events import (
     ReturnAuthorized,
     ReturnLine,
     ReturnParcelReceived,
+    VendorItemReturned,
+    VendorReturnShipped,
 )
 from projections.core import Event
 from tests.unit.builders import Story, decision, eur, return_requested
@@ -51,10 +53,16 @@ def place(story: Story, order: UUID, number: str, customer: str, **fields: objec
     )
 
 
-def serial_life(serial: str, *, sold_while_in_repair: bool = False) -> list[Event]:
+def serial_life(
+    serial: str, *, sold_while_in_repair: bool = False, ending: str = "repaired"
+) -> list[Event]:
     """W1 to C-1, shipped from WH-1; returned on an RMA, received at WH-RET, sent to repair;
     (S2 to C-2 at the counter of ST-1, while in repair;) repaired, restocked at WH-B; W3 to
-    C-3, shipped from WH-B."""
+    C-3, shipped from WH-B. ``ending``: ``replaced`` (the repair centre sends ``<serial>-NEW``
+    instead, which is restocked and resold) or ``vendor_sent_back`` (inspected for the vendor,
+    shipped there and sent back to WH-B)."""
+    vendor = ending == "vendor_sent_back"
+    resold = f"{serial}-NEW" if ending == "replaced" else serial
     story = Story()
     first, rma, resale = uuid4(), uuid4(), uuid4()
     place(story, first, f"W1-{serial}", "C-1")
@@ -105,7 +113,7 @@ def serial_life(serial: str, *, sold_while_in_repair: bool = False) -> list[Even
                     "quantity": 1,
                     "serial": serial,
                     "condition": "defective",
-                    "disposition": "repair",
+                    "disposition": "return_to_vendor" if vendor else "repair",
                     "line_no": 1,
                     "location_id": "WH-RET",
                 }
@@ -113,7 +121,11 @@ def serial_life(serial: str, *, sold_while_in_repair: bool = False) -> list[Even
         ),
         refund_due=eur("50.00"),
     )
-    story.add(RepairSent, rma, leg_id="L1", repair_center="FixIt")
+    if vendor:
+        story.add(VendorReturnShipped, rma, leg_id="L1", supplier="Acme", vendor_rma="VRA-1")
+        story.add(VendorItemReturned, rma, leg_id="L1", location_id="WH-B")
+    else:
+        story.add(RepairSent, rma, leg_id="L1", repair_center="FixIt")
     if sold_while_in_repair:
         place(
             story,
@@ -124,13 +136,20 @@ def serial_life(serial: str, *, sold_while_in_repair: bool = False) -> list[Even
             store_id="ST-1",
             lines=(serial_line((serial,)),),
         )
-    story.add(RepairCompleted, rma, leg_id="L1", outcome="repaired")
-    story.add(RepairedItemRestocked, rma, leg_id="L1", location_id="WH-B")
-    place(story, resale, f"W3-{serial}", "C-3", lines=(serial_line((serial,)),))
+    if not vendor:
+        story.add(
+            RepairCompleted,
+            rma,
+            leg_id="L1",
+            outcome=ending,
+            replacement_serial=resold if ending == "replaced" else None,
+        )
+        story.add(RepairedItemRestocked, rma, leg_id="L1", location_id="WH-B")
+    place(story, resale, f"W3-{serial}", "C-3", lines=(serial_line((resold,)),))
     story.add(
         OrderLinesFulfilled,
         resale,
         location_id="WH-B",
-        lines=(FulfilledLine(line_no=1, quantity=1, serials=(serial,)),),
+        lines=(FulfilledLine(line_no=1, quantity=1, serials=(resold,)),),
     )
     return story.events

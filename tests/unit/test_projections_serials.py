@@ -46,6 +46,36 @@ def test_a_serial_sold_returned_repaired_restocked_and_sold_again() -> None:
     assert rows["shipped"]["order_number"] in {"W1-SN-1", "W3-SN-1"}
 
 
+def test_a_unit_the_repair_centre_replaced_leaves_and_its_replacement_is_restocked_and_sold() -> (
+    None
+):
+    model = InMemoryReadModel(SerialLives())
+    model.apply(serial_life("SN-R", ending="replaced"))
+    rows = sorted(model.rows("rm_serial_events"), key=lambda r: (r["at"], r["position"], r["id"]))
+    old = [(r["kind"], r["state"]) for r in rows if r["serial"] == "SN-R"]
+    new = [(r["kind"], r["state"], r["location_id"]) for r in rows if r["serial"] == "SN-R-NEW"]
+    assert old[-2:] == [("repair_sent", "in_repair"), ("replaced", "replaced")]
+    assert new == [
+        ("replacement_received", "in_repair", "WH-RET"),
+        ("restocked", "in_stock", "WH-B"),
+        ("sold", "with_customer", None),
+        ("shipped", "with_customer", "WH-B"),
+    ]
+    received = next(r for r in rows if r["kind"] == "replacement_received")
+    assert received["summary"]["replaced_serial"] == "SN-R"
+    assert received["rma_number"] == "RMA-SN-R"
+
+
+def test_an_item_the_vendor_sent_back_is_in_stock_where_it_was_put() -> None:
+    model = InMemoryReadModel(SerialLives())
+    model.apply(serial_life("SN-V", ending="vendor_sent_back"))
+    assert timeline(model)[4:7] == [
+        ("inspected", "at_vendor", None, "WH-RET"),
+        ("vendor_shipped", "at_vendor", None, "WH-RET"),
+        ("vendor_returned", "in_stock", None, "WH-B"),
+    ]
+
+
 def test_a_store_sale_hands_the_serial_over_at_its_store() -> None:
     model = InMemoryReadModel(SerialLives())
     model.apply(serial_life("SN-2", sold_while_in_repair=True))

@@ -18,7 +18,14 @@ router = APIRouter(prefix="/v1", tags=["orders"], responses=problem_responses(40
 # As the serial lookup (routes_orders.py), which shows one serial's life too.
 # projections.serials.STATES, spelled out for OpenAPI (a test keeps them equal).
 SerialState = Literal[
-    "with_customer", "received", "in_stock", "quarantined", "in_repair", "at_vendor", "scrapped"
+    "with_customer",
+    "received",
+    "in_stock",
+    "quarantined",
+    "in_repair",
+    "at_vendor",
+    "scrapped",
+    "replaced",
 ]
 SerialReaders = Annotated[
     Principal, Depends(Allow(Role.CUSTOMER_SERVICE, Role.STORE, Role.WAREHOUSE))
