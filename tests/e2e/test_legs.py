@@ -288,6 +288,12 @@ def test_repair_and_vendor_legs_run_to_their_end_through_the_topics_and_http(
         ("restocked", "JOB-77", shelf, None),
         ("credited", "SONIC-RA-1", None, "CN-9"),
     ]
+    # The RMA's own page shows its legs to customer service, ended ones included.
+    page = client.get(f"/v1/returns/{number}", headers=auth("k-cs")).json()
+    assert [(leg["leg_id"], leg["status"], leg["open"]) for leg in page["legs"]] == [
+        ("L1", "restocked", False),
+        ("L2", "credited", False),
+    ]
     types = eventually(
         lambda: (t := rma_events(system, return_id)) and "rma.supplier_credit_received" in t and t,
         what="the leg events on rma.events.v1",

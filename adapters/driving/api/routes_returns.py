@@ -122,7 +122,7 @@ def get_return(principal: Reader, ref: str, request: Request, response: Response
     api = api_of(request)
     rma = visible_return(api, principal, request, ref)
     response.headers["ETag"] = etag(rma.version)
-    return return_view(rma)
+    return return_view(rma, legs=principal.role is not Role.PORTAL)
 
 
 @router.get("/{ref}/timeline", openapi_extra=PORTAL_READ)

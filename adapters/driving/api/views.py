@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from domain.returns import Return, ReturnState
+from domain.returns.state import OPEN_LEG_STATUSES
 
 _STATE = TypeAdapter(ReturnState)
 RETURN_FIELDS = (
@@ -41,10 +42,21 @@ RETURN_FIELDS = (
 )
 
 
-def return_view(rma: Return) -> dict[str, Any]:
+def return_view(rma: Return, *, legs: bool = False) -> dict[str, Any]:
+    """``legs``: add the repair and vendor legs (staff only: suppliers, references and
+    credits are the shop's business, not the customer's)."""
     state = _STATE.dump_python(rma.state, mode="json")
     view = {"return_id": str(rma.id), "version": rma.version}
     view.update({name: state[name] for name in RETURN_FIELDS})
     view["lines"] = list(state["lines"].values())
     view["decisions"] = list(state["decisions"].values())
+    if legs:
+        view["legs"] = [
+            {
+                "leg_id": leg_id,
+                **{k: v for k, v in leg.items() if k != "steps"},
+                "open": leg["status"] in OPEN_LEG_STATUSES,
+            }
+            for leg_id, leg in state["legs"].items()
+        ]
     return view
