@@ -3,11 +3,9 @@ inspected before customer service matched it, one linked as a duplicate report."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from adapters.driven.kafka.topics import WMS_RECEIPTS
 from adapters.driving.demo.cast import Rma, Sale
 from adapters.driving.demo.stage import Stage
 from domain.policy import PolicyBook
@@ -151,32 +149,12 @@ class BlindSteps(Stage):
         return found
 
     def _parcel(self, receipt: str, item: dict[str, Any]) -> None:
-        self.publish(
-            WMS_RECEIPTS,
-            receipt,
-            "parcel.received",
-            {"receipt_id": receipt, "warehouse_id": "WH-1", "rma_number": None, "items": [item]},
-            datetime.now(UTC),
-            "wms/WH-1",
-        )
+        self.warehouse_reports("parcel.received", receipt, None, [item])
         self.producer.flush()
 
     def _inspect(self, receipt: str, rma_number: str | None, sku: str) -> None:
-        self.publish(
-            WMS_RECEIPTS,
-            receipt,
-            "items.inspected",
-            {
-                "receipt_id": receipt,
-                "rma_number": rma_number,
-                "warehouse_id": "WH-1",
-                "items": [
-                    {"sku": sku, "quantity": 1, "condition": "new", "disposition": "restock"}
-                ],
-            },
-            datetime.now(UTC),
-            "wms/WH-1",
-        )
+        item = {"sku": sku, "quantity": 1, "condition": "new", "disposition": "restock"}
+        self.warehouse_reports("items.inspected", receipt, rma_number, [item])
         self.producer.flush()
 
     def _view_when(self, receipt: str, ready: Any) -> dict[str, Any]:

@@ -167,34 +167,11 @@ class LegSteps(Stage):
         receipt = f"REC-LEGS-{self.run_id}"
         units = [{"sku": SKU, "quantity": 1, "serial": s} for s in serials]
         now = datetime.now(UTC)
-        self.publish(
-            WMS_RECEIPTS,
-            receipt,
-            "parcel.received",
-            {
-                "receipt_id": receipt,
-                "warehouse_id": "WH-1",
-                "rma_number": rma_number,
-                "items": units,
-            },
-            now,
-            "wms/WH-1",
-        )
-        self.publish(
-            WMS_RECEIPTS,
-            receipt,
-            "items.inspected",
-            {
-                "receipt_id": receipt,
-                "rma_number": rma_number,
-                "warehouse_id": "WH-1",
-                "items": [
-                    {**unit, "condition": "defective", "disposition": disposition}
-                    for unit, disposition in zip(units, ("repair", "return_to_vendor"), strict=True)
-                ],
-            },
-            now,
-            "wms/WH-1",
-        )
+        self.warehouse_reports("parcel.received", receipt, rma_number, units, now)
+        inspected = [
+            {**unit, "condition": "defective", "disposition": disposition}
+            for unit, disposition in zip(units, ("repair", "return_to_vendor"), strict=True)
+        ]
+        self.warehouse_reports("items.inspected", receipt, rma_number, inspected, now)
         self.producer.flush()
         return rma_number, serials

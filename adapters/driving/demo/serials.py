@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from adapters.driven.kafka.topics import ORDERS, WMS_RECEIPTS
+from adapters.driven.kafka.topics import ORDERS
 from adapters.driving.demo.cast import CATALOGUE, eur
 from adapters.driving.demo.stage import Stage
 from domain.order import order_id_for
@@ -73,31 +73,10 @@ class SerialSteps(Stage):
         receipt = f"REC-{self.run_id}-LIFE"
         item = {"sku": sku, "quantity": 1, "serial": serial}
         now = datetime.now(UTC)
-        self.publish(
-            WMS_RECEIPTS,
-            receipt,
-            "parcel.received",
-            {
-                "receipt_id": receipt,
-                "warehouse_id": "WH-1",
-                "rma_number": rma["rma_number"],
-                "items": [item],
-            },
-            now,
-            "wms/WH-1",
-        )
-        self.publish(
-            WMS_RECEIPTS,
-            receipt,
-            "items.inspected",
-            {
-                "receipt_id": receipt,
-                "rma_number": rma["rma_number"],
-                "warehouse_id": "WH-1",
-                "items": [{**item, "condition": "resellable", "disposition": "restock"}],
-            },
-            now + timedelta(seconds=1),
-            "wms/WH-1",
+        self.warehouse_reports("parcel.received", receipt, rma["rma_number"], [item], now)
+        restocked = {**item, "condition": "resellable", "disposition": "restock"}
+        self.warehouse_reports(
+            "items.inspected", receipt, rma["rma_number"], [restocked], now + timedelta(seconds=1)
         )
         self._sell(
             again, "CLIFE2", line, now + timedelta(seconds=2), now + timedelta(seconds=2), price

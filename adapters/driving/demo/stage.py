@@ -14,6 +14,7 @@ import psycopg
 from kafka import KafkaProducer
 
 from adapters.contracts import envelope_bytes
+from adapters.driven.kafka.topics import WMS_RECEIPTS
 from adapters.driven.readmodels.positions import projection_lag
 from adapters.driven.readmodels.store import ReadModelStore
 from adapters.driving.demo.cast import HISTORY, People, Progress, Report
@@ -78,6 +79,29 @@ class Stage:
             data=data,
         )
         self.producer.send(topic, key=key.encode(), value=value)
+
+    def warehouse_reports(
+        self,
+        event_type: str,
+        receipt: str,
+        rma_number: str | None,
+        items: list[dict[str, Any]],
+        at: datetime | None = None,
+    ) -> None:
+        """WH-1's WMS publishes ``parcel.received`` or ``items.inspected`` for ``receipt``."""
+        self.publish(
+            WMS_RECEIPTS,
+            receipt,
+            event_type,
+            {
+                "receipt_id": receipt,
+                "warehouse_id": "WH-1",
+                "rma_number": rma_number,
+                "items": items,
+            },
+            at or datetime.now(UTC),
+            "wms/WH-1",
+        )
 
     def wait(self, label: str, done: Callable[[], int], total: int, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
