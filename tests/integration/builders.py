@@ -23,7 +23,15 @@ from domain.commands import (
 )
 from domain.events import Cause, FulfilledLine, InspectedItem, OrderLine, Payment, ReceivedItem
 from domain.returns import RequestedLine
-from domain.values import Channel, Condition, Disposition, Money, PaymentMethod, ReasonCode
+from domain.values import (
+    Channel,
+    Condition,
+    Disposition,
+    Money,
+    PaymentMethod,
+    ReasonCode,
+    ReturnMethod,
+)
 from tests.unit.builders import eur
 
 _numbers = itertools.count(1)
@@ -315,16 +323,30 @@ def stock_counted(sku: str, quantity: int, location_id: str = "WH-1") -> bytes:
     )
 
 
-def requested_refund(service: ReturnsService) -> str:
-    """A delivered order returned, received and inspected: its refund is requested."""
-    number = delivered_order(service)
-    rma = service.run(
+def authorized_return(
+    service: ReturnsService,
+    number: str,
+    *,
+    quantity: int = 1,
+    reason: ReasonCode = ReasonCode.SIZE_TOO_SMALL,
+    method: ReturnMethod = ReturnMethod.CARRIER_DROP_OFF,
+) -> Outcome:
+    """An RMA for line 1 of order ``number``, authorized by the policy (asserted)."""
+    outcome = service.run(
         ctx(),
         RequestReturn(
             order_number=number,
-            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+            lines=(RequestedLine(line_no=1, quantity=quantity, reason=reason),),
+            method=method,
         ),
     )
+    assert outcome.status == "authorized" and outcome.rma_number, outcome
+    return outcome
+
+
+def requested_refund(service: ReturnsService) -> str:
+    """A delivered order returned, received and inspected: its refund is requested."""
+    rma = authorized_return(service, delivered_order(service))
     assert rma.rma_number is not None
     refund = receive_and_inspect(service, rma.rma_number)
     assert refund.refund_id is not None

@@ -18,7 +18,6 @@ from domain.commands import (
     LinkBlindReturn,
     MatchBlindReturn,
     ReceiveParcel,
-    RequestReturn,
 )
 from domain.errors import DomainError, InvalidTransition, NotFound
 from domain.events import (
@@ -34,7 +33,13 @@ from domain.returns import RequestedLine, ReturnStatus
 from domain.values import Condition, Disposition, ReasonCode
 from streams.inbound import process_batch
 from tests.integration import builders as m
-from tests.integration.builders import ctx, delivered_order, fresh_database, receive_and_inspect
+from tests.integration.builders import (
+    authorized_return,
+    ctx,
+    delivered_order,
+    fresh_database,
+    receive_and_inspect,
+)
 from tests.unit.builders import eur
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -128,13 +133,7 @@ def test_a_parcel_claiming_a_cancelled_rma_is_matched_to_its_order(
     service: ReturnsService,
 ) -> None:
     number = delivered_order(service)
-    rma = service.run(
-        ctx(),
-        RequestReturn(
-            order_number=number,
-            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
-        ),
-    )
+    rma = authorized_return(service, number)
     service.run(ctx(), CancelReturn(return_id=rma.aggregate_id, reason="changed her mind"))
     blind = parcel(service, rma_number=rma.rma_number)
     assert blind.aggregate_id != rma.aggregate_id
@@ -213,13 +212,7 @@ def test_a_blind_parcel_linked_to_the_rma_that_reported_it_pays_nothing(
     service: ReturnsService,
 ) -> None:
     number = delivered_order(service)
-    rma = service.run(
-        ctx(),
-        RequestReturn(
-            order_number=number,
-            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND),),
-        ),
-    )
+    rma = authorized_return(service, number, reason=ReasonCode.CHANGED_MIND)
     assert rma.rma_number is not None
     receive_and_inspect(service, rma.rma_number)
     receipt = f"BL-{uuid.uuid4().hex[:10]}"

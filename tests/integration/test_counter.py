@@ -6,19 +6,19 @@ import pytest
 
 from adapters.driven.kafka.topics import POS_RETURNS
 from domain.application import Outcome, ReturnsService
-from domain.commands import CancelReturn, ReceiveRmaAtCounter, RequestReturn
+from domain.commands import CancelReturn, ReceiveRmaAtCounter
 from domain.errors import InvalidTransition, NotFound, QuantityExceeded, WrongReturnMethod
-from domain.returns import CounterCheck, RequestedLine, ReturnStatus
+from domain.returns import CounterCheck, ReturnStatus
 from domain.values import (
     Condition,
     Disposition,
-    ReasonCode,
     RefundMethod,
     ReturnMethod,
     RmaNumber,
 )
 from streams.inbound import process_batch
 from tests.integration.builders import (
+    authorized_return,
     cloud_event,
     ctx,
     delivered_order,
@@ -29,15 +29,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def rma_of(service: ReturnsService, number: str, method: ReturnMethod, quantity: int = 2) -> str:
-    outcome = service.run(
-        ctx(),
-        RequestReturn(
-            order_number=number,
-            lines=(RequestedLine(line_no=1, quantity=quantity, reason=ReasonCode.SIZE_TOO_SMALL),),
-            method=method,
-        ),
-    )
-    assert outcome.status == "authorized" and outcome.rma_number
+    outcome = authorized_return(service, number, quantity=quantity, method=method)
+    assert outcome.rma_number
     return outcome.rma_number
 
 

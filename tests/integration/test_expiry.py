@@ -25,7 +25,13 @@ from domain.events import ReceivedItem
 from domain.policy import PolicyBook
 from domain.returns import RequestedLine, ReturnStatus
 from domain.values import ReasonCode
-from tests.integration.builders import ctx, delivered_order, fresh_database, receive_and_inspect
+from tests.integration.builders import (
+    authorized_return,
+    ctx,
+    delivered_order,
+    fresh_database,
+    receive_and_inspect,
+)
 
 NOW = datetime.now(UTC)
 NO_BLIND: dict[str, list[UUID] | None] = {"close_unidentified_blind_returns": []}
@@ -46,15 +52,7 @@ def sweeping(own_url: str) -> Iterator[ReturnsService]:
 
 
 def authorize(service: ReturnsService, number: str) -> UUID:
-    outcome = service.run(
-        ctx(),
-        RequestReturn(
-            order_number=number,
-            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
-        ),
-    )
-    assert outcome.status == "authorized"
-    return outcome.aggregate_id
+    return authorized_return(service, number).aggregate_id
 
 
 def types_of(service: ReturnsService, return_id: UUID) -> list[str]:

@@ -15,13 +15,12 @@ from psycopg.rows import dict_row
 from adapters.driven.eventstore import create_service
 from adapters.driven.readmodels.rebuild import rebuild_many
 from domain.application import ReturnsService
-from domain.commands import InspectItems, LegAction, MoveLeg, ReceiveParcel, RequestReturn
+from domain.commands import InspectItems, LegAction, MoveLeg, ReceiveParcel
 from domain.errors import InvalidCommand, InvalidTransition, InvalidValue
 from domain.events import InspectedItem, ReceivedItem
-from domain.returns import RequestedLine
 from domain.values import Condition, Disposition, ReasonCode
 from projections import default_projections
-from tests.integration.builders import ctx, delivered_order, fresh_database
+from tests.integration.builders import authorized_return, ctx, delivered_order, fresh_database
 from tests.unit.builders import eur
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -52,13 +51,7 @@ def rows(database_url: str, query: str, *params: Any) -> list[dict[str, Any]]:
 def three_legs(service: ReturnsService, location: str) -> str:
     """Two items for repair and one for the supplier, inspected at ``location``."""
     order = delivered_order(service, quantity=3, serials=SERIALS)
-    rma = service.run(
-        ctx(),
-        RequestReturn(
-            order_number=order,
-            lines=(RequestedLine(line_no=1, quantity=3, reason=ReasonCode.DEFECTIVE),),
-        ),
-    )
+    rma = authorized_return(service, order, quantity=3, reason=ReasonCode.DEFECTIVE)
     assert rma.rma_number
     receipt = f"REC-{uuid.uuid4().hex[:8]}"
     service.run(
