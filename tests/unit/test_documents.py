@@ -5,9 +5,12 @@ where to send it, the policy, and that a cancelled or expired one must not be se
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from io import BytesIO
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from pypdf import PdfReader
 from starlette.requests import Request
 
@@ -16,7 +19,7 @@ from adapters.driving.api.documents import render_html, settlement_lines, wants_
 from adapters.driving.api.pdf import render_pdf
 from adapters.driving.api.sheets import Sheet, note_sheet, receipt_sheet
 from adapters.settings import Settings
-from domain.returns import Return
+from domain.returns import Return, ReturnStatus
 from domain.values import ReasonCode
 from tests.unit.builders import (
     BOOK,
@@ -26,6 +29,7 @@ from tests.unit.builders import (
     authorized_return,
     day,
     delivered_order,
+    eur,
     line,
     wants,
 )
@@ -135,3 +139,36 @@ def test_warehouse_addresses_are_read_as_json_from_the_environment() -> None:
     assert "WH-1" in Settings.from_env({}).warehouse_addresses
     with pytest.raises(ValueError, match="OMS_WAREHOUSE_ADDRESSES"):
         Settings.from_env({"OMS_WAREHOUSE_ADDRESSES": "Dock 2"})
+
+
+prices = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("999.99"), places=2)
+reasons = st.sampled_from(
+    [ReasonCode.CHANGED_MIND, ReasonCode.DEFECTIVE, ReasonCode.SIZE_TOO_SMALL]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(st.tuples(prices, st.integers(1, 3), reasons), min_size=1, max_size=3),
+    on_day=st.integers(3, 30),
+)
+def test_the_printed_lines_add_up_to_the_expected_refund(
+    lines: list[tuple[Decimal, int, ReasonCode]], on_day: int
+) -> None:
+    order = delivered_order(
+        *(line(n, price=str(p), quantity=q) for n, (p, q, _) in enumerate(lines, start=1))
+    )
+    rma = authorized_return(
+        order,
+        *(wants(n, q, reason=r) for n, (_, q, r) in enumerate(lines, start=1)),
+        at=day(on_day),
+    )
+    assume(rma.state.status is ReturnStatus.AUTHORIZED)
+    sheet = note(rma)
+    total = rma.state.shipping_refund or eur(0)
+    for printed in sheet.lines:
+        assert printed.amount == printed.unit_price.times(printed.quantity) - printed.fee
+        total = total + printed.amount
+    assert total == rma.state.expected_refund
+    fees = sum((printed.fee.amount for printed in sheet.lines), Decimal(0))
+    assert rma.state.restocking_fee == eur(fees)
