@@ -172,3 +172,8 @@ def test_the_printed_lines_add_up_to_the_expected_refund(
     assert total == rma.state.expected_refund
     fees = sum((printed.fee.amount for printed in sheet.lines), Decimal(0))
     assert rma.state.restocking_fee == eur(fees)
+
+
+def test_a_name_beyond_the_pdf_fonts_latin_characters_still_prints() -> None:
+    text = pdf_text(note_sheet(an_rma(), {1: "Schuh Größe 42 \u2013 日本"}, ADDRESSES, None))
+    assert "Schuh Größe 42 \u2013" in text  # the CJK glyphs print as boxes: the fonts lack them
