@@ -7,6 +7,7 @@ comes from :func:`env_documentation`, so the two cannot drift apart).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -17,6 +18,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "OMS_"
+
+# Where the default warehouse (WH-1) of a development deployment takes returns.
+DEFAULT_WAREHOUSE_ADDRESSES: Mapping[str, str] = {
+    "WH-1": "Returns Centre WH-1, 1 Dock Road, 10115 Berlin, Germany"
+}
 
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 
@@ -103,6 +109,21 @@ class Settings(BaseModel):
 
     park_retry_s: float = Field(default=5, gt=0, le=3600)
     """Seconds between retries of a parked message (retried sooner once new orders came)."""
+
+    warehouse_addresses: Mapping[str, str] = DEFAULT_WAREHOUSE_ADDRESSES
+    """Postal address of each returns warehouse, printed on the return note as where to
+    send the parcel: a JSON object of warehouse id to address, its lines separated by
+    commas. A warehouse left out prints as its id."""
+
+    @field_validator("warehouse_addresses", mode="before")
+    @classmethod
+    def _parse_addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"must be a JSON object: {error}") from None
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -203,6 +224,8 @@ def env_documentation() -> list[tuple[str, str, str]]:
     for name, info in Settings.model_fields.items():
         default = info.get_default(call_default_factory=False)
         shown = "(unset)" if default is None else str(default)
+        if isinstance(default, Mapping):
+            shown = json.dumps(default)  # as the variable is written
         description = " ".join((info.description or "").split())
         rows.append((env_name(name), shown, description))
     return rows

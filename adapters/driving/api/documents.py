@@ -1,22 +1,92 @@
-"""Printable HTML documents: the return note for the parcel and the store receipt.
-
-HTML rather than PDF: every browser prints it, and it needs no extra dependency. Every
-value is escaped: reasons and comments are customer input.
+"""Printable documents: the return note for the parcel and the store receipt, as HTML (the
+default: every browser prints it) or PDF (``Accept: application/pdf`` or ``?format=pdf``),
+both rendered from one ``Sheet`` (sheets.py). Every value is escaped in the HTML: reasons,
+comments and item names are customer or merchant input.
 """
 
 from __future__ import annotations
 
 from html import escape
+from typing import Any, Literal
 
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+
+from adapters.driving.api.barcodes import qr_svg
+from adapters.driving.api.pdf import render_pdf
+from adapters.driving.api.sheets import Sheet, money
 from domain.handlers.counter import still_to_bring
 from domain.returns import Return
 from domain.values import ReturnMethod
 
+DocumentFormat = Literal["html", "pdf"]
+PDF = "application/pdf"
+# The OpenAPI content of a document's 200: HTML by default, PDF when asked for.
+DOCUMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The document: HTML, or PDF with ``Accept: application/pdf`` or"
+        " ``?format=pdf``.",
+        "content": {
+            "text/html": {"schema": {"type": "string"}},
+            PDF: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
 _STYLE = (
-    "body{font-family:sans-serif;max-width:40em;margin:2em auto}"
+    "body{font-family:sans-serif;max-width:46em;margin:2em auto}"
     "table{border-collapse:collapse;width:100%}td,th{border:1px solid #999;padding:.3em}"
+    "td.num{text-align:right}.qr{float:right;width:8em;height:8em}"
+    ".void{border:3px solid #b00;color:#b00;font-size:1.3em;font-weight:bold;padding:.5em}"
+    "address{font-style:normal;margin:.5em 0 1em}"
     "@media print{button{display:none}}"
 )
+
+
+def wants_pdf(request: Request, format: DocumentFormat | None) -> bool:
+    """``?format=`` decides; without it, PDF only for a client that asks for PDF and not
+    for HTML (a browser's ``Accept`` lists HTML and stays on HTML)."""
+    if format is not None:
+        return format == "pdf"
+    accept = request.headers.get("accept", "")
+    return PDF in accept and "text/html" not in accept
+
+
+def printed(sheet: Sheet, request: Request, format: DocumentFormat | None) -> Response:
+    if wants_pdf(request, format):
+        name = f"{sheet.rma_number or 'document'}.pdf"
+        return Response(
+            render_pdf(sheet),
+            media_type=PDF,
+            headers={"Content-Disposition": f'inline; filename="{name}"', "Vary": "Accept"},
+        )
+    return HTMLResponse(render_html(sheet), headers={"Vary": "Accept"})
+
+
+def render_html(sheet: Sheet) -> str:
+    number = escape(sheet.rma_number)
+    body = []
+    if sheet.rma_number:
+        body.append(
+            f'<div class=qr role=img aria-label="QR code of {number}" '
+            f'data-value="{number}">{qr_svg(sheet.rma_number)}</div>'
+        )
+    body.append(f"<h1>{escape(sheet.title)}</h1><p class=rma><strong>{number}</strong></p>")
+    if sheet.banner:
+        body.append(f"<p class=void>{escape(sheet.banner)}</p>")
+    facts = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in sheet.facts)
+    body.append(f"<dl>{facts}</dl>")
+    if sheet.address:
+        lines = "<br>".join(escape(part) for part in sheet.address)
+        body.append(f"<h2>Send to</h2><address>{lines}</address>")
+    body.append(_table(sheet))
+    totals = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in sheet.totals)
+    body.append(f"<dl class=totals>{totals}</dl>")
+    for kind, title, entries in sheet.sections:
+        body.append(f"<h2>{escape(title)}</h2><ul class={kind}>{_items(list(entries))}</ul>")
+    policy = "".join(f"<p>{escape(paragraph)}</p>" for paragraph in sheet.policy)
+    body.append(f"<h2>Policy</h2><div class=policy>{policy}</div>")
+    return _page(f"{sheet.title} {sheet.rma_number}", "".join(body))
 
 
 def _page(title: str, body: str) -> str:
@@ -27,52 +97,19 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _lines(rma: Return, with_condition: bool = False) -> str:
-    conditions = {i.line_no: i.condition.value for i in rma.state.inspected_items if i.line_no}
-    head = "<tr><th>Line</th><th>SKU</th><th>Qty</th><th>Reason</th>"
-    head += "<th>Condition</th></tr>" if with_condition else "</tr>"
-    rows = []
-    for line in rma.state.lines.values():
-        row = (
-            f"<tr><td>{line.line_no}</td><td>{escape(line.sku)}</td><td>{line.quantity}</td>"
-            f"<td>{escape(line.reason.value)}</td>"
-        )
-        if with_condition:
-            row += f"<td>{escape(conditions.get(line.line_no, ''))}</td>"
-        rows.append(row + "</tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def return_note(rma: Return) -> str:
-    s = rma.state
-    number = escape(s.rma_number or "")
-    return _page(
-        f"Return note {s.rma_number}",
-        f"<h1>Return note</h1><p class=rma><strong>{number}</strong></p>"
-        f"<p>Order {escape(s.order_number or '')} &middot; ship to warehouse "
-        f"{escape(s.destination_warehouse or '')} &middot; label "
-        f"{escape(s.label_reference or '')}</p>"
-        f"{_lines(rma)}"
-        f"<h2>Packing instructions</h2><p>{escape(s.instructions or '')}</p>"
-        f"<p>Expected refund: {escape(str(s.expected_refund or ''))}</p>",
+def _table(sheet: Sheet) -> str:
+    head = (
+        "<tr><th>Line</th><th>Item</th><th>SKU</th><th>Qty</th><th>Reason</th>"
+        "<th>Unit price</th><th>Fee</th><th>Amount</th><th>Note</th></tr>"
     )
-
-
-def store_receipt(rma: Return, store_id: str, store_return_id: str) -> str:
-    """Both kinds of counter returns: an in-store return, or an RMA received at the store."""
-    s = rma.state
-    settled, pending = settlement_lines(rma)
-    return _page(
-        f"Return receipt {s.rma_number}",
-        f"<h1>Return receipt</h1><p>Store {escape(store_id)} &middot; receipt "
-        f"{escape(store_return_id)} &middot; {escape(s.rma_number or '')} &middot; order "
-        f"{escape(s.order_number or '')}</p>"
-        f"{_lines(rma, with_condition=True)}"
-        f"<h2>Refund ({escape(s.refund_method.value)})</h2>"
-        f"<h3>Settled</h3><ul class=settled>{_items(settled)}</ul>"
-        f"<h3>Pending</h3><ul class=pending>{_items(pending)}</ul>"
-        f"<p>Status: {escape(s.status.value)}</p>",
+    rows = "".join(
+        f"<tr><td>{line.line_no}</td><td>{escape(line.name)}</td><td>{escape(line.sku)}</td>"
+        f"<td class=num>{line.quantity}</td><td>{escape(line.reason)}</td>"
+        f"<td class=num>{money(line.unit_price)}</td><td class=num>{money(line.fee)}</td>"
+        f"<td class=num>{money(line.amount)}</td><td>{escape(line.note)}</td></tr>"
+        for line in sheet.lines
     )
+    return f"<table>{head}{rows}</table>"
 
 
 def _items(entries: list[str]) -> str:

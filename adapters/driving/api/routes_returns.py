@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from adapters.driven.refunds import RefundDispatches
@@ -33,6 +33,7 @@ from adapters.driving.api.models import (
     ReturnRequest,
 )
 from adapters.driving.api.problems import Problem, problem_responses
+from adapters.driving.api.sheets import line_names, note_sheet
 from adapters.driving.api.views import return_view
 from domain.application import Ctx
 from domain.commands import (
@@ -156,16 +157,28 @@ def get_timeline(
 @router.get(
     "/{ref}/note",
     response_class=HTMLResponse,
-    responses=problem_responses(409),
+    responses={**problem_responses(409), **documents.DOCUMENT_RESPONSES},
     openapi_extra=PORTAL_READ,
 )
-def return_note(principal: Owner, ref: str, request: Request) -> HTMLResponse:
-    """The printable return note to put in the parcel."""
+def return_note(
+    principal: Owner,
+    ref: str,
+    request: Request,
+    format: Annotated[documents.DocumentFormat | None, Query()] = None,
+) -> Response:
+    """The printable return note to put in the parcel: HTML, or PDF (``?format=pdf`` or
+    ``Accept: application/pdf``), with the RMA number as a QR code."""
     api = api_of(request)
     rma = visible_return(api, principal, request, ref)
     if rma.state.rma_number is None:
         raise Problem(409, "not_authorized", "the RMA has no number yet")
-    return HTMLResponse(documents.return_note(rma))
+    sheet = note_sheet(
+        rma,
+        line_names(api.service, rma),
+        api.settings.warehouse_addresses,
+        rma.expires_at(api.service.policy_book),
+    )
+    return documents.printed(sheet, request, format)
 
 
 def _rma_command(

@@ -14,6 +14,7 @@ from adapters.driving.api.auth import Allow, Principal, Role
 from adapters.driving.api.context import COMMAND, api_of, etag, load_return, run_command
 from adapters.driving.api.models import CommandResult, InStoreReturn, RmaAtCounter
 from adapters.driving.api.problems import Problem, problem_responses
+from adapters.driving.api.sheets import line_names, receipt_sheet
 from adapters.driving.api.views import return_view
 from domain.commands import ReceiveRmaAtCounter, RecordInStoreReturn
 from domain.errors import DomainError
@@ -65,7 +66,7 @@ def record_in_store_return(
 @router.get(
     "/returns/{store_return_id}/receipt",
     response_class=HTMLResponse,
-    responses=problem_responses(404),
+    responses={**problem_responses(404), **documents.DOCUMENT_RESPONSES},
 )
 def store_receipt(
     principal: Annotated[Principal, Depends(Allow(Role.STORE, Role.CUSTOMER_SERVICE))],
@@ -73,7 +74,8 @@ def store_receipt(
     store_return_id: str,
     request: Request,
     rma_number: Annotated[str | None, Query(max_length=40)] = None,
-) -> HTMLResponse:
+    format: Annotated[documents.DocumentFormat | None, Query()] = None,
+) -> Response:
     """The printable receipt of a counter return, for the customer: what is settled and
     what is pending. ``rma_number`` for an RMA received at the counter (its receive answer
     links here with it); without it, the in-store return ``store_return_id``."""
@@ -87,7 +89,11 @@ def store_receipt(
             raise Problem(
                 404, "not_found", f"store {store_id} has no receipt {store_return_id} of it"
             )
-    return HTMLResponse(documents.store_receipt(rma, store_id, store_return_id))
+    settled, pending = documents.settlement_lines(rma)
+    sheet = receipt_sheet(
+        rma, line_names(api.service, rma), store_id, store_return_id, settled, pending
+    )
+    return documents.printed(sheet, request, format)
 
 
 def received_here(rma: Return, store_id: str, store_return_id: str) -> bool:

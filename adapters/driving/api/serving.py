@@ -77,7 +77,10 @@ def app_from_env() -> FastAPI:
         service,
         settings.database_url,
         ApiSettings(
-            threads=threads, read_pool_size=threads, metrics_public=settings.metrics_public
+            threads=threads,
+            read_pool_size=threads,
+            metrics_public=settings.metrics_public,
+            warehouse_addresses=settings.warehouse_addresses,
         ),
         keys=KeyRing.from_file(settings.api_keys_file),
         kafka_bootstrap=settings.kafka_bootstrap,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from adapters.settings import DEFAULT_WAREHOUSE_ADDRESSES
 
 
 class ApiSettings(BaseModel):
@@ -33,3 +37,6 @@ class ApiSettings(BaseModel):
 
     relay_name: str = "relay"
     """Name of the relay whose lag ``/v1/lag`` and ``/metrics`` report."""
+
+    warehouse_addresses: Mapping[str, str] = DEFAULT_WAREHOUSE_ADDRESSES
+    """Each returns warehouse's address for the return note (``OMS_WAREHOUSE_ADDRESSES``)."""
