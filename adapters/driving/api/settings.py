@@ -33,3 +33,11 @@ class ApiSettings(BaseModel):
 
     relay_name: str = "relay"
     """Name of the relay whose lag ``/v1/lag`` and ``/metrics`` report."""
+
+    refund_pending_hours: int = Field(default=48, ge=1, le=24 * 365)
+    """``/v1/queues/refunds_pending``: a refund requested longer ago than this many hours
+    and still unsettled is in the queue (a request may ask for another ``older_than_hours``)."""
+
+    not_inspected_days: int = Field(default=3, ge=0, le=365)
+    """``/v1/queues/not_inspected``: an RMA received this many days ago or more and still
+    not inspected is in the queue (a request may ask for another ``older_than_days``)."""
