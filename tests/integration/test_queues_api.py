@@ -435,3 +435,10 @@ def test_the_portal_lists_the_proven_customers_returns_and_orders(
     assert client.get("/v1/my/orders", headers=stranger).json()["items"] == []
     assert client.get("/v1/my/returns", headers=auth("k-portal")).status_code == 403
     assert client.get("/v1/my/orders", headers=auth("k-cs")).status_code == 403
+
+
+def test_a_wrong_method_names_every_method_the_path_serves(client: TestClient) -> None:
+    # GET and POST /v1/returns live in two routers; the 405's Allow must name both.
+    response = client.request("DELETE", "/v1/returns", headers=auth("k-cs"))
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
