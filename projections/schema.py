@@ -60,6 +60,8 @@ def text(name: str, not_null: bool = False) -> Column:
 class Index:
     suffix: str
     columns: str
+    using: str | None = None
+    """An index method other than the default btree (``gin`` for a jsonb containment)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,8 @@ class Table:
             f'    CONSTRAINT "{name}_pkey" PRIMARY KEY ({key}))'
         ]
         statements += [
-            f'CREATE INDEX IF NOT EXISTS "{name}_{i.suffix}" ON "{name}" ({i.columns})'
+            f'CREATE INDEX IF NOT EXISTS "{name}_{i.suffix}" ON "{name}"'
+            f"{f' USING {i.using}' if i.using else ''} ({i.columns})"
             for i in self.indexes
         ]
         return statements
@@ -354,7 +357,11 @@ REFUNDS = Table(
         Column("failed_at", "timestamptz"),
     ),
     key=("refund_id",),
-    indexes=(Index("by_return", '"return_id"'),),
+    indexes=(
+        Index("by_return", '"return_id"'),
+        # The refunds queues (failed, pending too long) of /v1/queues.
+        Index("by_status", '"status", "requested_at"'),
+    ),
 )
 
 
@@ -449,6 +456,14 @@ RMA_STATUS = Table(
         Index("by_customer", '"customer_id", "requested_at"'),
         Index("by_order", '"order_number"'),
         Index("by_status", '"status", "updated_at"'),
+        # The search and queues of GET /v1/returns and /v1/queues (routes_queues.py): the
+        # default sort, the period filters, a store's or a warehouse's RMAs, and the SKUs
+        # of the lines (jsonb containment). Each costs one index write per RMA event.
+        Index("by_updated", '"updated_at", "return_id"'),
+        Index("by_requested", '"requested_at", "return_id"'),
+        Index("by_store", '"store_id", "updated_at"'),
+        Index("by_warehouse", '"destination_warehouse", "updated_at"'),
+        Index("by_lines", '"lines" jsonb_path_ops', using="gin"),
     ),
 )
 

@@ -63,6 +63,10 @@ def test_the_api_honours_its_openapi_document(case: schemathesis.Case, base_url:
         # OpenAPI parameters; the documented 422 `one_criterion` answers the schema-valid
         # requests that give none or several, so "valid data is accepted" cannot hold here.
         excluded.append(positive_data_acceptance)
+    if case.operation.path == "/v1/returns" and case.operation.method.upper() == "GET":
+        # The search's 422 `invalid_filter` answers what OpenAPI parameters cannot say: a
+        # period whose start is after its end, an unknown status, a blank filter.
+        excluded.append(positive_data_acceptance)
     case.call_and_validate(
         base_url=base_url,
         headers={"Authorization": "Bearer k-admin"},

@@ -19,6 +19,7 @@ from adapters.driving.api import (
     routes_legs,
     routes_ops,
     routes_orders,
+    routes_queues,
     routes_read,
     routes_returns,
     routes_serials,
@@ -39,6 +40,7 @@ ROUTERS = (
     routes_ops.router,
     routes_serials.router,
     routes_legs.router,
+    routes_queues.router,
 )
 
 DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and store

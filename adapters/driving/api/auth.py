@@ -6,6 +6,9 @@ The key file (JSON, path in ``OMS_API_KEYS_FILE``)::
      "keys": [{"principal": "tablet-S1", "role": "store", "store_id": "S1",
                "sha256": "<hex of sha256(salt + key)>"}]}
 
+A warehouse key may carry a ``warehouse_id`` (optional): the RMA search and queues then
+show it that warehouse's RMAs only.
+
 Keys are random 32-byte tokens, so a salted SHA-256 is enough (nothing to brute-force);
 the salt keeps one deployment's hashes useless for another. ``python -m
 adapters.driving.api.auth new --role store --store-id S1 --principal tablet-S1 FILE`` adds one.
@@ -45,6 +48,9 @@ class Principal:
     name: str
     role: Role
     store_id: str | None = None
+    warehouse_id: str | None = None
+    """A warehouse key with a ``warehouse_id`` sees that warehouse's RMAs only in the
+    search and queues; without one it sees every warehouse's (as before)."""
 
     def check_store(self, store_id: str | None) -> None:
         """A store key sees its own store's data only; other roles pass."""
@@ -72,7 +78,9 @@ class KeyRing:
             store_id = entry.get("store_id")
             if role is Role.STORE and not store_id:
                 raise ValueError(f"store key {entry['principal']!r} needs a store_id")
-            principals[str(entry["sha256"])] = Principal(str(entry["principal"]), role, store_id)
+            principals[str(entry["sha256"])] = Principal(
+                str(entry["principal"]), role, store_id, entry.get("warehouse_id")
+            )
         return cls(salt, principals)
 
     @classmethod
@@ -163,6 +171,8 @@ def _new_key(args: argparse.Namespace) -> None:
     }
     if args.store_id:
         entry["store_id"] = args.store_id
+    if args.warehouse_id:
+        entry["warehouse_id"] = args.warehouse_id
     document["keys"].append(entry)
     KeyRing.from_json(document)  # refuse to write a file the API would not load
     path.write_text(json.dumps(document, indent=2) + "\n")
@@ -177,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     new.add_argument("--principal", required=True)
     new.add_argument("--role", required=True, choices=[r.value for r in Role])
     new.add_argument("--store-id")
+    new.add_argument("--warehouse-id")
     new.set_defaults(run=_new_key)
     args = parser.parse_args(argv)
     args.run(args)

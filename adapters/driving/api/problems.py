@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from domain.errors import (
     AlreadyExists,
@@ -147,6 +148,24 @@ def status_of(error: DomainError) -> int:
     return 422  # policy, quantity, refund limit, invalid command or value
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI document serves at this path: Starlette's 405 names only
+    the first matching route's, but one path may be served by several routers (``GET``
+    and ``POST /v1/returns`` live in two modules)."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    methods = {
+        method.upper()
+        for template, item in paths.items()
+        if compile_path(template)[0].fullmatch(request.url.path)
+        for method in item
+        if method.upper() in _HTTP_METHODS
+    }
+    return ", ".join(sorted(methods))
+
+
+_HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
 def install(app: FastAPI) -> None:
     async def on_problem(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -177,12 +196,13 @@ def install(app: FastAPI) -> None:
             Problem(422, "invalid_request", "the request does not match its schema", errors=errors)
         )
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
-        return problem_response(
-            Problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
-        )
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return problem_response(Problem(exc.status_code, code, str(exc.detail), headers=headers))
 
     async def on_crash(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)

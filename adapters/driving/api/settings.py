@@ -40,3 +40,11 @@ class ApiSettings(BaseModel):
 
     warehouse_addresses: Mapping[str, str] = DEFAULT_WAREHOUSE_ADDRESSES
     """Each returns warehouse's address for the return note (``OMS_WAREHOUSE_ADDRESSES``)."""
+
+    refund_pending_hours: int = Field(default=48, ge=1, le=24 * 365)
+    """``/v1/queues/refunds_pending``: a refund requested longer ago than this many hours
+    and still unsettled is in the queue (a request may ask for another ``older_than_hours``)."""
+
+    not_inspected_days: int = Field(default=3, ge=0, le=365)
+    """``/v1/queues/not_inspected``: an RMA received this many days ago or more and still
+    not inspected is in the queue (a request may ask for another ``older_than_days``)."""
