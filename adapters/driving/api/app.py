@@ -22,6 +22,7 @@ from adapters.driving.api import (
     routes_read,
     routes_returns,
     routes_serials,
+    routes_store_credit,
     routes_stores,
 )
 from adapters.driving.api.auth import Allow, KeyRing, Role
@@ -39,6 +40,7 @@ ROUTERS = (
     routes_ops.router,
     routes_serials.router,
     routes_legs.router,
+    routes_store_credit.router,
 )
 
 DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and store
