@@ -3,11 +3,13 @@ credit, spent by orders paid with it, refused past the balance, given back by re
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from domain.application import ReturnsService
+from domain.application import Outcome, ReturnsService
 from domain.commands import (
     CancelOrder,
     DeliverOrder,
@@ -18,7 +20,7 @@ from domain.commands import (
     RetryRefund,
     SettleRefund,
 )
-from domain.errors import InsufficientStoreCredit
+from domain.errors import DomainError, InsufficientStoreCredit
 from domain.events import FulfilledLine, OrderLine, Payment, StoreCreditIssued
 from domain.order import order_id_for
 from domain.returns import RequestedLine
@@ -200,3 +202,49 @@ def test_a_settled_refund_of_an_order_paid_with_store_credit_gives_that_part_bac
     assert service.get_store_credit(customer).balance("EUR") == eur("55.00")
     moves = service.get_store_credit(customer).movements
     assert (moves[-1].reference, moves[-1].amount) == (inspected.refund_id, eur("50.00"))
+
+
+def spend_command(customer_id: str, credit: str) -> PlaceOrder:
+    return PlaceOrder(
+        order_number=f"SC-{uuid.uuid4().hex[:10]}",
+        customer_id=customer_id,
+        customer_email=None,
+        channel=Channel.WEB,
+        lines=(OrderLine(line_no=1, sku="SHOE-RED-42", quantity=1, unit_price=eur(credit)),),
+        payments=(
+            Payment(payment_id="pay-sc", method=PaymentMethod.STORE_CREDIT, amount=eur(credit)),
+        ),
+        shipping=eur("0.00"),
+    )
+
+
+def test_orders_racing_for_one_balance_never_spend_more_than_it_holds(
+    service: ReturnsService,
+) -> None:
+    customer, _ = returned_as_store_credit(service)  # 55.00
+    barrier = threading.Barrier(8)
+
+    def attempt() -> Outcome | DomainError:
+        barrier.wait()
+        try:
+            return service.run(ctx(), spend_command(customer, "20.00"))
+        except DomainError as refused:
+            return refused
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: attempt(), range(8)))
+    placed = [r for r in results if isinstance(r, Outcome)]
+    refused = [r for r in results if isinstance(r, InsufficientStoreCredit)]
+    assert (len(placed), len(refused)) == (2, 6), results
+    assert service.get_store_credit(customer).balance("EUR") == eur("15.00")
+
+
+def test_a_batch_of_orders_spends_in_turn_and_refuses_only_the_one_past_the_balance(
+    service: ReturnsService,
+) -> None:
+    customer, _ = returned_as_store_credit(service)  # 55.00
+    commands = [spend_command(customer, amount) for amount in ("30.00", "30.00", "25.00")]
+    results = service.run_batch([(ctx(), c) for c in commands])
+    assert [type(r).__name__ for r in results] == ["Outcome", "InsufficientStoreCredit", "Outcome"]
+    assert service.stored_events(order_id_for(commands[1].order_number)) == []
+    assert service.get_store_credit(customer).balance("EUR") == eur("0.00")
