@@ -70,6 +70,7 @@ from domain.policy import PolicyBook
 from domain.queries import ReturnsQueries
 from domain.returns import Return, ReturnStatus
 from domain.serialization import OrjsonTranscoder, PydanticMapper
+from domain.store_credit import StoreCreditAccount
 from domain.unit_of_work import UnitOfWork
 from domain.values import ReturnChannel, RmaNumber
 
@@ -81,6 +82,7 @@ AGGREGATE_CLASSES: dict[str, type[AnyAggregate]] = {
     "order": Order,
     "return": Return,
     "inventory": Inventory,
+    "store_credit": StoreCreditAccount,
 }
 
 

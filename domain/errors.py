@@ -102,3 +102,9 @@ class WrongReturnMethod(InvalidTransition):
     store counter): the customer keeps the goods and customer service changes the RMA."""
 
     code = "wrong_return_method"
+
+
+class InsufficientStoreCredit(DomainError):
+    """An order spends more store credit than the customer's balance holds."""
+
+    code = "insufficient_store_credit"

@@ -472,3 +472,28 @@ class StockAdjusted(InventoryEvent, type_name="inventory.adjusted"):
     delta: int
     reason: str
     adjustment_id: str
+
+
+# ---------------------------------------------------------------- Store credit
+class StoreCreditEvent(DomainEvent):
+    """A move on a customer's store-credit account (one per customer): the balance they
+    can spend on orders paid with ``store_credit``."""
+
+    aggregate_kind: ClassVar[str] = "store_credit"
+
+    customer_id: str
+    reference: str
+    """What moved it: a return's credit id (``SC-...``), a refund id, or an order number."""
+    amount: Money
+    balance: Money
+    """The balance in ``amount``'s currency after this move (never negative)."""
+
+
+class StoreCreditCredited(StoreCreditEvent, type_name="store_credit.credited"):
+    reason: str
+    """``return`` (a return paid as store credit, bonus included), ``refund`` (the store-credit
+    part of an order's refund, once settled) or ``order_cancelled``."""
+
+
+class StoreCreditSpent(StoreCreditEvent, type_name="store_credit.spent"):
+    """An order paid (in part) with store credit; ``reference`` is its order number."""

@@ -16,6 +16,7 @@ from domain.lookups import Lookups
 from domain.order import Order, order_id_for
 from domain.policy import PolicyBook, add_months
 from domain.returns import Return
+from domain.store_credit import StoreCreditAccount, store_credit_id_for
 from domain.values import Money, RmaNumber
 
 AnyAggregate = Aggregate[Any]
@@ -42,6 +43,13 @@ class ReturnsQueries:
         if not isinstance(order, Order):
             raise NotFound(f"order {order_number} is unknown")
         return order
+
+    def get_store_credit(self, customer_id: str) -> StoreCreditAccount:
+        """The customer's account as stored; one never credited is an empty account."""
+        found = self.load(StoreCreditAccount, store_credit_id_for(customer_id))
+        if not isinstance(found, StoreCreditAccount):
+            return StoreCreditAccount.open(customer_id)
+        return found
 
     def get_return(self, return_id: UUID) -> Return:
         found = self.load(Return, return_id)

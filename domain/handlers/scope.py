@@ -16,6 +16,7 @@ from domain.lookups import Lookups
 from domain.order import Order, order_id_for
 from domain.policy import PolicyBook
 from domain.returns import Return, ReturnStatus
+from domain.store_credit import StoreCreditAccount, store_credit_id_for
 from domain.unit_of_work import UnitOfWork
 from domain.values import Money, PaymentMethod, RmaNumber
 
@@ -76,6 +77,13 @@ class Scope:
         found = self.uow.get(Inventory, inventory_id_for(sku, location_id))
         if found is None:
             found = Inventory.start(sku, location_id)
+            self.uow.add(found)
+        return found
+
+    def store_credit(self, customer_id: str) -> StoreCreditAccount:
+        found = self.uow.get(StoreCreditAccount, store_credit_id_for(customer_id))
+        if found is None:
+            found = StoreCreditAccount.open(customer_id)
             self.uow.add(found)
         return found
 

@@ -20,11 +20,17 @@ from domain.handlers.scope import Handlers, Scope, outcome_of, store_credit_allo
 from domain.order import Order
 from domain.policy import allocate_proportionally
 from domain.returns import Return, ReturnStatus
-from domain.values import Money, RefundMethod
+from domain.values import Money, PaymentMethod, RefundMethod
 
 
-def settle_with_customer(s: Scope, rma: Return, *, method: RefundMethod | None = None) -> Outcome:
-    """After inspection, pay the customer the way they chose; never wait on repair legs."""
+def settle_with_customer(
+    s: Scope, rma: Return, *, method: RefundMethod | None = None, bonus: bool = True
+) -> Outcome:
+    """After inspection, pay the customer the way they chose; never wait on repair legs.
+
+    ``bonus=False``: the store credit is customer service's way to pay a refund the
+    provider declined, not the customer's choice, so the policy's bonus does not apply.
+    """
     order = s.order_of(rma)
     method = method or rma.state.refund_method
     zero = Money.zero(rma.state.currency)
@@ -38,7 +44,8 @@ def settle_with_customer(s: Scope, rma: Return, *, method: RefundMethod | None =
         return outcome_of(rma)
     if method is RefundMethod.STORE_CREDIT:
         credit_id = f"SC-{rma.state.rma_number}-{rma.version}"
-        bonus = items.times(rma.policy(s.book).store_credit_bonus_rate)
+        rate = rma.policy(s.book).store_credit_bonus_rate if bonus else 0
+        extra = items.times(rate)
         order.allocate_refund(
             refund_id=credit_id,
             return_id=rma.id,
@@ -50,10 +57,13 @@ def settle_with_customer(s: Scope, rma: Return, *, method: RefundMethod | None =
         rma.issue_store_credit(
             credit_id=credit_id,
             amount=amount,
-            bonus=bonus,
+            bonus=extra,
             shipping=shipping,
             at=s.at,
             cause=s.cause,
+        )
+        s.store_credit(order.state.customer_id).credit(
+            amount + extra, credit_id, "return", s.at, s.cause
         )
         return outcome_of(rma, amount=amount)
     if method is RefundMethod.EXCHANGE and rma.state.replacement_order_id is None:
@@ -140,6 +150,15 @@ def exchange(s: Scope, rma: Return, order: Order) -> Outcome:
 def settle_refund(c: SettleRefund, s: Scope) -> Outcome:
     rma = s.return_of_refund(c.refund_id)
     rma.settle_refund(c.refund_id, c.provider_reference, c.amount, s.at, s.cause)
+    # The part of the refund going back to a store-credit payment returns to the balance,
+    # once settled (a failed refund is paid again under another id).
+    to_credit = Money.zero(rma.state.currency)
+    for allocation in rma.refund(c.refund_id).allocations:
+        if allocation.method is PaymentMethod.STORE_CREDIT and allocation.payment_id is not None:
+            to_credit = to_credit + allocation.amount
+    if not to_credit.is_zero:
+        customer_id = s.order_of(rma).state.customer_id
+        s.store_credit(customer_id).credit(to_credit, c.refund_id, "refund", s.at, s.cause)
     return outcome_of(rma, refund_id=c.refund_id, amount=c.amount)
 
 
@@ -158,8 +177,9 @@ def retry_refund(c: RetryRefund, s: Scope) -> Outcome:
         offer = rma.state.keep_item_offer or Money.zero(rma.state.currency)
         remaining = offer - rma.paid_out()
         return refund(s, rma, s.order_of(rma), remaining, keep_item=True)
-    method = RefundMethod.STORE_CREDIT if c.as_store_credit else None
-    return settle_with_customer(s, rma, method=method)
+    if c.as_store_credit:
+        return settle_with_customer(s, rma, method=RefundMethod.STORE_CREDIT, bonus=False)
+    return settle_with_customer(s, rma)
 
 
 def resend_refund(c: ResendRefund, s: Scope) -> Outcome:

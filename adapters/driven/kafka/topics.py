@@ -21,6 +21,7 @@ INBOUND_TOPICS = (ORDERS, WMS_RECEIPTS, POS_RETURNS, PSP_REFUNDS)
 RMA_EVENTS = "rma.events.v1"
 ORDER_EVENTS = "oms.order-events.v1"
 INVENTORY_EVENTS = "oms.inventory-events.v1"
+STORE_CREDIT_EVENTS = "oms.store-credit-events.v1"
 NOTIFICATIONS = "rma.notifications.v1"
 # The read models' topics are named by their reducers (projections/ may not import adapters/).
 STOCK_LEVELS = StockLevels.outbound_topic
@@ -34,7 +35,12 @@ UNKNOWN_EVENTS = "oms.unknown-events.v1"
 # lost its data (the embedded broker keeps nothing across a restart) and must be refilled.
 RELAY_EPOCH = "oms.relay-epoch.v1"
 
-EVENT_TOPIC_BY_KIND = {"return": RMA_EVENTS, "order": ORDER_EVENTS, "inventory": INVENTORY_EVENTS}
+EVENT_TOPIC_BY_KIND = {
+    "return": RMA_EVENTS,
+    "order": ORDER_EVENTS,
+    "inventory": INVENTORY_EVENTS,
+    "store_credit": STORE_CREDIT_EVENTS,
+}
 COMPACTED = {STOCK_LEVELS, CUSTOMER_HISTORY, RMA_STATUS}
 
 
@@ -57,10 +63,11 @@ def topic_specs(partitions: int) -> dict[str, TopicSpec]:
     names = [
         *INBOUND_TOPICS,
         *(dlq(t) for t in INBOUND_TOPICS),
-        *(dlq(t) for t in (RMA_EVENTS, ORDER_EVENTS, INVENTORY_EVENTS)),
+        *(dlq(t) for t in (RMA_EVENTS, ORDER_EVENTS, INVENTORY_EVENTS, STORE_CREDIT_EVENTS)),
         RMA_EVENTS,
         ORDER_EVENTS,
         INVENTORY_EVENTS,
+        STORE_CREDIT_EVENTS,
         NOTIFICATIONS,
         STOCK_LEVELS,
         CUSTOMER_HISTORY,

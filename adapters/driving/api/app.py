@@ -23,6 +23,7 @@ from adapters.driving.api import (
     routes_read,
     routes_returns,
     routes_serials,
+    routes_store_credit,
     routes_stores,
 )
 from adapters.driving.api.auth import Allow, KeyRing, Role
@@ -41,6 +42,7 @@ ROUTERS = (
     routes_serials.router,
     routes_legs.router,
     routes_queues.router,
+    routes_store_credit.router,
 )
 
 DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and store
