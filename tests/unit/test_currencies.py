@@ -17,6 +17,8 @@ from domain.order import Order
 from domain.policy import PolicyBook, ReturnPolicy, allocate_proportionally
 from domain.returns import Return
 from domain.values import Channel, Money, PaymentMethod, ReasonCode
+from projections.core import money, split_pro_rata
+from projections.schema import MONEY
 from tests.unit.builders import (
     BOOK,
     CAUSE,
@@ -245,3 +247,33 @@ def test_a_keep_item_offer_in_dinars_is_exact_to_the_fils() -> None:
     rma = Return.replay(*_authorized(order))
     offer = rma.offer_keep_item(BOOK, T0, T0, CAUSE)
     assert offer == Money.of("1.666", "KWD")  # 1.6665 to the even fils
+
+
+# ---------------------------------------------------------------- read models
+def test_read_models_keep_each_currencys_scale() -> None:
+    assert money({"amount": "12.345", "currency": "KWD"}) == Decimal("12.345")
+    assert str(money({"amount": "29800.00", "currency": "JPY"})) == "29800"
+    assert str(money({"amount": "19.9", "currency": "EUR"})) == "19.90"
+    # numeric(18,2) would cut fils to cents in every money column.
+    assert MONEY == "numeric"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    currency=st.sampled_from(CURRENCIES),
+    units=st.integers(min_value=-(10**9), max_value=10**9),
+    weights=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=5),
+)
+def test_a_split_over_lines_adds_up_in_the_currencys_minor_units(
+    currency: str, units: int, weights: list[int]
+) -> None:
+    total = Money.of_minor(abs(units), currency).amount * (1 if units >= 0 else -1)
+    parts = split_pro_rata(total, [Decimal(w) for w in weights], currency)
+    assert sum(parts, Decimal(0)) == total
+    step = quantum(currency)
+    assert all(part % step == 0 for part in parts)
+
+
+def test_ten_fils_over_three_lines_are_not_cut_to_a_cent() -> None:
+    parts = split_pro_rata(Decimal("0.010"), [Decimal(1)] * 3, "KWD")
+    assert parts == [Decimal("0.004"), Decimal("0.003"), Decimal("0.003")]
