@@ -16,7 +16,7 @@ from domain.events import Payment, ReturnAuthorized, ReturnEvent, ReturnHeldForR
 from domain.order import Order
 from domain.policy import PolicyBook, ReturnPolicy, allocate_proportionally
 from domain.returns import Return
-from domain.values import Channel, Money, PaymentMethod, ReasonCode
+from domain.values import Channel, Condition, Money, PaymentMethod, ReasonCode
 from projections.core import money, split_pro_rata
 from projections.schema import MONEY
 from tests.unit.builders import (
@@ -24,6 +24,8 @@ from tests.unit.builders import (
     CAUSE,
     T0,
     decide,
+    inspected,
+    inspected_return,
     last,
     line,
     requested_return,
@@ -277,3 +279,60 @@ def test_a_split_over_lines_adds_up_in_the_currencys_minor_units(
 def test_ten_fils_over_three_lines_are_not_cut_to_a_cent() -> None:
     parts = split_pro_rata(Decimal("0.010"), [Decimal(1)] * 3, "KWD")
     assert parts == [Decimal("0.004"), Decimal("0.003"), Decimal("0.003")]
+
+
+# ---------------------------------------------------------------- refunds by condition
+NO_REVIEW = PolicyBook(
+    default=ReturnPolicy(
+        review_threshold=Decimal(10**13), review_thresholds={c: Decimal(10**13) for c in CURRENCIES}
+    )
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    currency=st.sampled_from(CURRENCIES),
+    price_units=st.integers(min_value=1, max_value=10**8),
+    bought=st.integers(min_value=1, max_value=4),
+    returned=st.integers(min_value=1, max_value=4),
+    condition=st.sampled_from(list(Condition)),
+    reason=st.sampled_from(
+        [ReasonCode.CHANGED_MIND, ReasonCode.DEFECTIVE, ReasonCode.SIZE_TOO_SMALL]
+    ),
+)
+def test_what_an_inspection_earns_is_in_minor_units_and_never_above_what_was_paid(
+    currency: str,
+    price_units: int,
+    bought: int,
+    returned: int,
+    condition: Condition,
+    reason: ReasonCode,
+) -> None:
+    quantity = min(bought, returned)
+    order = order_in(currency, str(Money.of_minor(price_units, currency).amount), quantity=bought)
+    rma = inspected_return(
+        order,
+        inspected(quantity=quantity, condition=condition),
+        lines=(wants(quantity=quantity, reason=reason),),
+        book=NO_REVIEW,
+    )
+    due = rma.items_due_unpaid()
+    assert due.currency == currency
+    assert due.amount == Money.of_minor(due.minor, currency).amount  # whole yen, cents, fils
+    assert Money.zero(currency) <= due <= order.total_paid()
+    bonus = due.times(NO_REVIEW.default.store_credit_bonus_rate)
+    assert bonus.minor * 10 - due.minor in range(-5, 6)  # 10 % to the nearest minor unit
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "due"),
+    [("JPY", "999", "500"), ("KWD", "1.235", "0.618"), ("EUR", "19.99", "10.00")],
+)
+def test_a_damaged_item_earns_half_to_the_nearest_yen_fils_or_cent(
+    currency: str, price: str, due: str
+) -> None:
+    order = order_in(currency, price)
+    rma = inspected_return(
+        order, inspected(condition=Condition.DAMAGED), lines=(wants(),), book=NO_REVIEW
+    )
+    assert rma.items_due_unpaid() == Money.of(due, currency)
