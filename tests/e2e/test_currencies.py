@@ -12,13 +12,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from kafka import KafkaConsumer, TopicPartition
 
 from adapters.driven.kafka.topics import ORDERS, WMS_RECEIPTS, dlq
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
 from domain.errors import NotFound
-from tests.e2e.builders import System, eventually, publish
-from tests.e2e.conftest import PARTITIONS
+from tests.e2e.builders import System, eventually, publish, read_topic
 from tests.integration import builders as m
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -162,22 +160,6 @@ def test_a_dinar_order_keeps_its_fils_from_the_event_store_to_the_read_models(
     assert Decimal(str(rows[0]["requested"])) == Decimal("13.595")
 
 
-def dead_letters(bootstrap: str) -> list[Any]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        consumer_timeout_ms=1500,
-        fetch_max_wait_ms=50,
-    )
-    try:
-        assigned = [TopicPartition(dlq(ORDERS), p) for p in range(PARTITIONS)]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        return list(consumer)
-    finally:
-        consumer.close()
-
-
 def test_an_amount_finer_than_its_currency_is_dead_lettered_and_answered_422(
     system: System, client: TestClient
 ) -> None:
@@ -186,7 +168,7 @@ def test_an_amount_finer_than_its_currency_is_dead_lettered_and_answered_422(
     publish(system.bootstrap, ORDERS, [placed], key=order_id.encode())
 
     def letter() -> dict[str, bytes] | None:
-        for record in dead_letters(system.bootstrap):
+        for record in read_topic(system.bootstrap, dlq(ORDERS)):
             if record.key == order_id.encode():
                 return dict(record.headers)
         return None
