@@ -130,6 +130,14 @@ class PolicyBook(Value):
         overrides: dict[str, Any] = {}
         overrides.update(self.by_channel.get(channel, {}))
         overrides.update(self.by_category.get(category, {}))
+        for name in ("review_thresholds", "keep_item_thresholds"):
+            # Per-currency tables merge (default, then channel, then category): stating the
+            # yen threshold for a channel keeps every other currency's.
+            if name in overrides:
+                merged = dict(getattr(self.default, name))
+                for layer in (self.by_channel.get(channel, {}), self.by_category.get(category, {})):
+                    merged.update(layer.get(name, {}))
+                overrides[name] = merged
         if not overrides:
             return self.default
         return ReturnPolicy.model_validate({**self.default.model_dump(), **overrides})

@@ -18,8 +18,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, mod
 from domain.currencies import minor_units, quantum
 from domain.errors import InvalidValue
 
-_CENT = Decimal("0.01")
-
 
 class Value(BaseModel):
     """Immutable value object: equal by value, safe to share between aggregates."""

@@ -236,6 +236,8 @@ def test_a_book_can_state_thresholds_per_currency() -> None:
     rma = requested_return(order, wants())
     decide(rma, order, book=book)
     assert "above the review threshold 10000 JPY" in last(rma).reason
+    web = book.policy_for("general", Channel.WEB)
+    assert web.review_threshold_in("USD") == Money.of("1100", "USD")  # the rest stays
 
 
 def _authorized(order: Order) -> tuple[UUID, list[ReturnEvent]]:
