@@ -12,10 +12,17 @@ of tightening allowed refuses values that could never be stored or projected cor
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from adapters.driven.kafka.topics import ORDERS, POS_RETURNS, PSP_REFUNDS, WMS_RECEIPTS
 from adapters.validation import (
@@ -27,6 +34,7 @@ from adapters.validation import (
     StockQuantity,
     Text,
 )
+from domain.currencies import MINOR_UNITS
 from domain.values import (
     Channel,
     Condition,
@@ -52,6 +60,20 @@ class Amount(Contract):
 
     def decimal(self) -> Decimal:
         return Decimal(self.amount)
+
+    @model_validator(mode="after")
+    def _in_minor_units(self) -> Self:
+        # Refused at the edge, as invalid_data naming the currency, rather than rounded:
+        # 12.345 is a KWD amount but not a EUR one, and a yen has no decimals.
+        if self.currency not in MINOR_UNITS:
+            raise ValueError(f"unknown currency {self.currency!r}: not an ISO 4217 code")
+        exponent = MINOR_UNITS[self.currency]
+        if Decimal(self.amount) != Decimal(self.amount).quantize(Decimal(1).scaleb(-exponent)):
+            raise ValueError(
+                f"{self.amount} {self.currency} has more decimals than {self.currency} "
+                f"allows ({exponent})"
+            )
+        return self
 
 
 class CloudEvent(Contract):

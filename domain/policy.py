@@ -27,6 +27,31 @@ from domain.values import (
     largest_remainder,
 )
 
+# Per-currency defaults, near 1000 EUR for review and 15 EUR for keep-the-item, rounded
+# to figures a shop would state; amounts in each currency's minor units.
+_REVIEW_THRESHOLDS: dict[str, Decimal] = {
+    code: Decimal(limit)
+    for code, limit in {
+        "USD": "1100", "GBP": "850", "CHF": "950", "SEK": "11500", "NOK": "12000",
+        "DKK": "7500", "PLN": "4300", "CZK": "25000", "HUF": "400000", "RON": "5000",
+        "CAD": "1600", "AUD": "1750", "NZD": "1950", "JPY": "170000", "KRW": "1600000",
+        "CNY": "8000", "HKD": "8500", "SGD": "1450", "INR": "95000", "AED": "4000",
+        "SAR": "4100", "KWD": "330", "BHD": "410", "OMR": "420", "JOD": "780",
+        "TND": "3400", "BRL": "6500", "MXN": "20000", "ZAR": "20000", "TRY": "45000",
+    }.items()
+}  # fmt: skip
+_KEEP_ITEM_THRESHOLDS: dict[str, Decimal] = {
+    code: Decimal(limit)
+    for code, limit in {
+        "USD": "16.50", "GBP": "12.75", "CHF": "14.25", "SEK": "170", "NOK": "180",
+        "DKK": "110", "PLN": "65", "CZK": "375", "HUF": "6000", "RON": "75",
+        "CAD": "24", "AUD": "26", "NZD": "29", "JPY": "2500", "KRW": "24000",
+        "CNY": "120", "HKD": "125", "SGD": "21.75", "INR": "1400", "AED": "60",
+        "SAR": "61.50", "KWD": "4.950", "BHD": "6.150", "OMR": "6.300", "JOD": "11.700",
+        "TND": "51", "BRL": "97.50", "MXN": "300", "ZAR": "300", "TRY": "675",
+    }.items()
+}  # fmt: skip
+
 
 class ReturnPolicy(Value):
     window_days: int = Field(default=30, ge=0)
@@ -56,6 +81,31 @@ class ReturnPolicy(Value):
         }
     )
 
+    # ``review_threshold`` and ``keep_item_threshold`` above are in EUR; these give them for
+    # other currencies (roughly the same value). A currency listed in neither has no
+    # automatic keep-the-item and every return in it is held for review: we cannot judge
+    # what an amount is worth there, so a person does.
+    review_thresholds: Mapping[str, Decimal] = Field(
+        default_factory=lambda: dict(_REVIEW_THRESHOLDS)
+    )
+    keep_item_thresholds: Mapping[str, Decimal] = Field(
+        default_factory=lambda: dict(_KEEP_ITEM_THRESHOLDS)
+    )
+
+    def review_threshold_in(self, currency: str) -> Money | None:
+        """Refunds above this are held for review; None: no threshold for the currency."""
+        if currency == "EUR":
+            return Money.of(self.review_threshold, currency)
+        limit = self.review_thresholds.get(currency)
+        return None if limit is None else Money.of(limit, currency)
+
+    def keep_item_threshold_in(self, currency: str) -> Money | None:
+        """Lines worth less than this may be kept; None: never, in this currency."""
+        if currency == "EUR":
+            return Money.of(self.keep_item_threshold, currency)
+        limit = self.keep_item_thresholds.get(currency)
+        return None if limit is None else Money.of(limit, currency)
+
     def terms(self, warranty_months: int | None, returnable: bool) -> ReturnPolicyTerms:
         return ReturnPolicyTerms(
             window_days=self.window_days,
@@ -80,6 +130,14 @@ class PolicyBook(Value):
         overrides: dict[str, Any] = {}
         overrides.update(self.by_channel.get(channel, {}))
         overrides.update(self.by_category.get(category, {}))
+        for name in ("review_thresholds", "keep_item_thresholds"):
+            # Per-currency tables merge (default, then channel, then category): stating the
+            # yen threshold for a channel keeps every other currency's.
+            if name in overrides:
+                merged = dict(getattr(self.default, name))
+                for layer in (self.by_channel.get(channel, {}), self.by_category.get(category, {})):
+                    merged.update(layer.get(name, {}))
+                overrides[name] = merged
         if not overrides:
             return self.default
         return ReturnPolicy.model_validate({**self.default.model_dump(), **overrides})
@@ -176,15 +234,24 @@ def allocate_proportionally(
         raise ValueError(f"refund {amount} exceeds remaining capacity {total_capacity}")
     if amount.is_zero or not open_capacities:
         return ()
-    cents = int((amount.amount * 100).to_integral_value())
+    # In the currency's minor units (yen, cents, fils), so the parts are exact amounts.
+    units = amount.minor
     floors = largest_remainder(
-        cents,
+        units,
         [cap.amount for _, _, cap in open_capacities],
-        [int(cap.amount * 100) for _, _, cap in open_capacities],
+        [cap.minor for _, _, cap in open_capacities],
     )
     allocations = []
     for (pid, method, cap), share in zip(open_capacities, floors, strict=True):
         if share:
-            part = Money(amount=Decimal(share) / 100, currency=cap.currency)
+            part = Money.of_minor(share, cap.currency)
             allocations.append(RefundAllocation(payment_id=pid, method=method, amount=part))
     return tuple(allocations)
+
+
+def keep_item_limit_text(policy: ReturnPolicy, currency: str) -> str:
+    """The keep-the-item rule for ``currency`` in words, for refusals."""
+    limit = policy.keep_item_threshold_in(currency)
+    if limit is None:
+        return f"no keep-the-item in {currency}"
+    return f"keep-the-item is for lines worth less than {limit}"

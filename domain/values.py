@@ -13,11 +13,10 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, model_validator
 
+from domain.currencies import minor_units, quantum
 from domain.errors import InvalidValue
-
-_CENT = Decimal("0.01")
 
 
 class Value(BaseModel):
@@ -42,14 +41,54 @@ class Money(Value):
     def _finite_cents(cls, value: Decimal) -> Decimal:
         if not value.is_finite():
             raise ValueError("amount must be finite")
-        return value.quantize(_CENT, rounding=ROUND_HALF_EVEN)
+        return value
 
     @field_validator("currency")
     @classmethod
     def _iso_currency(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Z]{3}", value):
             raise ValueError(f"currency must be an ISO 4217 code, got {value!r}")
+        try:
+            minor_units(value)
+        except InvalidValue as error:
+            raise ValueError(str(error)) from None
         return value
+
+    @model_validator(mode="after")
+    def _in_minor_units(self) -> Self:
+        # Refused, never rounded: an amount finer than the currency's minor unit is a
+        # mistake upstream (12.345 KWD is fine, 12.345 EUR and 0.5 JPY are not). Trailing
+        # zeros are not precision: 29800.00 JPY is 29800 JPY, as stored before.
+        exponent = minor_units(self.currency)
+        try:
+            exact = self.amount.quantize(quantum(self.currency))
+        except InvalidOperation:
+            raise ValueError(f"amount {self.amount} is too large") from None
+        if exact != self.amount:
+            raise ValueError(
+                f"{self.amount} {self.currency} has more decimals than {self.currency} "
+                f"allows ({exponent})"
+            )
+        object.__setattr__(self, "amount", exact)
+        return self
+
+    @classmethod
+    def rounded(cls, amount: Decimal, currency: str) -> Money:
+        """A derived amount (a rate applied, a share) rounded half-even to the currency's
+        minor unit: the one place money is rounded, and only for computed amounts."""
+        return cls(
+            amount=amount.quantize(quantum(currency), rounding=ROUND_HALF_EVEN),
+            currency=currency,
+        )
+
+    @property
+    def minor(self) -> int:
+        """The amount in minor units (cents, yen, fils): an integer, exact."""
+        return int(self.amount.scaleb(minor_units(self.currency)))
+
+    @classmethod
+    def of_minor(cls, units: int, currency: str) -> Money:
+        return cls(amount=Decimal(units).scaleb(-minor_units(currency)), currency=currency)
 
     @classmethod
     def of(cls, amount: str | int | Decimal, currency: str) -> Money:
@@ -77,7 +116,9 @@ class Money(Value):
         return Money(amount=self.amount - other.amount, currency=self.currency)
 
     def times(self, factor: int | Decimal) -> Money:
-        return Money(amount=self.amount * Decimal(factor), currency=self.currency)
+        """Quantity times price is exact; a rate (a fee, a partial refund) gives a derived
+        amount, rounded half-even to the currency's minor unit."""
+        return Money.rounded(self.amount * Decimal(factor), self.currency)
 
     def __lt__(self, other: Money) -> bool:
         self._same_currency(other)

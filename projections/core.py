@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import orjson
 
+from domain.currencies import MINOR_UNITS
 from domain.values import largest_remainder
 from projections.schema import Table, state_table
 
@@ -105,21 +106,32 @@ def money(value: Mapping[str, Any] | None) -> Decimal:
     """The amount of a wire Money (``{"amount": "19.90", "currency": "EUR"}``)."""
     if not value:
         return Decimal("0.00")
-    return Decimal(str(value["amount"])).quantize(CENT)
+    amount = Decimal(str(value["amount"]))
+    exponent = MINOR_UNITS.get(str(value.get("currency", "")))
+    # The domain refuses amounts finer than their currency, so this only gives a stored
+    # amount its currency's scale (19.9 -> 19.90 EUR, 29800.00 -> 29800 JPY); it never
+    # cuts 12.345 KWD to cents. A code outside the table keeps the scale it came with.
+    return amount if exponent is None else amount.quantize(Decimal(1).scaleb(-exponent))
 
 
-def split_pro_rata(total: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:
-    """``total`` split over ``weights`` to the cent, parts adding up exactly (largest
-    remainder); equal parts when every weight is zero."""
+def split_pro_rata(
+    total: Decimal, weights: Sequence[Decimal], currency: str | None = None
+) -> list[Decimal]:
+    """``total`` split over ``weights`` to the cent (to the currency's minor unit when
+    given: yen, fils), parts adding up exactly (largest remainder); equal parts when every
+    weight is zero."""
     if not weights:
         return []
-    cents = int((total / CENT).to_integral_value())
+    step = CENT
+    if currency is not None and currency in MINOR_UNITS:
+        step = Decimal(1).scaleb(-MINOR_UNITS[currency])
+    cents = int((total / step).to_integral_value())
     sign = -1 if cents < 0 else 1
     basis = [max(w, Decimal(0)) for w in weights]
     if not any(basis):
         basis = [Decimal(1)] * len(weights)
     floors = largest_remainder(abs(cents), basis)
-    return [Decimal(sign * f) * CENT for f in floors]
+    return [Decimal(sign * f) * step for f in floors]
 
 
 # ---------------------------------------------------------------- changes

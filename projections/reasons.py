@@ -270,7 +270,8 @@ class ReturnReasons(Reducer):
         numbers = sorted(lines, key=int)
         weights = [Decimal(lines[n]["price"]) * lines[n]["quantity"] for n in numbers]
         fees = state.get("fees", {})
-        for line_no, part in zip(numbers, split_pro_rata(total, weights), strict=True):
+        parts = split_pro_rata(total, weights, state.get("currency"))
+        for line_no, part in zip(numbers, parts, strict=True):
             line = lines[line_no]
             deltas: dict[str, Decimal] = {"refunded": part}
             if fee_kept and Decimal(fees.get(line_no, "0")):

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-MONEY = "numeric(18,2)"
+# Unconstrained: each amount keeps its currency's scale (19.90 EUR, 12.345 KWD, 29800 JPY);
+# numeric(18,2) cut fils to cents.
+MONEY = "numeric"
 COUNT = "bigint"
 
 

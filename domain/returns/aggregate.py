@@ -146,15 +146,15 @@ class Return(Settlement):
         shipping = shipping_refund_for(order, tuple(self.state.lines.values()))
         expected = max_zero(self.lines_value() - fee + shipping)
         policy = self.policy(book)
-        if expected.amount > policy.review_threshold:
-            self._trigger(
-                ReturnHeldForReview,
-                cause,
-                at,
-                reason=f"expected refund {expected} is above the review threshold "
-                f"{policy.review_threshold} {self.state.currency}",
-                decisions=decisions,
+        limit = policy.review_threshold_in(self.state.currency)
+        if limit is None or expected > limit:
+            reason = (
+                f"no review threshold is set for {self.state.currency}: every return in it "
+                f"is reviewed (expected refund {expected})"
+                if limit is None
+                else f"expected refund {expected} is above the review threshold {limit}"
             )
+            self._trigger(ReturnHeldForReview, cause, at, reason=reason, decisions=decisions)
             return
         self._authorize(
             decisions,
@@ -212,8 +212,11 @@ class Return(Settlement):
         cause: Cause,
     ) -> None:
         policy = self.policy(book)
-        keep_eligible = self.lines_value().amount < policy.keep_item_threshold and all(
-            line.reason is not ReasonCode.WRONG_ITEM for line in self.state.lines.values()
+        keep_limit = policy.keep_item_threshold_in(self.state.currency)
+        keep_eligible = (
+            keep_limit is not None
+            and self.lines_value() < keep_limit
+            and all(line.reason is not ReasonCode.WRONG_ITEM for line in self.state.lines.values())
         )
         self._trigger(
             ReturnAuthorized,

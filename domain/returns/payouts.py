@@ -220,9 +220,7 @@ class Payouts(Aggregate[ReturnEvent]):
             total = total + line.unit_price.times(quantity).times(rate)
             if decision is not None and not decision.restocking_fee.is_zero:
                 per_unit = decision.restocking_fee.amount / line.quantity
-                fee_charged = fee_charged + Money(
-                    amount=per_unit * quantity, currency=self.state.currency
-                )
+                fee_charged = fee_charged + Money.rounded(per_unit * quantity, self.state.currency)
         return max_zero(total - fee_charged)
 
     def inspected_quantity(self, line_no: int) -> int:

@@ -26,7 +26,7 @@ from domain.events import (
     ReturnResolutionChanged,
     StoreCreditIssued,
 )
-from domain.policy import PolicyBook
+from domain.policy import PolicyBook, keep_item_limit_text
 from domain.returns.payouts import Payouts, max_zero
 from domain.returns.state import (
     ENDED,
@@ -212,7 +212,8 @@ class Settlement(Payouts):
         if not self.state.keep_item_eligible:
             raise PolicyViolation(
                 "keep_item_not_eligible",
-                f"return {self.state.rma_number} is worth too much to let the customer keep it",
+                f"return {self.state.rma_number} is worth too much to let the customer keep it"
+                f" ({keep_item_limit_text(self.policy(book), self.state.currency)})",
             )
         rate = self.policy(book).keep_item_refund_rate
         offer = self.lines_value().times(rate)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import orjson
 import pytest
 
@@ -216,3 +218,33 @@ def test_an_envelope_with_such_values_is_an_invalid_envelope(fields: dict[str, s
 def test_moments_from_2000_to_a_day_ahead_are_accepted_with_or_without_an_offset() -> None:
     for moment in ("2000-01-01T00:00:00Z", "2026-03-01T10:00:00+05:00", "2026-03-01T10:00:00"):
         parse_inbound("oms.orders.v1", event("order.cancelled", {"order_id": "W-1"}, time=moment))
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [
+        ({"amount": "0.005", "currency": "EUR"}, "0.005 EUR has more decimals than EUR allows (2)"),
+        ({"amount": "4.5", "currency": "JPY"}, "4.5 JPY has more decimals than JPY allows (0)"),
+        ({"amount": "1.00", "currency": "XYZ"}, "unknown currency 'XYZ'"),
+    ],
+)
+def test_an_amount_finer_than_its_currency_is_invalid_data_saying_so(
+    amount: dict[str, str], reason: str
+) -> None:
+    with pytest.raises(ContractError) as refused:
+        parse_inbound("oms.orders.v1", envelope("order.placed", {**PLACED, "shipping": amount}))
+    assert refused.value.code == "invalid_data"
+    assert reason in refused.value.reason
+
+
+def test_three_decimals_are_a_valid_dinar_amount() -> None:
+    kwd = {"amount": "12.345", "currency": "KWD"}
+    data = {
+        **PLACED,
+        "lines": [{**PLACED["lines"][0], "unit_price": kwd}],  # type: ignore[index]
+        "payments": [{"payment_id": "p", "method": "card", "amount": kwd}],
+        "shipping": {"amount": "0", "currency": "KWD"},
+    }
+    message = parse_inbound("oms.orders.v1", envelope("order.placed", data))
+    assert isinstance(message.data, OrderPlacedData)
+    assert message.data.lines[0].unit_price.decimal() == Decimal("12.345")

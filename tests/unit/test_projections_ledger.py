@@ -311,3 +311,44 @@ def test_folding_a_batch_in_place_equals_reducing_it_event_by_event(
     script: list[tuple[int, tuple[Any, ...]]],
 ) -> None:
     assert_folds_like_reduce(RefundLedger(), story_of(script).events)
+
+
+def test_a_dinar_refund_keeps_its_fils_and_a_replay_with_duplicates_gives_the_same_ledger() -> None:
+    def kwd(value: str) -> dict[str, str]:
+        return {"amount": value, "currency": "KWD"}
+
+    story = Story()
+    story.add(
+        RefundRequested,
+        RMA,
+        refund_id="RF-K",
+        amount=kwd("13.595"),
+        restocking_fee=kwd("0.125"),
+        shipping_refund=kwd("1.250"),
+        allocations=(
+            {"payment_id": "P-card", "method": "card", "amount": kwd("9.063")},
+            {"payment_id": "P-paypal", "method": "paypal", "amount": kwd("4.532")},
+        ),
+        keep_item=False,
+    )
+    story.add(
+        RefundSettled, RMA, refund_id="RF-K", provider_reference="psp-k", amount=kwd("13.595")
+    )
+    live = InMemoryReadModel(RefundLedger())
+    live.apply(story.events)
+    assert lines_of(live, "RF-K")[:4] == [
+        ("requested", "returns_expense", "13.720", "0"),
+        ("requested", "refunds_payable:card", "0", "9.063"),
+        ("requested", "refunds_payable:paypal", "0", "4.532"),
+        ("requested", "restocking_fee_income", "0", "0.125"),
+    ]
+    row = refund_row(live, "RF-K")
+    assert (row["currency"], row["requested"], row["settled"]) == (
+        "KWD",
+        Decimal("13.595"),
+        Decimal("13.595"),
+    )
+    replayed = InMemoryReadModel(RefundLedger())
+    replayed.apply(story.events)
+    replayed.apply(story.events)  # redelivered: changes nothing twice
+    assert replayed.tables == live.tables

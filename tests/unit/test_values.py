@@ -12,11 +12,11 @@ from tests.unit.builders import eur, usd
 
 
 # ---------------------------------------------------------------- Money
-def test_money_is_kept_in_cents_rounding_half_to_even() -> None:
+def test_money_is_kept_in_cents_and_a_sub_cent_amount_is_refused_not_rounded() -> None:
     assert eur("19.9").amount == Decimal("19.90")
-    assert eur("0.125").amount == Decimal("0.12")
-    assert eur("0.135").amount == Decimal("0.14")
     assert eur(7).amount == Decimal("7.00")
+    with pytest.raises(InvalidValue, match="more decimals than EUR allows"):
+        eur("0.125")
 
 
 def test_money_adds_exactly_where_floats_would_not() -> None:

@@ -46,7 +46,7 @@ class ReducerFailed(Exception):
 
 POISON: tuple[type[Exception], ...] = (
     # What one event can cause whatever the moment: a value PostgreSQL refuses (NUL in
-    # text, an integer beyond bigint, a date out of range, an amount beyond numeric(18,2)),
+    # text, an integer beyond bigint, a date out of range, an amount beyond numeric's range),
     # a row it cannot index, or a reducer that raised. Retrying the batch would fail the
     # same way for ever; the event is found and skipped alone (``_apply_isolating``).
     errors.DataError,
