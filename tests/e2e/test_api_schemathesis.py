@@ -11,9 +11,11 @@ here, 10 examples per operation); ``SCHEMATHESIS_EXAMPLES`` raises them for a lo
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import schemathesis
@@ -43,6 +45,30 @@ SETTINGS = settings(
 )
 
 schema = schemathesis.openapi.from_path(DOCUMENT)
+
+
+def takes_money(document: dict[str, Any], method: str, path: str) -> bool:
+    """Whether the operation's body holds an ``Amount``, at any depth."""
+    schemas = document["components"]["schemas"]
+    body = document["paths"][path][method.lower()].get("requestBody", {})
+    seen: set[str] = set()
+    todo: list[Any] = [body]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            name = str(node.get("$ref", "")).rsplit("/", 1)[-1]
+            if name == "Amount":
+                return True
+            if name and name not in seen:
+                seen.add(name)
+                todo.append(schemas[name])
+            todo.extend(v for k, v in node.items() if k != "$ref")
+        elif isinstance(node, list):
+            todo.extend(node)
+    return False
+
+
+OPENAPI = json.loads(DOCUMENT.read_text())
 # What the portal reaches with an RMA or an order of its own.
 portal_schema = schema.include(path_regex=r"^/v1/(returns/\{ref\}|orders/\{order_number\})")
 
@@ -66,6 +92,12 @@ def test_the_api_honours_its_openapi_document(case: schemathesis.Case, base_url:
     if case.operation.path == "/v1/returns" and case.operation.method.upper() == "GET":
         # The search's 422 `invalid_filter` answers what OpenAPI parameters cannot say: a
         # period whose start is after its end, an unknown status, a blank filter.
+        excluded.append(positive_data_acceptance)
+    if takes_money(OPENAPI, case.operation.method, case.operation.path):
+        # Whether "12.345" is a valid amount depends on its currency's minor units (JPY 0,
+        # EUR 2, KWD 3) and the currency must be a real ISO 4217 code: neither can be tied
+        # in the schema, so the documented 422 answers schema-valid amounts the currency
+        # refuses (tests/e2e/test_currencies.py tests those refusals).
         excluded.append(positive_data_acceptance)
     case.call_and_validate(
         base_url=base_url,
