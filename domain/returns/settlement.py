@@ -194,6 +194,21 @@ class Settlement(Payouts):
             return False
         if refund.status == "settled":
             raise InvalidTransition(f"refund {refund_id} already settled")
+        if refund.settled_by_payment:
+            # Part of it was paid back: failing it would release (and a retry pay again)
+            # that part too. Kept for finance; the refund stays pending.
+            declined = f"declined after part of it was settled: {reason}"
+            if all(d.reason != declined for d in refund.discrepancies):
+                self._trigger(
+                    RefundDiscrepancy,
+                    cause,
+                    at,
+                    refund_id=refund_id,
+                    provider_reference="",
+                    amount=Money.zero(refund.amount.currency),
+                    reason=declined,
+                )
+            return False
         self._trigger(RefundFailed, cause, at, refund_id=refund_id, reason=reason)
         return True
 

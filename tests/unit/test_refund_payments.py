@@ -165,3 +165,17 @@ def test_what_is_settled_per_payment_never_exceeds_its_share(cents: list[int]) -
         assert paid.amount <= shares[payment_id].amount
     fully = refund.settled_by_payment == shares
     assert (refund.status == "settled") is fully
+
+
+def test_a_refund_declined_after_a_payment_was_settled_stays_pending_as_a_discrepancy() -> None:
+    rma = split_refund()
+    settle(rma, "PAY-CARD", "25.00")
+    rma.collect_events()
+    assert rma.fail_refund("RF-1", "issuer said no", day(19), CAUSE) is False
+    assert types(rma) == (RefundDiscrepancy,)
+    assert "declined after part of it was settled" in rma.pending_events[0].reason
+    assert rma.state.refunds["RF-1"].status == "requested"
+    assert rma.state.status is ReturnStatus.REFUND_PENDING
+    rma.collect_events()
+    assert rma.fail_refund("RF-1", "issuer said no", day(20), CAUSE) is False
+    assert rma.pending_events == []
