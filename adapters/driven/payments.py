@@ -60,19 +60,23 @@ class RefundInstruction:
             currency=amount["currency"],
             methods=tuple(a["method"] for a in allocations),
             payments=payment_shares(
-                (a.get("payment_id"), a["method"], a["amount"]["amount"]) for a in allocations
+                (a.get("payment_id"), a["method"], (a.get("amount") or {}).get("amount"))
+                for a in allocations
             ),
         )
 
 
-def payment_shares(allocations: Iterable[tuple[str | None, str, str]]) -> tuple[PaymentShare, ...]:
-    """The shares per payment, or none if any share lacks a payment id (settled as a whole)."""
-    shares = tuple(allocations)
-    if any(payment_id is None for payment_id, _, _ in shares):
-        return ()
-    return tuple(
-        PaymentShare(str(payment_id), method, amount) for payment_id, method, amount in shares
-    )
+def payment_shares(
+    allocations: Iterable[tuple[str | None, str, str | None]],
+) -> tuple[PaymentShare, ...]:
+    """The shares per payment, or none if any share lacks a payment id or an amount: the
+    provider then settles the refund as a whole, as before payments were named."""
+    shares: list[PaymentShare] = []
+    for payment_id, method, amount in allocations:
+        if payment_id is None or amount is None:
+            return ()
+        shares.append(PaymentShare(payment_id, method, amount))
+    return tuple(shares)
 
 
 class PaymentProvider(Protocol):
