@@ -89,6 +89,9 @@ class SandboxPaymentProvider:
     Failures are deterministic per refund id (a hash below ``failure_percent``), plus any
     card refund above ``card_limit``, so tests and the demo can count on them.
 
+    An instruction naming its payments is settled one ``refund.settled`` per payment
+    (with ``payment_id``); one without, as a whole. A decline is for the whole refund.
+
     Like a real provider it deduplicates by refund id: one payout per refund, however
     often it is instructed. A repeated instruction while the first is being settled adds
     nothing; after it, the same settlement message is published again (same CloudEvent id,
