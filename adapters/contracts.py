@@ -270,6 +270,9 @@ class RefundSettledData(Contract):
     refund_id: Text
     provider_reference: Text
     amount: Amount
+    # A provider settling payment by payment names the payment; without it the message
+    # settles the whole refund at once.
+    payment_id: Text | None = None
 
 
 class RefundFailedData(Contract):

@@ -175,6 +175,8 @@ class SettleRefund(Command):
     refund_id: str
     provider_reference: str
     amount: Money
+    payment_id: str | None = None
+    """The one payment of the refund this settles; none: the whole refund at once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -331,6 +331,28 @@ class RefundFailed(ReturnEvent, type_name="rma.refund_failed"):
     reason: str
 
 
+class RefundPaymentSettled(ReturnEvent, type_name="rma.refund_payment_settled"):
+    """The provider paid back (part of) one payment of a refund. The refund itself is
+    settled (``rma.refund_settled``) once every payment has been paid back in full."""
+
+    refund_id: str
+    payment_id: str
+    provider_reference: str
+    amount: Money
+
+
+class RefundDiscrepancy(ReturnEvent, type_name="rma.refund_discrepancy"):
+    """A settlement that disagrees with the refund instruction (more than is outstanding,
+    another currency, a payment the refund does not name, a refund that failed): kept for
+    finance to reconcile, and nothing else changes."""
+
+    refund_id: str
+    payment_id: str | None = None
+    provider_reference: str
+    amount: Money
+    reason: str
+
+
 class StoreCreditIssued(ReturnEvent, type_name="rma.store_credit_issued"):
     credit_id: str
     amount: Money

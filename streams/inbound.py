@@ -183,6 +183,7 @@ def to_command(message: Inbound) -> Command:
                 refund_id=data.refund_id,
                 provider_reference=data.provider_reference,
                 amount=money(data.amount),
+                payment_id=data.payment_id,
             )
         case RefundFailedData():
             return FailRefund(data.refund_id, data.reason)

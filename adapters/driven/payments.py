@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,21 +32,51 @@ Publish = Callable[[str, bytes, bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class PaymentShare:
+    """The part of a refund that goes back to one payment of the order."""
+
+    payment_id: str
+    method: str
+    amount: str
+
+
+@dataclass(frozen=True)
 class RefundInstruction:
     refund_id: str
     amount: str
     currency: str
     methods: tuple[str, ...]
+    payments: tuple[PaymentShare, ...] = ()
+    """Each payment's id and share; empty for refunds allocated before payments had ids,
+    which the provider settles as a whole."""
 
     @classmethod
     def from_event(cls, data: dict[str, Any]) -> RefundInstruction:
         amount = data["amount"]
+        allocations = data.get("allocations", [])
         return cls(
             refund_id=data["refund_id"],
             amount=amount["amount"],
             currency=amount["currency"],
-            methods=tuple(a["method"] for a in data.get("allocations", [])),
+            methods=tuple(a["method"] for a in allocations),
+            payments=payment_shares(
+                (a.get("payment_id"), a["method"], (a.get("amount") or {}).get("amount"))
+                for a in allocations
+            ),
         )
+
+
+def payment_shares(
+    allocations: Iterable[tuple[str | None, str, str | None]],
+) -> tuple[PaymentShare, ...]:
+    """The shares per payment, or none if any share lacks a payment id or an amount: the
+    provider then settles the refund as a whole, as before payments were named."""
+    shares: list[PaymentShare] = []
+    for payment_id, method, amount in allocations:
+        if payment_id is None or amount is None:
+            return ()
+        shares.append(PaymentShare(payment_id, method, amount))
+    return tuple(shares)
 
 
 class PaymentProvider(Protocol):
@@ -58,6 +88,9 @@ class SandboxPaymentProvider:
 
     Failures are deterministic per refund id (a hash below ``failure_percent``), plus any
     card refund above ``card_limit``, so tests and the demo can count on them.
+
+    An instruction naming its payments is settled one ``refund.settled`` per payment
+    (with ``payment_id``); one without, as a whole. A decline is for the whole refund.
 
     Like a real provider it deduplicates by refund id: one payout per refund, however
     often it is instructed. A repeated instruction while the first is being settled adds
@@ -80,7 +113,7 @@ class SandboxPaymentProvider:
         self.card_limit = card_limit
         self.payouts: dict[str, int] = {}
         """Payouts made per refund id: never more than one (tests read it)."""
-        self._settlements: dict[str, bytes] = {}
+        self._settlements: dict[str, tuple[bytes, ...]] = {}
         self._settling: set[str] = set()
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -107,35 +140,50 @@ class SandboxPaymentProvider:
     async def _settle_later(self, refund: RefundInstruction) -> None:
         await asyncio.sleep(self.delay_s)
         reason = self.fails(refund)
-        if reason is None:
+        messages: list[tuple[str, str, dict[str, Any]]] = []
+        data: dict[str, Any]
+        if reason is not None:
+            data = {"refund_id": refund.refund_id, "reason": reason}
+            messages.append(("", "refund.failed", data))
+        elif refund.payments:
+            # One payout per payment, as a provider pays a card and a PayPal account apart.
             self.payouts[refund.refund_id] = self.payouts.get(refund.refund_id, 0) + 1
-            event_type, data = (
-                "refund.settled",
-                {
+            for share in refund.payments:
+                data = {
                     "refund_id": refund.refund_id,
-                    "provider_reference": "SBX-"
-                    + hashlib.sha256(refund.refund_id.encode()).hexdigest()[:12].upper(),
-                    "amount": {"amount": refund.amount, "currency": refund.currency},
-                },
-            )
+                    "payment_id": share.payment_id,
+                    "provider_reference": _reference(f"{refund.refund_id}:{share.payment_id}"),
+                    "amount": {"amount": share.amount, "currency": refund.currency},
+                }
+                messages.append((f":{share.payment_id}", "refund.settled", data))
         else:
-            event_type, data = "refund.failed", {"refund_id": refund.refund_id, "reason": reason}
-        # The id derives from the refund: a repeated instruction republishes the same
-        # settlement, which the inbound side deduplicates.
-        value = envelope_bytes(
-            event_id=f"sandbox:{refund.refund_id}",
-            source="psp/sandbox",
-            event_type=event_type,
-            time=datetime.now(UTC).isoformat(),
-            subject=refund.refund_id,
-            data=data,
+            self.payouts[refund.refund_id] = self.payouts.get(refund.refund_id, 0) + 1
+            data = {
+                "refund_id": refund.refund_id,
+                "provider_reference": _reference(refund.refund_id),
+                "amount": {"amount": refund.amount, "currency": refund.currency},
+            }
+            messages.append(("", "refund.settled", data))
+        # The id derives from the refund (and payment): a repeated instruction republishes
+        # the same settlement, which the inbound side deduplicates.
+        values = tuple(
+            envelope_bytes(
+                event_id=f"sandbox:{refund.refund_id}{suffix}",
+                source="psp/sandbox",
+                event_type=event_type,
+                time=datetime.now(UTC).isoformat(),
+                subject=refund.refund_id,
+                data=data,
+            )
+            for suffix, event_type, data in messages
         )
-        self._settlements[refund.refund_id] = value
-        await self._announce(refund, value)
+        self._settlements[refund.refund_id] = values
+        await self._announce(refund, values)
 
-    async def _announce(self, refund: RefundInstruction, value: bytes) -> None:
+    async def _announce(self, refund: RefundInstruction, values: tuple[bytes, ...]) -> None:
         try:
-            await self.publish(PSP_REFUNDS, refund.refund_id.encode(), value)
+            for value in values:
+                await self.publish(PSP_REFUNDS, refund.refund_id.encode(), value)
         except Exception:
             # Kept in _settlements: the dispatcher re-sends the pending refund, and that
             # publishes this same settlement again.
@@ -237,6 +285,10 @@ class RecoveringKafkaPublish:
             producer, self._producer = self._producer, None
         if producer is not None:
             producer.close(timeout=5)
+
+
+def _reference(key: str) -> str:
+    return "SBX-" + hashlib.sha256(key.encode()).hexdigest()[:12].upper()
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -30,7 +30,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL
 
 from adapters.driven.eventstore import OmsRecorder
-from adapters.driven.payments import RefundInstruction
+from adapters.driven.payments import RefundInstruction, payment_shares
 from domain.application import ReturnsService
 from domain.errors import NotFound
 
@@ -187,6 +187,9 @@ class RefundDispatches:
             amount=str(refund.amount.amount),
             currency=refund.amount.currency,
             methods=tuple(a.method.value for a in refund.allocations),
+            payments=payment_shares(
+                (a.payment_id, a.method.value, str(a.amount.amount)) for a in refund.allocations
+            ),
         )
 
 

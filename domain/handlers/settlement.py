@@ -149,16 +149,32 @@ def exchange(s: Scope, rma: Return, order: Order) -> Outcome:
 
 def settle_refund(c: SettleRefund, s: Scope) -> Outcome:
     rma = s.return_of_refund(c.refund_id)
+    if c.payment_id is not None:
+        return settle_refund_payment(c, c.payment_id, rma, s)
     rma.settle_refund(c.refund_id, c.provider_reference, c.amount, s.at, s.cause)
     # The part of the refund going back to a store-credit payment returns to the balance,
     # once settled (a failed refund is paid again under another id).
+    credit_settled_store_credit(rma, c.refund_id, s)
+    return outcome_of(rma, refund_id=c.refund_id, amount=c.amount)
+
+
+def credit_settled_store_credit(rma: Return, refund_id: str, s: Scope) -> None:
     to_credit = Money.zero(rma.state.currency)
-    for allocation in rma.refund(c.refund_id).allocations:
+    for allocation in rma.refund(refund_id).allocations:
         if allocation.method is PaymentMethod.STORE_CREDIT and allocation.payment_id is not None:
             to_credit = to_credit + allocation.amount
     if not to_credit.is_zero:
         customer_id = s.order_of(rma).state.customer_id
-        s.store_credit(customer_id).credit(to_credit, c.refund_id, "refund", s.at, s.cause)
+        s.store_credit(customer_id).credit(to_credit, refund_id, "refund", s.at, s.cause)
+
+
+def settle_refund_payment(c: SettleRefund, payment_id: str, rma: Return, s: Scope) -> Outcome:
+    """The provider settles payment by payment: the refund is settled (and its store-credit
+    part credited) only with the last one."""
+    if rma.settle_refund_payment(
+        c.refund_id, payment_id, c.provider_reference, c.amount, s.at, s.cause
+    ):
+        credit_settled_store_credit(rma, c.refund_id, s)
     return outcome_of(rma, refund_id=c.refund_id, amount=c.amount)
 
 

@@ -20,7 +20,9 @@ from domain.events import (
     KeepItemOffered,
     OrderLine,
     RefundAllocation,
+    RefundDiscrepancy,
     RefundFailed,
+    RefundPaymentSettled,
     RefundRequested,
     RefundSettled,
     ReturnResolutionChanged,
@@ -83,6 +85,18 @@ class Settlement(Payouts):
         self, refund_id: str, provider_reference: str, amount: Money, at: datetime, cause: Cause
     ) -> None:
         refund = self.refund(refund_id)
+        if refund.status == "settled" and amount != refund.amount:
+            # Not a repeat but another claim on a refund already paid: kept, not dropped.
+            self._trigger(
+                RefundDiscrepancy,
+                cause,
+                at,
+                refund_id=refund_id,
+                provider_reference=provider_reference,
+                amount=amount,
+                reason=f"settled {amount} after the refund of {refund.amount} was settled",
+            )
+            return
         if refund.status == "settled":
             return  # the provider told us twice
         if refund.status == "failed":
@@ -99,6 +113,80 @@ class Settlement(Payouts):
         )
         self._close_if_done("refunded", at, cause)
 
+    def settle_refund_payment(
+        self,
+        refund_id: str,
+        payment_id: str,
+        provider_reference: str,
+        amount: Money,
+        at: datetime,
+        cause: Cause,
+    ) -> bool:
+        """Record what the provider paid back to one payment of a refund; less than that
+        payment's share leaves the rest outstanding. The refund is settled once every
+        payment is paid back in full. A settlement that disagrees with the instruction is
+        recorded as a discrepancy and changes nothing else. Returns whether the refund
+        became settled, so the caller acts on it once."""
+        refund = self.refund(refund_id)
+        if f"{payment_id}:{provider_reference}" in refund.settlements:
+            return False  # the provider told us twice
+        shares = {a.payment_id: a.amount for a in refund.allocations if a.payment_id}
+        if any(
+            d.payment_id == payment_id
+            and d.provider_reference == provider_reference
+            and d.amount == amount
+            for d in refund.discrepancies
+        ):
+            return False  # the same disagreement, told twice: recorded once
+        if amount.amount <= 0:
+            raise InvalidCommand(f"refund {refund_id}: a settlement is a positive amount")
+        reason = None
+        if payment_id not in shares:
+            reason = f"payment {payment_id} is not part of refund {refund_id}"
+        elif amount.currency != refund.amount.currency:
+            reason = f"settled in {amount.currency}, the refund is in {refund.amount.currency}"
+        elif refund.status != "requested":
+            reason = f"settled {amount} after the refund {refund.status}"
+        else:
+            outstanding = shares[payment_id] - refund.settled_by_payment.get(
+                payment_id, Money.zero(refund.amount.currency)
+            )
+            if amount.amount > outstanding.amount:
+                reason = f"settled {amount}, only {outstanding} was outstanding"
+        if reason is not None:
+            self._trigger(
+                RefundDiscrepancy,
+                cause,
+                at,
+                refund_id=refund_id,
+                payment_id=payment_id,
+                provider_reference=provider_reference,
+                amount=amount,
+                reason=reason,
+            )
+            return False
+        self._trigger(
+            RefundPaymentSettled,
+            cause,
+            at,
+            refund_id=refund_id,
+            payment_id=payment_id,
+            provider_reference=provider_reference,
+            amount=amount,
+        )
+        if any(refund.settled_by_payment.get(p) != share for p, share in shares.items()):
+            return False  # the refund stays in flight for what is outstanding
+        self._trigger(
+            RefundSettled,
+            cause,
+            at,
+            refund_id=refund_id,
+            provider_reference=provider_reference,
+            amount=refund.amount,
+        )
+        self._close_if_done("refunded", at, cause)
+        return True
+
     def fail_refund(self, refund_id: str, reason: str, at: datetime, cause: Cause) -> bool:
         """Returns whether anything changed, so the caller releases the money only once."""
         refund = self.refund(refund_id)
@@ -106,6 +194,21 @@ class Settlement(Payouts):
             return False
         if refund.status == "settled":
             raise InvalidTransition(f"refund {refund_id} already settled")
+        if refund.settled_by_payment:
+            # Part of it was paid back: failing it would release (and a retry pay again)
+            # that part too. Kept for finance; the refund stays pending.
+            declined = f"declined after part of it was settled: {reason}"
+            if all(d.reason != declined for d in refund.discrepancies):
+                self._trigger(
+                    RefundDiscrepancy,
+                    cause,
+                    at,
+                    refund_id=refund_id,
+                    provider_reference="",
+                    amount=Money.zero(refund.amount.currency),
+                    reason=declined,
+                )
+            return False
         self._trigger(RefundFailed, cause, at, refund_id=refund_id, reason=reason)
         return True
 

@@ -29,7 +29,9 @@ from domain.events import (
     LineDecision,
     ReceivedItem,
     RefundAllocation,
+    RefundDiscrepancy,
     RefundFailed,
+    RefundPaymentSettled,
     RefundRequested,
     RefundSettled,
     RepairCompleted,
@@ -102,12 +104,29 @@ ENDED = {ReturnStatus.REJECTED, ReturnStatus.CLOSED, ReturnStatus.CANCELLED, Ret
 
 
 @dataclass
+class Discrepancy:
+    """A settlement that disagreed with the refund instruction (``rma.refund_discrepancy``)."""
+
+    payment_id: str | None
+    provider_reference: str
+    amount: Money
+    reason: str
+    at: datetime
+
+
+@dataclass
 class RefundState:
     amount: Money
     allocations: tuple[RefundAllocation, ...]
     shipping: Money | None = None
     status: str = "requested"
     provider_reference: str | None = None
+    settled_by_payment: dict[str, Money] = field(default_factory=dict)
+    """Paid back so far per payment id, when the provider settles payment by payment."""
+    settlements: list[str] = field(default_factory=list)
+    """``payment_id:provider_reference`` of each per-payment settlement: a repeat is a no-op."""
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+    """Settlements that disagreed with the instruction, kept for finance to reconcile."""
 
 
 @dataclass
@@ -346,6 +365,21 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             refund.provider_reference = event.provider_reference
         case RefundFailed():
             s.refunds[event.refund_id].status = "failed"
+        case RefundPaymentSettled():
+            refund = s.refunds[event.refund_id]
+            so_far = refund.settled_by_payment.get(event.payment_id, Money.zero(s.currency))
+            refund.settled_by_payment[event.payment_id] = so_far + event.amount
+            refund.settlements.append(f"{event.payment_id}:{event.provider_reference}")
+        case RefundDiscrepancy():
+            s.refunds[event.refund_id].discrepancies.append(
+                Discrepancy(
+                    event.payment_id,
+                    event.provider_reference,
+                    event.amount,
+                    event.reason,
+                    event.timestamp,
+                )
+            )
         case StoreCreditIssued():
             zero = Money.zero(s.currency)
             s.store_credit = (s.store_credit or zero) + event.amount + event.bonus

@@ -110,3 +110,44 @@ def test_a_declined_refund_is_declined_again_with_the_same_message() -> None:
     assert sandbox.payouts == {}
     assert len(published.sent) == 2 and published.sent[0] == published.sent[1]
     assert orjson.loads(published.sent[0][2])["type"] == "refund.failed"
+
+
+def test_a_split_refund_is_settled_payment_by_payment() -> None:
+    published = Recorded()
+    sandbox = SandboxPaymentProvider(published, delay_s=0, failure_percent=0)
+    refund = RefundInstruction.from_event(
+        {
+            "refund_id": "RF-RMA-SPLIT-1",
+            "amount": {"amount": "40.00", "currency": "EUR"},
+            "allocations": [
+                {
+                    "payment_id": "PAY-CARD",
+                    "method": "card",
+                    "amount": {"amount": "25.00", "currency": "EUR"},
+                },
+                {
+                    "payment_id": "PAY-PAYPAL",
+                    "method": "paypal",
+                    "amount": {"amount": "15.00", "currency": "EUR"},
+                },
+            ],
+        }
+    )
+    assert refund.methods == ("card", "paypal")
+    assert sandbox.fails(refund) is None
+
+    async def twice() -> None:
+        for _ in range(2):
+            await sandbox.request_refund(refund)
+            await sandbox.drain()
+
+    asyncio.run(twice())
+    messages = [orjson.loads(value) for _, _, value in published.sent]
+    assert sandbox.payouts == {refund.refund_id: 1}
+    assert [
+        (m["id"], m["data"]["payment_id"], m["data"]["amount"]["amount"]) for m in messages
+    ] == [
+        ("sandbox:RF-RMA-SPLIT-1:PAY-CARD", "PAY-CARD", "25.00"),
+        ("sandbox:RF-RMA-SPLIT-1:PAY-PAYPAL", "PAY-PAYPAL", "15.00"),
+    ] * 2
+    assert messages[0]["data"]["provider_reference"] != messages[1]["data"]["provider_reference"]
