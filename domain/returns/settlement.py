@@ -97,7 +97,8 @@ class Settlement(Payouts):
             provider_reference=provider_reference,
             amount=amount,
         )
-        self._close_if_done("refunded", at, cause)
+        exchanged = self.state.replacement_order_id is not None
+        self._close_if_done("exchanged" if exchanged else "refunded", at, cause)
 
     def fail_refund(self, refund_id: str, reason: str, at: datetime, cause: Cause) -> bool:
         """Returns whether anything changed, so the caller releases the money only once."""
@@ -157,6 +158,8 @@ class Settlement(Payouts):
         lines: tuple[OrderLine, ...],
         at: datetime,
         cause: Cause,
+        refund_difference: Money | None = None,
+        amount_due: Money | None = None,
     ) -> None:
         self.check_status(ReturnStatus.INSPECTED)
         if self.state.replacement_order_id is not None:
@@ -168,6 +171,8 @@ class Settlement(Payouts):
             replacement_order_id=replacement_order_id,
             replacement_order_number=replacement_order_number,
             lines=lines,
+            refund_difference=refund_difference,
+            amount_due=amount_due,
         )
         self._close_if_done("exchanged", at, cause)
 
