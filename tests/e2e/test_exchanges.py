@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.driven.kafka.topics import WMS_RECEIPTS
+from adapters.driven.kafka.topics import ORDERS, WMS_RECEIPTS
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
 from tests.e2e.builders import System, delivered_web_order, eventually, publish, rma_events
 from tests.integration import builders as m
@@ -133,3 +134,28 @@ def test_a_dearer_replacement_records_what_the_customer_owes(
     assert done["exchange_refund_difference"] is None
     assert done["refunds"] == {}
     assert replacement_skus(client, f"{order_id}-X1") == [("TEE-GOLD-M", 1)]
+
+    # The replacement is an order like any other: the WMS fulfils it on oms.orders.v1 from
+    # the location it ships from, and the named SKU leaves the available stock there.
+    replacement = f"{order_id}-X1"
+    publish(
+        system.bootstrap,
+        ORDERS,
+        [m.order_fulfilled(replacement, quantity=1)],
+        key=replacement.encode(),
+    )
+    moved = eventually(
+        lambda: stock_moved(system, "TEE-GOLD-M", "WH-1", "fulfilment"),
+        what="the replacement's stock movement",
+    )
+    assert moved == -1
+
+
+def stock_moved(system: System, sku: str, location: str, kind: str) -> int:
+    with psycopg.connect(system.database_url) as conn:
+        found = conn.execute(
+            "SELECT sum(delta) FROM rm_stock_movements"
+            " WHERE sku = %s AND location_id = %s AND kind = %s AND bucket = 'available'",
+            (sku, location, kind),
+        ).fetchone()
+    return int(str(found[0])) if found and found[0] is not None else 0

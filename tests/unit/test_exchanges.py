@@ -90,6 +90,16 @@ def test_a_cheaper_replacement_leaves_the_difference_to_refund_before_closing() 
     assert rma.pending_events == []
 
 
+def test_a_declined_difference_is_due_again_and_nothing_more() -> None:
+    rma, _ = exchanged("SKU-9", "25.50")
+    request_refund(rma, "14.50")
+    rma.collect_events()
+    assert rma.fail_refund("RF-1", "declined", day(18), CAUSE) is True
+    assert rma.fail_refund("RF-1", "declined", day(18), CAUSE) is False
+    assert rma.state.status is ReturnStatus.REFUND_FAILED
+    assert rma.items_due_unpaid() == eur("14.50")
+
+
 def test_a_dearer_replacement_records_what_the_customer_owes() -> None:
     rma, event = exchanged("SKU-7", "55.25")
     assert event.amount_due == eur("15.25")
