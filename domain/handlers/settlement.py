@@ -38,6 +38,8 @@ def settle_with_customer(
     shipping = rma.shipping_due_unpaid()
     if not shipping.is_zero and order.shipping_refunded():
         shipping = zero  # another return of this order already paid the shipping back
+    if rma.state.replacement_order_id is not None:
+        shipping = zero  # an exchange never pays shipping back, nor does its retry
     amount = items + shipping
     if amount.amount <= 0:
         rma.close_if_settled(s.at, s.cause)
