@@ -8,13 +8,21 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.driven.kafka.topics import ORDERS, WMS_RECEIPTS
+from adapters.driven.kafka.topics import NOTIFICATIONS, ORDERS, WMS_RECEIPTS
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
-from tests.e2e.builders import System, delivered_web_order, eventually, publish, rma_events
+from tests.e2e.builders import (
+    System,
+    delivered_web_order,
+    eventually,
+    publish,
+    read_topic,
+    rma_events,
+)
 from tests.integration import builders as m
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -134,6 +142,16 @@ def test_a_dearer_replacement_records_what_the_customer_owes(
     assert done["exchange_refund_difference"] is None
     assert done["refunds"] == {}
     assert replacement_skus(client, f"{order_id}-X1") == [("TEE-GOLD-M", 1)]
+    notice = eventually(
+        lambda: [
+            n
+            for n in (orjson.loads(r.value) for r in read_topic(system.bootstrap, NOTIFICATIONS))
+            if n["type"] == "notification.exchange_ordered"
+            and n["data"]["replacement_order_number"] == f"{order_id}-X1"
+        ],
+        what="the customer told what they owe",
+    )
+    assert notice[0]["data"]["amount_due"] == m.amount("4.00")
 
     # The replacement is an order like any other: the WMS fulfils it on oms.orders.v1 from
     # the location it ships from, and the named SKU leaves the available stock there.
