@@ -165,6 +165,15 @@ class ReturnPolicyTerms(Value):
     returnable: bool
 
 
+class ExchangeChoice(Value):
+    """What the customer wants instead of a returned line (another size or SKU). There is
+    no catalogue: its name and unit price are the request's own."""
+
+    sku: Sku
+    unit_price: Money
+    name: str = ""
+
+
 class ReturnLine(Value):
     line_no: int = Field(ge=1)
     sku: Sku
@@ -175,6 +184,7 @@ class ReturnLine(Value):
     supplier: str = "unknown"
     category: str = "general"
     comment: str = ""
+    exchange: ExchangeChoice | None = None
 
 
 class LineDecision(Value):
@@ -365,6 +375,10 @@ class ExchangeOrdered(ReturnEvent, type_name="rma.exchange_ordered"):
     replacement_order_id: UUID
     replacement_order_number: str
     lines: tuple[OrderLine, ...]
+    # Uneven exchanges: the returned lines' price minus the replacement's, refunded when
+    # positive (``refund_difference``) or owed by the customer when negative (``amount_due``).
+    refund_difference: Money | None = None
+    amount_due: Money | None = None
 
 
 class ReturnResolutionChanged(ReturnEvent, type_name="rma.resolution_changed"):

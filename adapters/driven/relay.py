@@ -58,6 +58,8 @@ NOTIFY_TEMPLATES = {
     "rma.store_credit_issued": "store_credit_issued",
     "rma.expired": "return_expired",
     "rma.keep_item_lapsed": "keep_item_offer_lapsed",
+    # The customer learns the replacement's number and, for a dearer one, what they owe.
+    "rma.exchange_ordered": "exchange_ordered",
 }
 
 KIND_BY_TYPE = {name: cls.aggregate_kind for name, cls in EVENT_TYPES.items()}

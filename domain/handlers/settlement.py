@@ -15,11 +15,11 @@ from domain.commands import (
     SettleRefund,
 )
 from domain.errors import InvalidCommand, InvalidTransition
-from domain.events import OrderLine
 from domain.handlers.scope import Handlers, Scope, outcome_of, store_credit_allocation
 from domain.order import Order
 from domain.policy import allocate_proportionally
 from domain.returns import Return, ReturnStatus
+from domain.returns.exchange import plan_exchange
 from domain.values import Money, PaymentMethod, RefundMethod
 
 
@@ -38,6 +38,8 @@ def settle_with_customer(
     shipping = rma.shipping_due_unpaid()
     if not shipping.is_zero and order.shipping_refunded():
         shipping = zero  # another return of this order already paid the shipping back
+    if rma.state.replacement_order_id is not None:
+        shipping = zero  # an exchange never pays shipping back, nor does its retry
     amount = items + shipping
     if amount.amount <= 0:
         rma.close_if_settled(s.at, s.cause)
@@ -108,25 +110,13 @@ def refund(
 
 def exchange(s: Scope, rma: Return, order: Order) -> Outcome:
     number = f"{order.state.order_number}-X{len(order.state.replacements) + 1}"
-    lines = tuple(
-        OrderLine(
-            line_no=index,
-            sku=line.sku,
-            quantity=line.quantity,
-            unit_price=Money.zero(order.state.currency),
-            supplier=line.supplier,
-            category=line.category,
-            warranty_months=order.line(line.line_no).warranty_months,
-            returnable=order.line(line.line_no).returnable,
-        )
-        for index, line in enumerate(rma.state.lines.values(), start=1)
-    )
+    plan = plan_exchange(order, rma.state.lines.values(), rma.items_due_unpaid())
     replacement = Order.place(
         order_number=number,
         customer_id=order.state.customer_id,
         customer_email=order.state.customer_email,
         channel=order.state.channel,
-        lines=lines,
+        lines=plan.lines,
         payments=(),
         shipping=Money.zero(order.state.currency),
         at=s.at,
@@ -140,10 +130,15 @@ def exchange(s: Scope, rma: Return, order: Order) -> Outcome:
     rma.order_exchange(
         replacement_order_id=replacement.id,
         replacement_order_number=number,
-        lines=lines,
+        lines=plan.lines,
         at=s.at,
         cause=s.cause,
+        refund_difference=plan.refund_difference,
+        amount_due=plan.amount_due,
     )
+    if plan.refund_difference is not None:
+        # A cheaper replacement: the difference goes back like any refund.
+        return refund(s, rma, order, plan.refund_difference)
     return outcome_of(rma)
 
 

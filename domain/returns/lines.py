@@ -11,6 +11,7 @@ from domain.errors import (
     InvalidCommand,
 )
 from domain.events import (
+    ExchangeChoice,
     InspectedItem,
     LineDecision,
     ReturnLine,
@@ -47,6 +48,7 @@ class RequestedLine:
     reason: ReasonCode
     serial: str | None = None
     comment: str = ""
+    exchange: ExchangeChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ def enrich_lines(order: Order, lines: tuple[RequestedLine, ...]) -> tuple[Return
                 f"serial {requested.serial} was not sold on line {requested.line_no} "
                 f"of order {order.state.order_number}"
             )
+        if requested.exchange is not None:
+            check_exchange_choice(order, requested.line_no, requested.exchange)
         enriched.append(
             ReturnLine(
                 line_no=line.line_no,
@@ -88,9 +92,19 @@ def enrich_lines(order: Order, lines: tuple[RequestedLine, ...]) -> tuple[Return
                 supplier=line.supplier,
                 category=line.category,
                 comment=requested.comment,
+                exchange=requested.exchange,
             )
         )
     return tuple(enriched)
+
+
+def check_exchange_choice(order: Order, line_no: int, choice: ExchangeChoice) -> None:
+    price = choice.unit_price
+    if price.currency != order.state.currency or price.amount < 0:
+        raise InvalidCommand(
+            f"line {line_no}: the replacement's unit price is a non-negative "
+            f"{order.state.currency} amount"
+        )
 
 
 def decide_lines(

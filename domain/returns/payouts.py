@@ -72,8 +72,8 @@ class Payouts(Aggregate[ReturnEvent]):
             return  # a parcel still waits for inspection
         if any(r.status == "requested" for r in self.state.refunds.values()):
             return
-        if self.items_due_unpaid().amount > 0 and self.state.replacement_order_id is None:
-            return
+        if self.items_due_unpaid().amount > 0:
+            return  # with an exchange: the cheaper replacement's difference is still unpaid
         self._trigger(ReturnClosed, cause, at, outcome=outcome)
 
     def check_payout(self, amount: Money, limit: Money) -> None:
@@ -133,9 +133,13 @@ class Payouts(Aggregate[ReturnEvent]):
         return max_zero((self.state.shipping_refund or zero) - self.shipping_paid())
 
     def items_due_unpaid(self) -> Money:
-        if self.state.replacement_order_id is not None:
-            return Money.zero(self.state.currency)  # the replacement settles the items
         items_paid = self.paid_out() - self.shipping_paid()
+        if self.state.replacement_order_id is not None:
+            # The replacement settles the items; a cheaper one leaves its difference due.
+            difference = self.state.exchange_refund_difference
+            if difference is None:
+                return Money.zero(self.state.currency)
+            return max_zero(difference - items_paid)
         return max_zero((self.state.refund_due or Money.zero(self.state.currency)) - items_paid)
 
     def unbilled_fee(self) -> Money:

@@ -111,7 +111,8 @@ class Settlement(Payouts):
             provider_reference=provider_reference,
             amount=amount,
         )
-        self._close_if_done("refunded", at, cause)
+        exchanged = self.state.replacement_order_id is not None
+        self._close_if_done("exchanged" if exchanged else "refunded", at, cause)
 
     def settle_refund_payment(
         self,
@@ -260,6 +261,8 @@ class Settlement(Payouts):
         lines: tuple[OrderLine, ...],
         at: datetime,
         cause: Cause,
+        refund_difference: Money | None = None,
+        amount_due: Money | None = None,
     ) -> None:
         self.check_status(ReturnStatus.INSPECTED)
         if self.state.replacement_order_id is not None:
@@ -271,6 +274,8 @@ class Settlement(Payouts):
             replacement_order_id=replacement_order_id,
             replacement_order_number=replacement_order_number,
             lines=lines,
+            refund_difference=refund_difference,
+            amount_due=amount_due,
         )
         self._close_if_done("exchanged", at, cause)
 

@@ -199,6 +199,8 @@ class ReturnState:
     store_credit_paid: Money | None = None
     store_credit_shipping: Money | None = None
     replacement_order_id: UUID | None = None
+    exchange_refund_difference: Money | None = None
+    exchange_amount_due: Money | None = None
     legs: dict[str, Leg] = field(default_factory=dict)
     blind_receipt_id: str | None = None
     blind_warehouse_id: str | None = None
@@ -387,6 +389,8 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.store_credit_shipping = (s.store_credit_shipping or zero) + (event.shipping or zero)
         case ExchangeOrdered():
             s.replacement_order_id = event.replacement_order_id
+            s.exchange_refund_difference = event.refund_difference
+            s.exchange_amount_due = event.amount_due
         case ReturnResolutionChanged():
             s.refund_method = event.to_refund_method
         case KeepItemOffered():

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.validation import LineNo, Quantity, SafeStr
 from domain.application import Outcome
+from domain.events import ExchangeChoice
 from domain.returns import CounterCheck, RequestedLine
 from domain.values import (
     Condition,
@@ -17,11 +18,21 @@ from domain.values import (
     ReasonCode,
     RefundMethod,
     ReturnMethod,
+    Sku,
 )
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class ExchangeIn(Body):
+    """What the customer wants instead of the line, when settled by exchange; the price
+    and name are the request's own (there is no catalogue)."""
+
+    sku: Sku
+    unit_price: Money
+    name: SafeStr = Field(default="", max_length=200)
 
 
 class LineIn(Body):
@@ -30,9 +41,17 @@ class LineIn(Body):
     reason: ReasonCode
     serial: SafeStr | None = Field(default=None, max_length=64)
     comment: SafeStr = Field(default="", max_length=2000)
+    exchange: ExchangeIn | None = None
 
     def requested(self) -> RequestedLine:
-        return RequestedLine(self.line_no, self.quantity, self.reason, self.serial, self.comment)
+        choice = None
+        if self.exchange is not None:
+            choice = ExchangeChoice(
+                sku=self.exchange.sku, unit_price=self.exchange.unit_price, name=self.exchange.name
+            )
+        return RequestedLine(
+            self.line_no, self.quantity, self.reason, self.serial, self.comment, choice
+        )
 
 
 class ReturnRequest(Body):

@@ -39,6 +39,8 @@ RETURN_FIELDS = (
     "store_credit",
     "store_id",
     "closed_outcome",
+    "exchange_refund_difference",
+    "exchange_amount_due",
 )
 
 
