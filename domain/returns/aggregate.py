@@ -138,7 +138,9 @@ class Return(Settlement):
                 cause,
                 at,
                 code=first.code,
-                reason=rejection_message(first),
+                reason=rejection_message(
+                    first, order.reference_date(), self.state.lines[first.line_no]
+                ),
                 decisions=decisions,
             )
             return
@@ -314,7 +316,11 @@ class Return(Settlement):
         decisions = decide_lines(order, return_lines, book, at, blind=False)
         refused = [d for d in decisions if not d.accepted]
         if refused:
-            raise PolicyViolation(refused[0].code, rejection_message(refused[0]))
+            first = refused[0]
+            line = next(line for line in return_lines if line.line_no == first.line_no)
+            raise PolicyViolation(
+                first.code, rejection_message(first, order.reference_date(), line)
+            )
         rma = cls(store_return_id_for(store_id, store_return_id))
         rma._trigger(
             InStoreReturnRecorded,

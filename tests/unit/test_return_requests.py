@@ -147,7 +147,8 @@ def test_a_return_outside_the_window_is_rejected_with_the_policy_reason() -> Non
     event = last(rma)
     assert isinstance(event, ReturnRejected)
     assert event.code == "outside_return_window"
-    assert "30-day return window" in event.reason
+    # Delivered on day 2 (2025-03-05): the window closed 30 days later.
+    assert "returns close 30 days after delivery: on 2025-04-04" in event.reason
     assert rma.state.status is ReturnStatus.REJECTED
     assert rma.state.rejection_code == "outside_return_window"
 
