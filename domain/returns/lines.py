@@ -130,8 +130,7 @@ def rejection_message(
         return f"line {n} refused: {decision.code}"
     if reference_date is None:
         return (
-            f"line {n} is past its {terms.window_days}-day return window and not a warranty "
-            "claim"
+            f"line {n} is past its {terms.window_days}-day return window and not a warranty claim"
         )
     closed_on = (reference_date + timedelta(days=terms.window_days)).date()
     message = f"line {n}: returns close {terms.window_days} days after delivery: on {closed_on}"

@@ -111,3 +111,20 @@ def test_a_defect_claimed_without_a_serial_is_told_the_warranty_needs_it() -> No
     rma = given(requested_return(order, wants(2, 1, ReasonCode.DEFECTIVE), at=day(60)))
     decide(rma, order, at=day(60))
     assert last(rma).reason.endswith("a warranty claim needs the item's serial number")
+
+
+def test_rma_policy_checks_a_candidate_and_shows_the_policy_in_force(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters.driving.cli import main
+
+    assert main(["policy", "check", str(EXAMPLE)]) == 0
+    assert "valid, version 2026-12-example" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[category.toys]\nwindow_days = 1.5\n")
+    assert main(["policy", "check", str(bad)]) == 1
+    assert f"{bad}: category.toys.window_days: " in capsys.readouterr().err
+    monkeypatch.setenv("OMS_POLICY_FILE", str(EXAMPLE))
+    assert main(["policy", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert '"version": "2026-12-example"' in shown and '"returnable": false' in shown
