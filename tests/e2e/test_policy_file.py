@@ -5,6 +5,7 @@ service never starts on a bad file."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -80,6 +81,9 @@ def test_an_edited_policy_file_decides_the_next_request_and_is_recorded(
     refused = client.post("/v1/returns", json=request_body(delivered_order(service)), headers=CS)
     assert refused.status_code == 422, refused.text
     assert refused.json()["code"] == "non_returnable_item"
+    assert refused.json()["detail"] == (
+        "line 1 cannot be returned unless defective or the wrong item"
+    )
     assert decision_versions(service, refused.json()["return_id"]) == ["2026-12-b"]
 
     # A broken edit is logged and ignored: the last good policy stays in force.
@@ -97,3 +101,18 @@ def test_a_service_does_not_start_on_a_bad_policy_file(database_url: str, tmp_pa
         create_service(database_url, pool_size=2, policy_file=bad)
     with pytest.raises(PolicyFileError, match=r"\(file\)"):
         create_service(database_url, pool_size=2, policy_file=tmp_path / "missing.toml")
+
+
+def test_a_late_request_is_told_the_day_returns_closed(
+    served: tuple[ReturnsService, TestClient],
+) -> None:
+    service, client = served
+    order = delivered_order(service)
+    delivered_at = service.get_order(order).state.delivered_at
+    assert delivered_at is not None
+    service.clock = lambda: delivered_at + timedelta(days=45)  # the customer waited
+    late = client.post("/v1/returns", json=request_body(order), headers=CS)
+    assert late.status_code == 422, late.text
+    assert late.json()["code"] == "outside_return_window"
+    closed_on = (delivered_at + timedelta(days=30)).date().isoformat()
+    assert late.json()["detail"] == f"line 1: returns close 30 days after delivery: on {closed_on}"
