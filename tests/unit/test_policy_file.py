@@ -128,3 +128,22 @@ def test_rma_policy_checks_a_candidate_and_shows_the_policy_in_force(
     assert main(["policy", "show"]) == 0
     shown = capsys.readouterr().out
     assert '"version": "2026-12-example"' in shown and '"returnable": false' in shown
+
+
+def test_a_simulated_policy_reports_fees_and_decisions_it_would_change() -> None:
+    from domain.policy_simulation import SimulationReport
+
+    order = shop_order()  # delivered on day 2; a change of mind on day 20 bears the fee
+    rma = given(requested_return(order, wants(1, 1), at=day(20)))
+    decide(rma, order, at=day(20))
+    recorded = last(rma).decisions
+    lines = tuple(rma.state.lines.values())
+    report = SimulationReport()
+    dearer = parse_policy('[default]\nrestocking_fee_rate = "0.25"\n')
+    report.add("r1", order, lines, recorded, dearer, day(20))
+    tally = report.as_json()["by_category"]["general"]
+    assert (tally["accepted_before"], tally["accepted_after"]) == (1, 1)
+    assert (tally["fees_before"], tally["fees_after"]) == ({"EUR": "4.00"}, {"EUR": "10.00"})
+    assert [(c.before, c.after, c.fee_after) for c in report.changes] == [
+        ("accepted", "accepted", "10.00")
+    ]
