@@ -64,6 +64,7 @@ from domain.returns.state import (
     leg_step,
 )
 from domain.values import (
+    Channel,
     Disposition,
     Money,
     ReasonCode,
@@ -139,7 +140,10 @@ class Return(Settlement):
                 at,
                 code=first.code,
                 reason=rejection_message(
-                    first, order.reference_date(), self.state.lines[first.line_no]
+                    first,
+                    order.reference_date(),
+                    self.state.lines[first.line_no],
+                    from_purchase=order.state.channel is Channel.STORE,
                 ),
                 decisions=decisions,
             )
@@ -319,7 +323,13 @@ class Return(Settlement):
             first = refused[0]
             line = next(line for line in return_lines if line.line_no == first.line_no)
             raise PolicyViolation(
-                first.code, rejection_message(first, order.reference_date(), line)
+                first.code,
+                rejection_message(
+                    first,
+                    order.reference_date(),
+                    line,
+                    from_purchase=order.state.channel is Channel.STORE,
+                ),
             )
         rma = cls(store_return_id_for(store_id, store_return_id))
         rma._trigger(

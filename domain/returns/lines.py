@@ -115,12 +115,17 @@ def decide_lines(
 
 
 def rejection_message(
-    decision: LineDecision, reference_date: datetime | None = None, line: ReturnLine | None = None
+    decision: LineDecision,
+    reference_date: datetime | None = None,
+    line: ReturnLine | None = None,
+    *,
+    from_purchase: bool = False,
 ) -> str:
     """Why a line is refused, in the customer's words and with the dates that decided it.
 
     ``reference_date`` (delivery, or the sale at a store) dates the window and the warranty;
     ``line`` tells whether a warranty claim was made. Without them the message is undated.
+    ``from_purchase``: a store sale, whose window starts when it is bought.
     """
     n = decision.line_no
     terms = decision.terms
@@ -133,7 +138,8 @@ def rejection_message(
             f"line {n} is past its {terms.window_days}-day return window and not a warranty claim"
         )
     closed_on = (reference_date + timedelta(days=terms.window_days)).date()
-    message = f"line {n}: returns close {terms.window_days} days after delivery: on {closed_on}"
+    start = "purchase" if from_purchase else "delivery"
+    message = f"line {n}: returns close {terms.window_days} days after {start}: on {closed_on}"
     if line is not None and line.reason is ReasonCode.DEFECTIVE:
         if line.serial is None:
             message += "; a warranty claim needs the item's serial number"
