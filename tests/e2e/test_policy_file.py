@@ -7,16 +7,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 from uuid import UUID
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from adapters.driven.eventstore import create_service
+from adapters.driven.kafka.topics import RMA_EVENTS
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
 from domain.application import ReturnsService
 from domain.events import ReturnAuthorized, ReturnRejected
 from domain.policy_file import PolicyFileError
+from tests.e2e.builders import System, delivered_web_order, eventually, read_topic
 from tests.integration.builders import delivered_order
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -116,3 +120,33 @@ def test_a_late_request_is_told_the_day_returns_closed(
     assert late.json()["code"] == "outside_return_window"
     closed_on = (delivered_at + timedelta(days=30)).date().isoformat()
     assert late.json()["detail"] == f"line 1: returns close 30 days after delivery: on {closed_on}"
+
+
+@pytest.mark.timeout(300)
+def test_the_version_travels_with_the_decision_to_kafka(system: System, tmp_path: Path) -> None:
+    """The order comes in on the orders topic, the request through HTTP; the relayed
+    rma.authorized carries the policy version on each line's decision."""
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        (ROOT / "policy.example.toml").read_text().replace("2026-12-example", "kafka-1")
+    )
+    order = delivered_web_order(system)
+    service = create_service(system.database_url, pool_size=2, policy_file=path)
+    try:
+        api = create_api(service, system.database_url, ApiSettings(), KeyRing.with_keys(KEYS))
+        with TestClient(api, raise_server_exceptions=False) as client:
+            created = client.post("/v1/returns", json=request_body(order), headers=CS)
+        assert created.status_code == 201, created.text
+    finally:
+        service.close()
+    return_id = created.json()["return_id"]
+
+    def relayed_decision() -> dict[str, Any] | None:
+        for record in read_topic(system.bootstrap, RMA_EVENTS):
+            event = orjson.loads(record.value)
+            if event["type"] == "rma.authorized" and event["data"]["aggregate_id"] == return_id:
+                return cast(dict[str, Any], event["data"])
+        return None
+
+    data = eventually(relayed_decision, what="rma.authorized relayed")
+    assert [d["policy_version"] for d in data["decisions"]] == ["kafka-1"]
