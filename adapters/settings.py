@@ -164,6 +164,12 @@ class Settings(BaseModel):
         # servers (started with other working directories) see the same path.
         return Path(os.path.abspath(value.expanduser()))
 
+    @field_validator("policy_file")
+    @classmethod
+    def _absolute_policy_file(cls, value: Path | None) -> Path | None:
+        # Like the data directory: every process reads the same file whatever its cwd.
+        return None if value is None else Path(os.path.abspath(value.expanduser()))
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _normalise_log_level(cls, value: Any) -> Any:
