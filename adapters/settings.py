@@ -110,6 +110,12 @@ class Settings(BaseModel):
     park_retry_s: float = Field(default=5, gt=0, le=3600)
     """Seconds between retries of a parked message (retried sooner once new orders came)."""
 
+    policy_file: Path | None = None
+    """TOML file of the return policy operators edit (see ``policy.example.toml`` and README
+    "Return policy"); unset: the built-in defaults. Re-read when it changes, without a
+    restart; a bad file stops the service at start and is ignored (logged) afterwards.
+    Every decision records the file's ``version`` (or its content hash)."""
+
     warehouse_addresses: Mapping[str, str] = DEFAULT_WAREHOUSE_ADDRESSES
     """Postal address of each returns warehouse, printed on the return note as where to
     send the parcel: a JSON object of warehouse id to address, its lines separated by
@@ -157,6 +163,12 @@ class Settings(BaseModel):
         # Made absolute once, here, so a later chdir cannot move the data, and the embedded
         # servers (started with other working directories) see the same path.
         return Path(os.path.abspath(value.expanduser()))
+
+    @field_validator("policy_file")
+    @classmethod
+    def _absolute_policy_file(cls, value: Path | None) -> Path | None:
+        # Like the data directory: every process reads the same file whatever its cwd.
+        return None if value is None else Path(os.path.abspath(value.expanduser()))
 
     @field_validator("log_level", mode="before")
     @classmethod

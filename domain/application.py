@@ -172,11 +172,24 @@ class ReturnsService(ReturnsQueries, Application[UUID]):
         policy_book: PolicyBook | None = None,
         default_warehouse: str = "WH-1",
         clock: Callable[[], datetime] | None = None,
+        policy_source: Callable[[], PolicyBook] | None = None,
     ) -> None:
         super().__init__(env)
-        self.policy_book = policy_book or PolicyBook()
+        fixed = policy_book or PolicyBook()
+        # The operators' policy file, when configured, is asked on every use so an edit
+        # takes effect without a restart (adapters/driven/policy_file.py).
+        self.policy_source: Callable[[], PolicyBook] = policy_source or (lambda: fixed)
         self.default_warehouse = default_warehouse
         self.clock = clock or (lambda: datetime.now(UTC))
+
+    @property
+    def policy_book(self) -> PolicyBook:
+        """The policy in force now; a command reads it once, into its Scope."""
+        return self.policy_source()
+
+    @policy_book.setter
+    def policy_book(self, book: PolicyBook) -> None:
+        self.policy_source = lambda: book
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()

@@ -195,6 +195,9 @@ class LineDecision(Value):
     under_warranty: bool
     restocking_fee: Money
     terms: ReturnPolicyTerms
+    # The version of the operators' policy file that made this decision (issue 13); None:
+    # the built-in defaults, or a decision recorded before policies were versioned.
+    policy_version: str | None = None
 
 
 class ReceivedItem(Value):

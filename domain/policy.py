@@ -68,6 +68,9 @@ class ReturnPolicy(Value):
     # goods left under its inspection's dispositions or, uninspected, this one.
     blind_unidentified_days: int = Field(default=90, ge=1)
     blind_unidentified_disposition: Disposition = Disposition.QUARANTINE
+    # The operators' policy file this came from (its ``version``, or its content hash);
+    # None: the built-in defaults. Copied into every decision (LineDecision.policy_version).
+    version: str | None = None
     # What fraction of an item's price comes back, by the condition found at inspection,
     # when the customer is at fault (changed mind, size); seller faults always refund in full.
     condition_refund_rates: Mapping[Condition, Decimal] = Field(
@@ -125,6 +128,10 @@ class PolicyBook(Value):
             "hygiene": {"returnable": False},
         }
     )
+
+    @property
+    def version(self) -> str | None:
+        return self.default.version
 
     def policy_for(self, category: str, channel: Channel) -> ReturnPolicy:
         overrides: dict[str, Any] = {}
@@ -208,6 +215,7 @@ def evaluate_line(
         under_warranty=bool(under_warranty),
         restocking_fee=value.times(fee_rate),
         terms=terms,
+        policy_version=policy.version,
     )
 
 

@@ -247,7 +247,7 @@ def app_from_env() -> faust.App:
     settings = Settings.from_env()
     if settings.database_url is None or settings.kafka_bootstrap is None:
         raise SystemExit("the integrations worker needs OMS_DATABASE_URL and OMS_KAFKA_BOOTSTRAP")
-    service = create_service(settings.database_url, pool_size=4)
+    service = create_service(settings.database_url, pool_size=4, policy_file=settings.policy_file)
     provider = kafka_publisher(
         settings.kafka_bootstrap, delay_s=settings.sandbox_settlement_delay_s
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -469,11 +470,17 @@ def create_service(
     policy_book: PolicyBook | None = None,
     pool_size: int = 5,
     default_warehouse: str = "WH-1",
+    policy_file: Path | None = None,
 ) -> ReturnsService:
+    """``policy_file``: the operators' policy, reloaded on change; a bad one raises
+    PolicyFileError here, so a service never starts on it."""
+    from adapters.driven.policy_file import PolicyFile
+
     return ReturnsService(
         eventsourcing_env(database_url, pool_size=pool_size),
         policy_book=policy_book,
         default_warehouse=default_warehouse,
+        policy_source=PolicyFile(policy_file) if policy_file is not None else None,
     )
 
 

@@ -110,6 +110,8 @@ def outcome_of(
     if s.status is ReturnStatus.REJECTED:
         decision = next((d for d in s.decisions.values() if not d.accepted), None)
         message = f"refused by policy: {s.rejection_code}" if decision is None else None
+        # The customer reads why, with the dates that decided it (rejection_message).
+        message = s.rejection_reason or message
     return Outcome(
         aggregate_id=rma.id,
         status=s.status.value,

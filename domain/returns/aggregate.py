@@ -64,6 +64,7 @@ from domain.returns.state import (
     leg_step,
 )
 from domain.values import (
+    Channel,
     Disposition,
     Money,
     ReasonCode,
@@ -138,7 +139,12 @@ class Return(Settlement):
                 cause,
                 at,
                 code=first.code,
-                reason=rejection_message(first),
+                reason=rejection_message(
+                    first,
+                    order.reference_date(),
+                    self.state.lines[first.line_no],
+                    from_purchase=order.state.channel is Channel.STORE,
+                ),
                 decisions=decisions,
             )
             return
@@ -314,7 +320,17 @@ class Return(Settlement):
         decisions = decide_lines(order, return_lines, book, at, blind=False)
         refused = [d for d in decisions if not d.accepted]
         if refused:
-            raise PolicyViolation(refused[0].code, rejection_message(refused[0]))
+            first = refused[0]
+            line = next(line for line in return_lines if line.line_no == first.line_no)
+            raise PolicyViolation(
+                first.code,
+                rejection_message(
+                    first,
+                    order.reference_date(),
+                    line,
+                    from_purchase=order.state.channel is Channel.STORE,
+                ),
+            )
         rma = cls(store_return_id_for(store_id, store_return_id))
         rma._trigger(
             InStoreReturnRecorded,

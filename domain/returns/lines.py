@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from domain.errors import (
@@ -17,7 +17,7 @@ from domain.events import (
     ReturnLine,
 )
 from domain.order import Order
-from domain.policy import PolicyBook, evaluate_line
+from domain.policy import PolicyBook, add_months, evaluate_line
 from domain.returns.state import ReturnState
 from domain.values import (
     Condition,
@@ -128,14 +128,39 @@ def decide_lines(
     return tuple(decisions)
 
 
-def rejection_message(decision: LineDecision) -> str:
-    messages = {
-        "non_returnable_item": f"line {decision.line_no} cannot be returned unless defective "
-        "or the wrong item",
-        "outside_return_window": f"line {decision.line_no} is past its "
-        f"{decision.terms.window_days}-day return window and not a warranty claim",
-    }
-    return messages.get(decision.code, f"line {decision.line_no} refused: {decision.code}")
+def rejection_message(
+    decision: LineDecision,
+    reference_date: datetime | None = None,
+    line: ReturnLine | None = None,
+    *,
+    from_purchase: bool = False,
+) -> str:
+    """Why a line is refused, in the customer's words and with the dates that decided it.
+
+    ``reference_date`` (delivery, or the sale at a store) dates the window and the warranty;
+    ``line`` tells whether a warranty claim was made. Without them the message is undated.
+    ``from_purchase``: a store sale, whose window starts when it is bought.
+    """
+    n = decision.line_no
+    terms = decision.terms
+    if decision.code == "non_returnable_item":
+        return f"line {n} cannot be returned unless defective or the wrong item"
+    if decision.code != "outside_return_window":
+        return f"line {n} refused: {decision.code}"
+    if reference_date is None:
+        return (
+            f"line {n} is past its {terms.window_days}-day return window and not a warranty claim"
+        )
+    closed_on = (reference_date + timedelta(days=terms.window_days)).date()
+    start = "purchase" if from_purchase else "delivery"
+    message = f"line {n}: returns close {terms.window_days} days after {start}: on {closed_on}"
+    if line is not None and line.reason is ReasonCode.DEFECTIVE:
+        if line.serial is None:
+            message += "; a warranty claim needs the item's serial number"
+        else:
+            ended_on = add_months(reference_date, terms.warranty_months).date()
+            message += f"; its {terms.warranty_months}-month warranty ended on {ended_on}"
+    return message
 
 
 def sum_fees(decisions: tuple[LineDecision, ...], currency: str) -> Money:

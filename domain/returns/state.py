@@ -188,6 +188,7 @@ class ReturnState:
     requested_at: datetime | None = None
     authorized_at: datetime | None = None
     rejection_code: str | None = None
+    rejection_reason: str | None = None
     receipts: list[str] = field(default_factory=list)
     received_items: list[ReceivedItem] = field(default_factory=list)
     unexpected_receipts: list[str] = field(default_factory=list)
@@ -289,6 +290,7 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.decisions = {d.line_no: d for d in event.decisions}
         case ReturnRejected():
             s.rejection_code = event.code
+            s.rejection_reason = event.reason
             if event.decisions:
                 s.decisions = {d.line_no: d for d in event.decisions}
         case ReturnLabelIssued():

@@ -147,7 +147,8 @@ def test_a_return_outside_the_window_is_rejected_with_the_policy_reason() -> Non
     event = last(rma)
     assert isinstance(event, ReturnRejected)
     assert event.code == "outside_return_window"
-    assert "30-day return window" in event.reason
+    # Delivered on day 2 (2025-03-05): the window closed 30 days later.
+    assert "returns close 30 days after delivery: on 2025-04-04" in event.reason
     assert rma.state.status is ReturnStatus.REJECTED
     assert rma.state.rejection_code == "outside_return_window"
 
@@ -202,6 +203,8 @@ def test_the_window_of_a_store_sale_starts_at_the_purchase() -> None:
     rma = given(requested_return(order, at=day(31)))
     decide(rma, order, at=day(31))
     assert (type(last(rma)), last(rma).code) == (ReturnRejected, "outside_return_window")
+    # Sold on 2025-03-03: the window is said from the purchase.
+    assert last(rma).reason == "line 1: returns close 30 days after purchase: on 2025-04-02"
 
 
 def test_a_defective_item_outside_the_window_is_a_warranty_claim_by_its_serial() -> None:

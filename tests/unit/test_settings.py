@@ -78,6 +78,16 @@ def test_relative_data_dir_is_made_absolute(
     assert Settings.from_env({"OMS_DATA_DIR": "var/oms"}).data_dir == tmp_path / "var" / "oms"
 
 
+def test_a_relative_policy_file_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({"OMS_POLICY_FILE": "policy.toml"}).policy_file == (
+        tmp_path / "policy.toml"
+    )
+    assert Settings.from_env({}).policy_file is None
+
+
 def test_warn_is_accepted_as_warning() -> None:
     assert Settings.from_env({"OMS_LOG_LEVEL": "warn"}).log_level == "WARNING"
 

@@ -19,6 +19,7 @@ from adapters.driving.api import (
     routes_legs,
     routes_ops,
     routes_orders,
+    routes_policy,
     routes_queues,
     routes_read,
     routes_returns,
@@ -43,6 +44,7 @@ ROUTERS = (
     routes_legs.router,
     routes_queues.router,
     routes_store_credit.router,
+    routes_policy.router,
 )
 
 DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and store

@@ -72,7 +72,9 @@ def app_from_env() -> FastAPI:
         raise ValueError("the API process needs OMS_DATABASE_URL and OMS_API_KEYS_FILE")
     threads = settings.api_threads
     # One connection per handler thread in each pool: a thread never waits for another's.
-    service = create_service(settings.database_url, pool_size=threads)
+    service = create_service(
+        settings.database_url, pool_size=threads, policy_file=settings.policy_file
+    )
     return create_api(
         service,
         settings.database_url,

@@ -13,6 +13,7 @@ from adapters.driving.cli.blind import add_blind_parser, run_blind
 from adapters.driving.cli.dlq import add_dlq_parser, run_dlq
 from adapters.driving.cli.expiry import add_expire_parser, run_expire
 from adapters.driving.cli.parked import add_parked_parser, run_parked
+from adapters.driving.cli.policy import add_policy_parser, run_policy
 from adapters.driving.cli.refunds import add_refunds_parser, run_refunds
 from adapters.driving.cli.workers import (
     run_api,
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_expire_parser(sub)
     add_blind_parser(sub)
     add_parked_parser(sub)
+    add_policy_parser(sub)
     sub.add_parser("provision", help="create every topic (idempotent)")
     sub.add_parser("lag", help="show how far the relay is behind the event store")
     return parser
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_blind(settings, args)
     if args.command == "parked":
         return run_parked(settings, args)
+    if args.command == "policy":
+        return run_policy(settings, args)
     if args.command == "provision":
         return run_provision(settings)
     if args.command == "lag":

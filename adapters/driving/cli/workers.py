@@ -34,7 +34,7 @@ def run_demo(settings: Settings, *, orders: int, seed: int, quiet: bool) -> int:
 
     with postgres(settings) as url, kafka(settings) as bootstrap:
         print(f"PostgreSQL: {url}\nKafka:      {bootstrap}")
-        service = create_service(url)
+        service = create_service(url, policy_file=settings.policy_file)
         relay, stop, relay_thread = start_relay(url, bootstrap, settings.topic_partitions)
         env = {
             **os.environ,
@@ -125,7 +125,7 @@ def run_integrations(settings: Settings) -> int:
         # Faust must find its topics with their partition counts before it joins.
         provision_topics(bootstrap, topic_specs(settings.topic_partitions))
         wired = settings.model_copy(update={"database_url": url, "kafka_bootstrap": bootstrap})
-        service = create_service(url, pool_size=4)
+        service = create_service(url, pool_size=4, policy_file=settings.policy_file)
         provider = kafka_publisher(bootstrap, delay_s=settings.sandbox_settlement_delay_s)
         app = create_integrations_app(wired, service, provider)
         return _run_worker(app, settings, "integrations")
