@@ -111,6 +111,10 @@ class Settlement(Payouts):
             provider_reference=provider_reference,
             amount=amount,
         )
+        self._close_once_settled(at, cause)
+
+    def _close_once_settled(self, at: datetime, cause: Cause) -> None:
+        """Close if nothing more is due, as ``exchanged`` when a replacement was ordered."""
         exchanged = self.state.replacement_order_id is not None
         self._close_if_done("exchanged" if exchanged else "refunded", at, cause)
 
@@ -185,7 +189,7 @@ class Settlement(Payouts):
             provider_reference=provider_reference,
             amount=refund.amount,
         )
-        self._close_if_done("refunded", at, cause)
+        self._close_once_settled(at, cause)
         return True
 
     def fail_refund(self, refund_id: str, reason: str, at: datetime, cause: Cause) -> bool:

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.contracts import Amount
 from adapters.validation import LineNo, Quantity, SafeStr
 from domain.application import Outcome
 from domain.events import ExchangeChoice
@@ -31,7 +32,8 @@ class ExchangeIn(Body):
     and name are the request's own (there is no catalogue)."""
 
     sku: Sku
-    unit_price: Money
+    unit_price: Amount
+    """A decimal string and its currency, as every amount on the wire."""
     name: SafeStr = Field(default="", max_length=200)
 
 
@@ -46,8 +48,11 @@ class LineIn(Body):
     def requested(self) -> RequestedLine:
         choice = None
         if self.exchange is not None:
+            price = self.exchange.unit_price
             choice = ExchangeChoice(
-                sku=self.exchange.sku, unit_price=self.exchange.unit_price, name=self.exchange.name
+                sku=self.exchange.sku,
+                unit_price=Money.of(price.amount, price.currency),
+                name=self.exchange.name,
             )
         return RequestedLine(
             self.line_no, self.quantity, self.reason, self.serial, self.comment, choice
