@@ -90,6 +90,14 @@ def test_a_cheaper_replacement_leaves_the_difference_to_refund_before_closing() 
     assert rma.pending_events == []
 
 
+def test_a_difference_settled_payment_by_payment_closes_as_exchanged_too() -> None:
+    rma, _ = exchanged("SKU-9", "25.50")
+    request_refund(rma, "14.50")
+    assert rma.settle_refund_payment("RF-1", "PAY-CARD", "PSP-1", eur("14.50"), day(18), CAUSE)
+    assert rma.state.status is ReturnStatus.CLOSED
+    assert rma.state.closed_outcome == "exchanged"
+
+
 def test_a_declined_difference_is_due_again_and_nothing_more() -> None:
     rma, _ = exchanged("SKU-9", "25.50")
     request_refund(rma, "14.50")
