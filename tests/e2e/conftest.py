@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
+import pluggy
 import pytest
 
 from adapters.driven.eventstore import create_service
@@ -69,3 +70,19 @@ def system(
         relay_thread.join(20)
         relay.close()
         service.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    # A wait that times out in CI says only what it waited for: the workers' own logs say
+    # why (a refused message, a rebalance, a crash), and they are gone with the clone.
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    system = getattr(item, "funcargs", {}).get("system")
+    if isinstance(system, System):
+        for name, worker in (("integrations", system.worker), ("projections", system.projections)):
+            report.sections.append((f"{name} worker log (tail)", worker.log_tail(6000)))

@@ -65,6 +65,9 @@ def test_a_returned_and_restocked_item_moves_stock_and_the_ledger_balances(
             m.parcel_received(receipt, rma.rma_number),
             m.items_inspected(receipt, rma.rma_number),
         ],
+        # Keyed by receipt as the contract says: unkeyed, the two could land on different
+        # partitions and the inspection be handled before its parcel was received.
+        key=receipt.encode(),
     )
     eventually(
         lambda: (
