@@ -129,6 +129,13 @@ def test_a_counter_return_of_one_item_is_recorded_once_as_the_clerk(
     receipt = api.get(first.headers["location"])
     assert receipt.status_code == 200
     assert "Print receipt" in receipt.text
+    # Handed over at the counter: nothing is left "to bring", on the page or on paper.
+    assert "to bring" not in receipt.text
+    pdf_link = re.search(r'href="([^"]*format=pdf)"', receipt.text)
+    assert pdf_link
+    printed = api.get(pdf_link.group(1).replace("&amp;", "&"))
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(printed.content)).pages)
+    assert "SHOE-RED-42" in text and "to bring" not in text
     view = service.order_view(number)
     assert view["lines"][0]["returnable_quantity"] == 1  # one item returned, not two
     (return_id,) = view["returns"]
