@@ -63,6 +63,7 @@ def test_store_finds_a_web_order_by_e_mail_returns_one_item_and_prints_the_recei
     wait_for_text(browser, "h1", f"Order {order_id}")
     assert wait_for(browser, "[data-testid=order-type]").text == "Web order"
     assert wait_for(browser, "[data-testid=returnable-1]").text == "2"
+    screenshot(browser, "store-order-page")
 
     wait_for(browser, "#f-qty-1").send_keys("1")
     choose(browser, "reason-1", "size_too_large")
