@@ -8,6 +8,7 @@ import io
 import uuid
 
 import httpx
+import psycopg
 import pytest
 from pypdf import PdfReader
 from selenium.webdriver.common.by import By
@@ -42,6 +43,14 @@ def portal_rma(console: str, order_id: str, method: str, reason: str = "size_too
     assert answer.status_code == 201, answer.text
     number: str = answer.json()["rma_number"]
     return number
+
+
+def timeline_has_receipt(system: System, receipt_id: str) -> bool:
+    with psycopg.connect(system.database_url) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM rm_rma_timeline WHERE summary->>'receipt_id' = %s", (receipt_id,)
+        ).fetchone()
+    return row is not None
 
 
 def click(browser: WebDriver, label: str) -> None:
@@ -125,9 +134,10 @@ def test_warehouse_scans_receives_and_inspects_and_the_refund_closes_the_rma(
     wait_for(browser, "#f-scan").send_keys(rma, Keys.ENTER)
     wait_for_text(browser, "h1", f"RMA {rma}")
     assert "TEE-BLUE-M" in wait_for(browser, "[data-testid=expected-lines]").text
+    receipt_id = f"WMS-{uuid.uuid4().hex[:8]}"
     receipt = wait_for(browser, "#f-receipt_id")
     receipt.clear()
-    receipt.send_keys(f"WMS-{uuid.uuid4().hex[:8]}")
+    receipt.send_keys(receipt_id)
     click(browser, "Record the receipt")
     wait_for_text(browser, "[data-testid=rma-status]", "received")
     choose(browser, "condition-1", "resellable")
@@ -154,6 +164,12 @@ def test_warehouse_scans_receives_and_inspects_and_the_refund_closes_the_rma(
     browser.refresh()
     wait_for_text(browser, "[data-testid=rma-status]", "closed")
     screenshot(browser, "warehouse-receive-inspect")
+
+    # The receipt id scans to its RMA too, once the timeline's read model has it.
+    eventually(lambda: timeline_has_receipt(system, receipt_id), what="receipt in timeline")
+    browser.get(f"{console}/console/warehouse")
+    wait_for(browser, "#f-scan").send_keys(receipt_id, Keys.ENTER)
+    wait_for_text(browser, "h1", f"RMA {rma}")
     actors = {
         e["actor"] for e in system.service.events_of(system.service.get_return_by_rma(rma).id)
     }

@@ -377,3 +377,77 @@ def test_a_repair_leg_is_sent_repaired_and_restocked_from_the_dock(
     leg = service.get_return_by_rma(rma).state.legs[leg_id]
     assert leg.status == "restocked"
     assert "Nothing more to do" in api.get(leg_path).text
+
+
+def test_a_vendor_leg_is_shipped_and_credited_with_the_amount_checked(
+    api: TestClient, service: ReturnsService
+) -> None:
+    number = delivered_order(service, quantity=1)
+    rma = authorized_return(service, number, quantity=1, reason=ReasonCode.DEFECTIVE).rma_number
+    assert rma
+    sign_in(api, "console-admin")  # admin: says which warehouse receives
+    page = api.get(f"/console/warehouse/rmas/{rma}").text
+    receipt_id = f"WMS-{uuid.uuid4().hex[:8]}"
+    no_warehouse = api.post(
+        f"/console/warehouse/rmas/{rma}/receive",
+        data=form_of(page, warehouse="", receipt_id=receipt_id, **{"qty-1": "1"}),
+    )
+    assert no_warehouse.status_code == 422 and 'id="e-warehouse"' in no_warehouse.text
+    received = api.post(
+        f"/console/warehouse/rmas/{rma}/receive",
+        data=form_of(page, warehouse="WH-1", receipt_id=receipt_id, **{"qty-1": "1"}),
+    )
+    assert received.status_code == 303, received.text
+    page = api.get(f"/console/warehouse/rmas/{rma}").text
+    fields = {"inspect-1": "1", "condition-1": "defective", "disposition-1": "return_to_vendor"}
+    inspected = api.post(
+        f"/console/warehouse/rmas/{rma}/inspect",
+        data=form_of(page, warehouse="WH-1", receipt_id=receipt_id, **fields),
+    )
+    assert inspected.status_code == 303, inspected.text
+    (leg_id,) = service.get_return_by_rma(rma).state.legs
+    leg_path = f"/console/warehouse/legs/{rma}/{leg_id}"
+
+    def step(name: str, **fields: str) -> Any:
+        page = api.get(leg_path).text
+        return api.post(f"{leg_path}/{name}", data=form_of(page, **fields))
+
+    assert step("vendor-shipped", reference="ACME-RMA-7").status_code == 303
+    bad = step("vendor-credited", amount="twelve")
+    assert bad.status_code == 422 and 'id="e-amount"' in bad.text
+    assert step("vendor-credited", amount="12.50", reference="CN-1").status_code == 303
+    leg = service.get_return_by_rma(rma).state.legs[leg_id]
+    assert leg.status == "credited" and leg.credit is not None
+    assert str(leg.credit.amount) == "12.50"
+    listed = api.get("/console/warehouse/legs").text
+    assert f"{rma} {leg_id}" not in listed  # ended: off the open legs
+
+
+def test_an_admin_says_which_counter_and_a_store_key_cannot_name_another(
+    api: TestClient, service: ReturnsService
+) -> None:
+    number = delivered_order(service, quantity=2)
+    line = {"qty-1": "1", "reason-1": "other", "condition-1": "new", "disposition-1": "restock"}
+    sign_in(api, "console-admin")
+    page = api.get(f"/console/store/orders/{number}").text
+    unnamed = api.post(
+        f"/console/store/orders/{number}/return",
+        data=form_of(page, store="", whole="0", refund_method="original_payment", **line),
+    )
+    assert unnamed.status_code == 422 and 'id="e-store"' in unnamed.text
+    named = api.post(
+        f"/console/store/orders/{number}/return",
+        data=form_of(page, store="S3", whole="0", refund_method="original_payment", **line),
+    )
+    assert named.status_code == 303 and named.headers["location"].startswith(
+        "/console/store/receipts/S3/"
+    )
+    sign_in(api, "console-store-s1")
+    page = api.get(f"/console/store/orders/{number}").text
+    elsewhere = api.post(
+        f"/console/store/orders/{number}/return",
+        data=form_of(page, store="S2", whole="0", refund_method="original_payment", **line),
+    )
+    assert elsewhere.status_code == 403
+    assert api.get(named.headers["location"]).status_code == 403  # S3's receipt
+    assert service.order_view(number)["lines"][0]["returnable_quantity"] == 1
