@@ -244,7 +244,11 @@ def test_a_store_method_rma_is_received_at_the_counter_and_its_receipt_printed(
     assert rma in text and "S1" in text
     html_link = re.search(r'href="([^"]*format=html)"', receipt.text)
     assert html_link
-    assert rma in api.get(html_link.group(1).replace("&amp;", "&")).text
+    as_page = api.get(html_link.group(1).replace("&amp;", "&"))
+    assert rma in as_page.text
+    # Its own <style> may apply; still no script may run in it.
+    policy = as_page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src" not in policy
     events = service.events_of(service.get_return_by_rma(rma).id)
     counter = [e for e in events if e["actor"] == "tablet-S1"]
     assert counter and all(e["source"] == "console/store" for e in counter)
@@ -369,7 +373,16 @@ def test_a_repair_leg_is_sent_repaired_and_restocked_from_the_dock(
 
     missing = step("repair-sent", repair_center="")
     assert missing.status_code == 422 and 'id="e-repair_center"' in missing.text
-    assert step("repair-sent", repair_center="FixIt", reference="FX-1").status_code == 303
+    sent_form = form_of(api.get(leg_path).text, repair_center="FixIt", reference="FX-1")
+    sent = api.post(f"{leg_path}/repair-sent", data=sent_form)
+    again = api.post(f"{leg_path}/repair-sent", data=sent_form)  # a double tap
+    assert sent.status_code == again.status_code == 303, again.text
+    sent_events = [
+        e
+        for e in service.events_of(service.get_return_by_rma(rma).id)
+        if e["actor"] == "dock-wh1" and "repair" in e["type"]
+    ]
+    assert len(sent_events) == 1, sent_events
     assert step("repair-completed", outcome="repaired").status_code == 303
     too_early = step("repair-sent", repair_center="FixIt")  # a stale page's step
     assert too_early.status_code == 422 and 'class="problem"' in too_early.text
@@ -451,3 +464,23 @@ def test_an_admin_says_which_counter_and_a_store_key_cannot_name_another(
     assert elsewhere.status_code == 403
     assert api.get(named.headers["location"]).status_code == 403  # S3's receipt
     assert service.order_view(number)["lines"][0]["returnable_quantity"] == 1
+
+
+def test_a_form_without_its_one_time_id_is_refused_and_records_nothing(
+    api: TestClient, service: ReturnsService
+) -> None:
+    number = delivered_order(service, quantity=2)
+    sign_in(api, "console-store-s1")
+    page = api.get(f"/console/store/orders/{number}").text
+    form = form_of(
+        page,
+        store="S1",
+        whole="0",
+        refund_method="original_payment",
+        **{"qty-1": "1", "reason-1": "other", "condition-1": "new", "disposition-1": "restock"},
+    )
+    form["form_id"] = "not-one-we-drew"
+    refused = api.post(f"/console/store/orders/{number}/return", data=form)
+    assert refused.status_code == 422
+    assert 'class="problem"' in refused.text and "reload the page" in refused.text
+    assert service.order_view(number)["returns"] == []
