@@ -16,7 +16,8 @@ from pypdf import PdfReader
 from adapters.driving.api import ApiSettings, KeyRing, create_api
 from adapters.driving.api.auth import Principal, Role
 from domain.application import ReturnsService
-from domain.commands import RecordInStoreReturn
+from domain.commands import ReceiveParcel, RecordInStoreReturn
+from domain.events import ReceivedItem
 from domain.returns import CounterCheck, RequestedLine
 from domain.values import Condition, Disposition, ReasonCode, ReturnMethod
 from tests.e2e.console import CONSOLE_KEYS
@@ -484,3 +485,25 @@ def test_a_form_without_its_one_time_id_is_refused_and_records_nothing(
     assert refused.status_code == 422
     assert 'class="problem"' in refused.text and "reload the page" in refused.text
     assert service.order_view(number)["returns"] == []
+
+
+def test_a_blind_parcel_scanned_by_receipt_id_says_customer_service_matches_it(
+    api: TestClient, service: ReturnsService
+) -> None:
+    receipt_id = f"BL-{uuid.uuid4().hex[:10]}"
+    service.run(
+        ctx(),
+        ReceiveParcel(
+            receipt_id=receipt_id,
+            warehouse_id="WH-1",
+            rma_number=None,
+            tracking_number=None,
+            items=(ReceivedItem(sku="MYSTERY-1", quantity=1),),
+        ),
+    )
+    sign_in(api, "console-warehouse")
+    scanned = api.get("/console/warehouse", params={"scan": receipt_id})
+    assert scanned.status_code == 303
+    page = api.get(scanned.headers["location"]).text
+    assert 'data-testid="blind"' in page and receipt_id in page
+    assert "receive-form" not in page and "inspect-form" not in page

@@ -54,7 +54,15 @@ add_navigation(Role.WAREHOUSE, "/console/warehouse/legs", "Repair and vendor leg
 
 # Where a parcel can no longer be taken in under its RMA: the domain refuses it anyway,
 # the page just does not offer the form.
-CLOSED = {"requested", "pending_review", "rejected", "cancelled", "expired", "closed"}
+CLOSED = {
+    "requested",
+    "pending_review",
+    "rejected",
+    "cancelled",
+    "expired",
+    "closed",
+    "blind_unmatched",
+}
 
 
 def check_warehouse(principal: Principal, rma: Return) -> None:
@@ -152,9 +160,12 @@ def rma_context(request: Request, staff: Staff, ref: str) -> dict[str, Any]:
         "rma": rma,
         "s": s,
         "lines": lines,
+        # A blind parcel waits for customer service to match it to an order: nothing for
+        # the dock to do on it until then (its inspection needs the matched lines).
+        "blind": s.status.value == "blind_unmatched",
         "can_receive": s.status.value not in CLOSED
         and any(ln["received"] < ln["expected"] for ln in lines),
-        "pending_receipt": pending[0] if pending else None,
+        "pending_receipt": pending[0] if pending and s.rma_number and lines else None,
         "conditions": CONDITIONS,
         "dispositions": DISPOSITIONS,
         "money": money_text,
