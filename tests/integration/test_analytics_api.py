@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from adapters.driven.eventstore import create_service
@@ -16,6 +17,7 @@ from adapters.driven.kafka.topics import EVENT_TOPIC_BY_KIND
 from adapters.driven.readmodels.store import ReadModelStore
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
 from projections.period import PeriodAnalytics
+from tests.e2e.console import CONSOLE_KEYS
 from tests.integration.builders import fresh_database
 from tests.unit.period_stories import on_day, reference
 
@@ -185,3 +187,53 @@ def test_only_analytics_customer_service_and_admin_read_it(client: TestClient) -
         assert client.get(path, params=ALL).status_code == 401
         denied = client.get(path, params=ALL, headers={"Authorization": "Bearer k-wh"})
         assert denied.status_code == 403
+
+
+# ---------------------------------------------------------------- the console's page
+@pytest.fixture(scope="module")
+def console(client: TestClient) -> Iterator[TestClient]:
+    """The same app under https (the session cookie is Secure), with the console's keys."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+    app.state.api.keys = KeyRing.with_keys({**KEYS, **CONSOLE_KEYS})
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as browser:
+        yield browser
+
+
+def signed_in(console: TestClient, key: str) -> TestClient:
+    page = console.post("/console/sign-in", data={"api_key": key, "next": "/console"})
+    assert page.status_code == 303, page.text
+    return console
+
+
+def test_the_console_page_shows_the_period_as_figures_tables_and_bars(console: TestClient) -> None:
+    page = signed_in(console, "console-analytics").get(
+        "/console/analytics", params={**ALL, "group_by": "sku"}
+    )
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert 'data-figure="rmas">2<' in html and 'data-figure="return_rate">83.3 %<' in html
+    assert 'data-figure="net_cost">114.50 EUR<' in html
+    # Bars scale to the largest: SKU-A's 3 units fill the chart, SKU-B's 2 take two thirds.
+    assert 'data-label="SKU-A" data-width="360"' in html
+    assert 'data-label="SKU-B" data-width="240"' in html
+    assert "<svg" in html and "<script>" not in html  # drawn on the server
+    assert 'href="/console/analytics"' in signed_in(console, "console-cs").get("/console").text
+
+
+def test_the_console_page_says_beside_the_field_what_is_wrong_with_the_period(
+    console: TestClient,
+) -> None:
+    page = signed_in(console, "console-analytics").get(
+        "/console/analytics", params={"from": "2025-03-12", "to": "2025-03-03"}
+    )
+    assert page.status_code == 422
+    assert 'id="e-to" role="alert">from 2025-03-12 is after to 2025-03-03<' in page.text
+    assert 'aria-invalid="true" aria-describedby="e-to"' in page.text
+    bad_day = console.get("/console/analytics", params={"from": "2025-02-30", "to": "2025-03-03"})
+    assert bad_day.status_code == 422 and 'id="e-from"' in bad_day.text
+
+
+def test_the_console_page_is_not_for_the_warehouse(console: TestClient) -> None:
+    page = signed_in(console, "console-warehouse").get("/console/analytics", params=ALL)
+    assert page.status_code == 403
