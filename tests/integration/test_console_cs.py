@@ -172,6 +172,10 @@ def test_approving_a_held_rma_records_the_agent_and_a_double_submit_runs_once(
     assert f"Authorized as {rma.state.rma_number}" in shown
     assert "agent-ann" in shown and "console/customer_service" in shown
     assert "Return note (PDF)" in shown
+    note = api.get(f"/console/returns/{held}/note")
+    assert note.status_code == 200 and rma.state.rma_number in note.text
+    pdf = api.get(f"/console/returns/{held}/note", params={"format": "pdf"})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
 
 
 def test_a_stale_page_is_told_to_reload_and_changes_nothing(
@@ -237,6 +241,10 @@ def test_a_failed_refund_is_paid_as_store_credit_once(
     assert api.post(action, data=sent).status_code == 303
     types = events_of(service, str(rma.aggregate_id))
     assert types.count("rma.store_credit_issued") == 1
+    # Back to the page as it was, and the other button of the same form: not run again.
+    other = api.post(action, data={**hidden, "as_store_credit": "false"})
+    assert other.status_code == 409 and "already sent with other choices" in other.text
+    assert events_of(service, str(rma.aggregate_id)) == types
     shown = api.get(first.headers["location"]).text
     assert "Store credit of" in shown and "The refund is paid as store credit." in shown
 
@@ -413,8 +421,10 @@ def test_the_search_finds_by_its_filters_pages_and_exports_csv(
     assert backwards.status_code == 422 and 'id="e-created_to"' in backwards.text
     bad_email = api.get("/console/returns", params={"email": "no-at-sign"})
     assert bad_email.status_code == 422 and 'id="e-email"' in bad_email.text
-    paged = api.get("/console/returns", params={"limit": "1"}).text
-    assert "/console/returns?" in paged
+    first = api.get("/console/returns", params={"limit": "1"}).text
+    assert 'data-testid="next-page"' in first and "Previous page" not in first
+    second = api.get("/console/returns", params={"limit": "1", "offset": "1"}).text
+    assert "Previous page" in second and 'data-testid="search-results"' in second
     assert f'href="/console/returns.csv?order_number={order}"' in found.text
     exported = api.get("/console/returns.csv", params={"order_number": order})
     assert exported.status_code == 200

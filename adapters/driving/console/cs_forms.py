@@ -25,11 +25,12 @@ from adapters.driving.api.problems import status_of
 from adapters.driving.console.sessions import Staff
 from domain.application import Ctx, Expected, Outcome, replayed
 from domain.commands import Command
-from domain.errors import DomainError, VersionMismatch
+from domain.errors import DomainError, IdempotencyKeyReused, VersionMismatch
 from domain.events import Cause, DomainEvent
 from domain.returns import Return
 
 STALE = "this RMA changed since you opened it: reload the page and check it again"
+RESENT = "this form was already sent with other choices: reload the page to act again"
 MAX_FORM_ID = 100
 
 
@@ -107,6 +108,9 @@ def run_form_command(
             outcome = api.service.run(ctx, command)
     except VersionMismatch as stale:
         raise FormRefused(409, STALE) from stale
+    except IdempotencyKeyReused as reused:
+        # The same page's form sent again with other choices (back, then another button).
+        raise FormRefused(409, RESENT) from reused
     except DomainError as refused:
         raise FormRefused(status_of(refused), refused.message) from refused
     if then is not None:
