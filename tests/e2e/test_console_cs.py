@@ -149,3 +149,47 @@ def test_a_blind_parcel_is_matched_from_a_suggestion(
     timeline = wait_for(browser, "[data-testid=timeline]").text
     assert f"Matched to order {order}" in timeline and "agent-ann" in timeline
     screenshot(browser, "customer-service-blind-match")
+
+
+def test_a_failed_refund_is_paid_as_store_credit(
+    system: System, console: str, browser: WebDriver
+) -> None:
+    # The sandbox provider declines card refunds above 5000: this one fails for real.
+    order = delivered_order(system, price="6000.00")
+    requested = httpx.post(
+        f"{console}/v1/returns",
+        headers=AGENT,
+        json={
+            "order_number": order,
+            "lines": [{"line_no": 1, "quantity": 1, "reason": "defective"}],
+        },
+    )
+    assert requested.status_code == 201, requested.text
+    return_id = requested.json()["return_id"]
+    approved = httpx.post(
+        f"{console}/v1/returns/{return_id}/approve",
+        headers={**AGENT, "If-Match": requested.headers["ETag"]},
+    )
+    assert approved.status_code == 200, approved.text
+    rma_number = approved.json()["rma_number"]
+    receipt = f"REC-{uuid.uuid4().hex[:8]}"
+    publish(
+        system.bootstrap,
+        WMS_RECEIPTS,
+        [m.parcel_received(receipt, rma_number), m.items_inspected(receipt, rma_number)],
+        key=receipt.encode(),
+    )
+    eventually(lambda: queue_holds(console, "refunds_failed", return_id), what="refund failed")
+
+    sign_in(browser, console, "console-cs", then="/console/queues/refunds_failed")
+    browser.find_element(By.CSS_SELECTOR, f'a[href="/console/returns/{rma_number}"]').click()
+    wait_for_text(browser, "[data-testid=rma-status]", "refund failed")
+    assert "need manual review" in wait_for(browser, "[data-testid=timeline]").text
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=store-credit]").click()
+
+    wait_for_text(browser, "[data-testid=done]", "paid as store credit")
+    timeline = wait_for(browser, "[data-testid=timeline]").text
+    assert "Store credit of 6004.90 EUR issued" in timeline  # the goods and the shipping
+    assert "agent-ann (console/customer_service)" in timeline
+    assert "refund failed" not in wait_for(browser, "[data-testid=rma-status]").text
+    screenshot(browser, "customer-service-refund-as-store-credit")
