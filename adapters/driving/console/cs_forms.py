@@ -181,6 +181,15 @@ EVENT_WORDS: dict[str, Callable[[Any], str]] = {
     "rma.keep_item_offered": lambda e: f"Offered to keep the item for {_m(e, 'refund_amount')}",
     "rma.keep_item_accepted": lambda e: "Keep-the-item offer accepted",
     "rma.keep_item_lapsed": lambda e: "Keep-the-item offer lapsed",
+    "rma.repair_sent": lambda e: f"Sent to repair at {e.repair_center}",
+    "rma.repair_completed": lambda e: f"Repair done: {words(e.outcome)}",
+    "rma.repaired_item_restocked": lambda e: f"Repaired item back in stock at {e.location_id}",
+    "rma.vendor_return_shipped": lambda e: f"Shipped back to {e.supplier} ({e.vendor_rma})",
+    "rma.supplier_credit_received": lambda e: f"Supplier credit of {_m(e, 'amount')} received",
+    "rma.vendor_item_returned": lambda e: f"The supplier sent the item back to {e.location_id}",
+    "rma.blind_inspection_assessed": lambda e: (
+        f"Earlier inspection priced: refund due {_m(e, 'refund_due')}"
+    ),
     "rma.closed": lambda e: f"Closed ({words(e.outcome)})",
     "rma.cancelled": lambda e: f"Cancelled: {e.reason}",
     "rma.expired": lambda e: f"Expired after {e.authorized_days} days unshipped",
