@@ -216,6 +216,40 @@ def test_refusing_needs_a_reason_beside_the_field_then_refuses(
     assert late.status_code == 409 and "reload" in late.text
 
 
+def test_an_rma_is_paid_back_another_way_then_cancelled_with_a_reason(
+    api: TestClient, service: ReturnsService
+) -> None:
+    order = delivered_order(service)
+    rma = service.run(
+        ctx(),
+        RequestReturn(
+            order_number=order,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_LARGE),),
+        ),
+    )
+    assert rma.status == "authorized" and rma.rma_number
+    sign_in(api)
+    page = api.get(f"/console/returns/{rma.rma_number}").text
+    action, hidden = form(page, "/resolution")
+    wrong = api.post(action, data={**hidden, "refund_method": "exchange"})
+    assert wrong.status_code == 422 and 'id="e-refund_method"' in wrong.text
+    changed = api.post(action, data={**hidden, "refund_method": "store_credit"})
+    assert changed.status_code == 303, changed.text
+    assert service.get_return(rma.aggregate_id).state.refund_method.value == "store_credit"
+    shown = api.get(changed.headers["location"]).text
+    assert "Settlement changed from original payment to store credit" in shown
+
+    action, hidden = form(shown, "/cancel")
+    blank = api.post(action, data={**hidden, "cancel_reason": ""})
+    assert blank.status_code == 422 and 'id="e-cancel_reason"' in blank.text
+    assert "say why the RMA is cancelled" in blank.text
+    cancelled = api.post(action, data={**hidden, "cancel_reason": "the caller keeps it"})
+    assert cancelled.status_code == 303
+    assert service.get_return(rma.aggregate_id).state.status.value == "cancelled"
+    shown = api.get(cancelled.headers["location"]).text
+    assert "Cancelled: the caller keeps it" in shown and 'data-testid="cancel"' not in shown
+
+
 # ---------------------------------------------------------------- refunds
 def test_a_failed_refund_is_paid_as_store_credit_once(
     api: TestClient, service: ReturnsService
@@ -419,6 +453,15 @@ def test_the_search_finds_by_its_filters_pages_and_exports_csv(
         "/console/returns", params={"created_from": "2026-12-02", "created_to": "2026-12-01"}
     )
     assert backwards.status_code == 422 and 'id="e-created_to"' in backwards.text
+    changed_today = api.get(
+        "/console/returns",
+        params={"order_number": order, "updated_from": "2000-01-01", "updated_to": "2999-12-31"},
+    )
+    assert f'href="/console/returns/{held}"' in changed_today.text
+    changed_long_ago = api.get(
+        "/console/returns", params={"order_number": order, "updated_to": "2000-01-01"}
+    )
+    assert 'data-testid="search-empty"' in changed_long_ago.text
     bad_email = api.get("/console/returns", params={"email": "no-at-sign"})
     assert bad_email.status_code == 422 and 'id="e-email"' in bad_email.text
     first = api.get("/console/returns", params={"limit": "1"}).text

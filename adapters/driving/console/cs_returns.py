@@ -34,6 +34,8 @@ from adapters.driving.console.web import StaffForm, StaffOnly, add_navigation, f
 from domain.application import Ctx
 from domain.commands import (
     ApproveReturn,
+    CancelReturn,
+    ChangeResolution,
     Command,
     RefuseReturn,
     RequestReturn,
@@ -55,7 +57,13 @@ REASONS = [("", "choose a reason")] + [(r.value, words(r.value)) for r in Reason
 METHODS = [(m.value, words(m.value)) for m in ReturnMethod]
 REFUND_METHODS = [(m.value, words(m.value)) for m in RefundMethod]
 TEXT_FILTERS = ("customer_id", "email", "order_number", "sku", "serial", "rma_number")
-DATE_FILTERS = ("created_from", "created_to")
+DATE_FILTERS = ("created_from", "created_to", "updated_from", "updated_to")
+PROBLEM_FIELDS = (
+    ("created_from is after", "created_to"),
+    ("updated_from is after", "updated_to"),
+    ("email", "email"),
+    ("unknown status", "status"),
+)
 # What a finished action says on the RMA's page (the redirect names one of these keys, so
 # nothing posted is ever echoed back from a URL).
 DONE = {
@@ -65,6 +73,8 @@ DONE = {
     "credited": "The refund is paid as store credit.",
     "resent": "The pending refund is sent again under the same refund id.",
     "created": "The RMA is created.",
+    "cancelled": "Cancelled: the customer is told.",
+    "resolved": "The customer will be paid back the new way.",
     "matched": "The parcel is matched to its order.",
 }
 
@@ -116,9 +126,9 @@ def _search(request: Request, staff: Staff, fmt: str) -> tuple[Any, dict[str, st
             **args,
         )
     except Problem as problem:
-        for name in ("created_from", "email", "status"):
-            if name.split("_")[0] in problem.detail:
-                field = "created_to" if name == "created_from" else name
+        # The API's refusals of a filter, beside the field they concern.
+        for starts, field in PROBLEM_FIELDS:
+            if problem.detail.startswith(starts):
                 return None, {field: problem.detail}, ""
         return None, {}, problem.detail
     return found, {}, ""
@@ -434,24 +444,31 @@ async def approve(request: Request, staff: AgentForm, ref: str) -> Response:
     )
 
 
+def _reason_error(reason: str, required: str) -> str:
+    if not reason and required:
+        return required
+    if len(reason) > 500:
+        return "keep the reason under 500 characters"
+    return ""
+
+
+def _field_error(
+    request: Request, staff: Staff, ref: str, fields: dict[str, str], field: str, error: str
+) -> Response:
+    try:
+        rma = visible_return(api_of(request), staff.principal, request, ref)
+    except NotFound:
+        return _not_found(request, staff, f"There is no RMA {ref!r}.")
+    return _rma_page(request, staff, rma, status_code=422, errors={field: error}, values=fields)
+
+
 @router.post("/returns/{ref}/refuse")
 async def refuse(request: Request, staff: AgentForm, ref: str) -> Response:
     fields = await form_fields(request)
     reason = fields.get("reason", "")
-    problem = ""
-    if not reason:
-        problem = "say why the RMA is refused: the customer is told"
-    elif len(reason) > 500:
-        problem = "keep the reason under 500 characters"
-    if problem:
-        api = api_of(request)
-        try:
-            rma = visible_return(api, staff.principal, request, ref)
-        except NotFound:
-            return _not_found(request, staff, f"There is no RMA {ref!r}.")
-        return _rma_page(
-            request, staff, rma, status_code=422, errors={"reason": problem}, values=fields
-        )
+    error = _reason_error(reason, "say why the RMA is refused: the customer is told")
+    if error:
+        return await in_thread(_field_error, request, staff, ref, fields, "reason", error)
     return await in_thread(
         _act,
         request,
@@ -461,6 +478,51 @@ async def refuse(request: Request, staff: AgentForm, ref: str) -> Response:
         "refuse_return",
         lambda r: RefuseReturn(r.id, reason),
         "refused",
+    )
+
+
+@router.post("/returns/{ref}/cancel")
+async def cancel(request: Request, staff: AgentForm, ref: str) -> Response:
+    """As ``POST /v1/returns/{ref}/cancel``: the caller no longer sends the parcel."""
+    fields = await form_fields(request)
+    reason = fields.get("cancel_reason", "")
+    error = _reason_error(reason, "say why the RMA is cancelled: the customer is told")
+    if error:
+        return await in_thread(_field_error, request, staff, ref, fields, "cancel_reason", error)
+    return await in_thread(
+        _act,
+        request,
+        staff,
+        ref,
+        fields,
+        "cancel_return",
+        lambda r: CancelReturn(r.id, reason),
+        "cancelled",
+    )
+
+
+@router.post("/returns/{ref}/resolution")
+async def change_resolution(request: Request, staff: AgentForm, ref: str) -> Response:
+    """As ``POST /v1/returns/{ref}/resolution``: paid back another way, until the first
+    payment (an exchange needs a replacement item per line: the API takes it)."""
+    fields = await form_fields(request)
+    method = fields.get("refund_method", "")
+    reason = fields.get("resolution_reason", "")
+    if method not in (RefundMethod.ORIGINAL_PAYMENT, RefundMethod.STORE_CREDIT):
+        error, field = "choose how the customer is paid back", "refund_method"
+    else:
+        error, field = _reason_error(reason, ""), "resolution_reason"
+    if error:
+        return await in_thread(_field_error, request, staff, ref, fields, field, error)
+    return await in_thread(
+        _act,
+        request,
+        staff,
+        ref,
+        fields,
+        "change_resolution",
+        lambda r: ChangeResolution(r.id, RefundMethod(method), reason),
+        "resolved",
     )
 
 
