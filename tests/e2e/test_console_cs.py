@@ -108,6 +108,22 @@ def test_an_rma_is_created_for_a_caller(system: System, console: str, browser: W
     assert system.service.get_return(uuid.UUID(return_id)).state.channel == "customer_service"
     screenshot(browser, "customer-service-new-rma")
 
+    # Found again by its order in the search, once the read model has it.
+    eventually(
+        lambda: httpx.get(
+            f"{console}/v1/returns", headers=AGENT, params={"order_number": order}
+        ).json()["items"],
+        what="the RMA in the search",
+    )
+    browser.find_element(By.LINK_TEXT, "Find returns").click()
+    field = wait_for(browser, "#f-order_number")
+    field.send_keys(order)
+    field.submit()
+    results = wait_for(browser, "[data-testid=search-results]").text
+    assert order in results and "authorized" in results
+    assert browser.find_element(By.PARTIAL_LINK_TEXT, "Download this search as CSV")
+    screenshot(browser, "customer-service-search")
+
 
 def test_a_blind_parcel_is_matched_from_a_suggestion(
     system: System, console: str, browser: WebDriver
@@ -141,7 +157,8 @@ def test_a_blind_parcel_is_matched_from_a_suggestion(
     sign_in(browser, console, "console-cs", then="/console/queues/blind_unmatched")
     browser.find_element(By.CSS_SELECTOR, f'a[href="/console/returns/{blind}"]').click()
     wait_for(browser, "[data-testid=match-link]").click()
-    wait_for(browser, "[data-testid=suggestions]")
+    assert order in wait_for(browser, "[data-testid=suggestions]").text
+    screenshot(browser, "customer-service-blind-suggestions")
     browser.find_element(By.CSS_SELECTOR, f'[data-testid="match-{order}"]').click()
 
     wait_for_text(browser, "[data-testid=done]", "matched to its order")
