@@ -174,6 +174,8 @@ def test_approving_a_held_rma_records_the_agent_and_a_double_submit_runs_once(
     assert "Return note (PDF)" in shown
     note = api.get(f"/console/returns/{held}/note")
     assert note.status_code == 200 and rma.state.rma_number in note.text
+    # A printable sheet: its own inline styles allowed, still no script and no framing.
+    assert note.headers["content-security-policy"].startswith("default-src 'none'")
     pdf = api.get(f"/console/returns/{held}/note", params={"format": "pdf"})
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
 
