@@ -41,6 +41,8 @@ class ReturnRow:
     blind: bool
     authorized_at: datetime | None
     updated_at: datetime | None
+    created_at: datetime | None = None
+    """When the return was opened (requested, recorded in a store, or its parcel found)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,10 @@ class Lookups(Protocol):
 
     def orders_with_sku(self, sku: str, limit: int) -> list[UUID]:
         """Orders holding ``sku``, the most recently placed first."""
+        ...
+
+    def returns_of_customer_since(self, customer_id: str, since: datetime) -> list[UUID]:
+        """The customer's returns opened at ``since`` or later (review rules count them)."""
         ...
 
     def load_events(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:

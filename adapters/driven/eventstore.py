@@ -59,6 +59,14 @@ LOOKUP_TABLES = [
         WHERE blind AND status = 'blind_unmatched'""",
     """CREATE INDEX IF NOT EXISTS oms_returns_authorized ON oms_returns (authorized_at)
         WHERE status = 'authorized'""",
+    # When each return was opened, for the review rule on serial returners. Rows written
+    # before the column existed take their authorization (or last change) as the best
+    # time known; the UPDATE finds none once they are filled.
+    "ALTER TABLE oms_returns ADD COLUMN IF NOT EXISTS created_at timestamptz",
+    """UPDATE oms_returns SET created_at = COALESCE(authorized_at, updated_at)
+        WHERE created_at IS NULL""",
+    """CREATE INDEX IF NOT EXISTS oms_returns_customer ON oms_returns (customer_id, created_at)
+        WHERE customer_id IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS oms_refunds (
         refund_id text PRIMARY KEY,
         return_id uuid NOT NULL)""",
@@ -122,12 +130,14 @@ INSERT_ORDER_SKUS = SQL(
 )
 UPSERT_RETURNS = SQL(
     "INSERT INTO oms_returns (return_id, rma_number, order_id, customer_id, status, blind,"
-    " authorized_at, updated_at) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::uuid[],"
-    " %s::text[], %s::text[], %s::boolean[], %s::timestamptz[], %s::timestamptz[])"
+    " authorized_at, updated_at, created_at) SELECT * FROM unnest(%s::uuid[], %s::text[],"
+    " %s::uuid[], %s::text[], %s::text[], %s::boolean[], %s::timestamptz[],"
+    " %s::timestamptz[], %s::timestamptz[])"
     " ON CONFLICT (return_id) DO UPDATE SET rma_number = EXCLUDED.rma_number,"
     " order_id = EXCLUDED.order_id, customer_id = EXCLUDED.customer_id,"
     " status = EXCLUDED.status, blind = EXCLUDED.blind,"
-    " authorized_at = EXCLUDED.authorized_at, updated_at = EXCLUDED.updated_at"
+    " authorized_at = EXCLUDED.authorized_at, updated_at = EXCLUDED.updated_at,"
+    " created_at = COALESCE(oms_returns.created_at, EXCLUDED.created_at)"
 )
 UPSERT_REFUNDS = SQL(
     "INSERT INTO oms_refunds (refund_id, return_id, status, requested_at, amount, currency)"
@@ -267,8 +277,9 @@ class OmsRecorder(PostgresProcessRecorder):
                         r.blind,
                         r.authorized_at,
                         r.updated_at,
+                        r.created_at,
                     ),
-                    8,
+                    9,
                 ),
             )
         if rows.refunds:
@@ -406,6 +417,13 @@ class OmsRecorder(PostgresProcessRecorder):
             [at, limit],
         )
         return [Deadline(r["return_id"], r["since"]) for r in rows]
+
+    def returns_of_customer_since(self, customer_id: str, since: datetime) -> list[UUID]:
+        rows = self._select(
+            "SELECT return_id FROM oms_returns WHERE customer_id = %s AND created_at >= %s",
+            [customer_id, since],
+        )
+        return [r["return_id"] for r in rows]
 
     def orders_with_sku(self, sku: str, limit: int) -> list[UUID]:
         rows = self._select(
