@@ -159,8 +159,11 @@ class Lookups(Protocol):
         """Orders holding ``sku``, the most recently placed first."""
         ...
 
-    def returns_of_customer_since(self, customer_id: str, since: datetime) -> list[UUID]:
-        """The customer's returns opened at ``since`` or later (review rules count them)."""
+    def returns_of_customer_since(
+        self, customer_id: str, since: datetime, until: datetime | None = None
+    ) -> list[UUID]:
+        """The customer's returns opened at ``since`` or later, and before ``until`` when
+        given (review rules count them; a simulation counts them as they stood)."""
         ...
 
     def load_events(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:

@@ -418,10 +418,13 @@ class OmsRecorder(PostgresProcessRecorder):
         )
         return [Deadline(r["return_id"], r["since"]) for r in rows]
 
-    def returns_of_customer_since(self, customer_id: str, since: datetime) -> list[UUID]:
+    def returns_of_customer_since(
+        self, customer_id: str, since: datetime, until: datetime | None = None
+    ) -> list[UUID]:
         rows = self._select(
-            "SELECT return_id FROM oms_returns WHERE customer_id = %s AND created_at >= %s",
-            [customer_id, since],
+            "SELECT return_id FROM oms_returns WHERE customer_id = %s AND created_at >= %s"
+            " AND (%s::timestamptz IS NULL OR created_at < %s)",
+            [customer_id, since, until, until],
         )
         return [r["return_id"] for r in rows]
 

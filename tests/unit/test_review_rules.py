@@ -33,14 +33,16 @@ RULES = parse_policy(
 )
 
 
-def decide(rma: Return, order: Order, book: PolicyBook, earlier_returns: int | None) -> None:
+def decide(
+    rma: Return, order: Order, book: PolicyBook, earlier_returns: int | None, at: int = 10
+) -> None:
     rma.decide(
         order=order,
         book=book,
         rma_number=RMA,
         destination_warehouse=WAREHOUSE,
         label_reference=LABEL,
-        at=day(10),
+        at=day(at),
         cause=CAUSE,
         earlier_returns=earlier_returns,
     )
@@ -133,3 +135,37 @@ def test_a_mistake_in_the_review_section_names_the_file_and_the_key(
     with pytest.raises(PolicyFileError) as raised:
         parse_policy(text, "policy.toml")
     assert str(raised.value).startswith(f"policy.toml: review{'.' if message else ''}{message}")
+
+
+def test_a_simulation_reports_the_holds_refunds_and_requests_a_candidate_would_change() -> None:
+    from domain.policy_simulation import AUTHORIZED, Recorded, SimulationReport
+
+    order = shop_order()  # a change of mind on day 20 bears the 10% fee
+    rma = given(requested_return(order, wants(1, 1), at=day(20)))
+    decide(rma, order, PolicyBook(), earlier_returns=None, at=20)
+    recorded = Recorded(AUTHORIZED, last(rma).decisions)
+    lines = tuple(rma.state.lines.values())
+    candidate = parse_policy(
+        'version = "c"\n[default]\nrestocking_fee_rate = "0.25"\n[review]\n'
+        "serial_returner_returns = 1\n"
+    )
+    report = SimulationReport()
+    report.add("r1", order, lines, recorded, candidate, day(20), earlier_returns=1)
+    report.add("r2", order, lines, recorded, candidate, day(20), earlier_returns=0)
+    shown = report.as_json(details=True)
+    assert shown["outcomes"] == {
+        "before": {"authorized": 2},
+        "after": {"authorized": 1, "held_for_review": 1},
+    }
+    assert shown["holds"] == {"before": {}, "after": {"serial_returner": 1}}
+    tally = shown["by_category"]["general"]
+    assert (tally["refunds_before"], tally["refunds_after"]) == (
+        {"EUR": "72.00"},
+        {"EUR": "60.00"},
+    )
+    assert [(c["return_id"], c["before"], c["after"], c["rules_after"]) for c in
+            shown["request_changes"]] == [
+        ("r1", "authorized", "held_for_review", ["serial_returner"]),
+        ("r2", "authorized", "authorized", []),
+    ]  # fmt: skip
+    assert shown["request_changes"][1]["fees_after"] == "10.00"
