@@ -24,7 +24,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from domain.application import ReturnsService
-from domain.lookups import Deadline, LookupRows, SerialRow
+from domain.lookups import BlindCandidateRows, Deadline, LookupRows, SerialRow
 from domain.policy import PolicyBook
 
 LOOKUP_TABLES = [
@@ -155,6 +155,36 @@ UPSERT_DEADLINES = SQL(
     " ON CONFLICT (return_id) DO UPDATE SET ship_clock_from = EXCLUDED.ship_clock_from,"
     " offer_expires_at = EXCLUDED.offer_expires_at"
 )
+
+# The blind-parcel matching sources for a page of parcels in one statement: sales by
+# serial, claimed RMAs (with their order), then the recent orders of every customer those
+# and the hinted orders belong to, and of every SKU; ``n`` keeps each list's order.
+BLIND_CANDIDATES = """
+WITH sales AS (
+    SELECT serial, order_id, line_no FROM oms_serials WHERE serial = ANY(%s::text[])),
+claimed AS (
+    SELECT n.rma_number, n.return_id, r.order_id FROM oms_rma_numbers n
+    LEFT JOIN oms_returns r ON r.return_id = n.return_id WHERE n.rma_number = ANY(%s::text[])),
+named AS (
+    SELECT order_id FROM sales
+    UNION SELECT order_id FROM claimed WHERE order_id IS NOT NULL
+    UNION SELECT unnest(%s::uuid[])),
+customers AS (
+    SELECT DISTINCT o.customer_id FROM oms_orders o JOIN named ON named.order_id = o.order_id)
+SELECT 'serial' AS kind, serial AS key, order_id AS id, line_no AS n, NULL::uuid AS extra
+    FROM sales
+UNION ALL SELECT 'rma', rma_number, return_id, 0, order_id FROM claimed
+UNION ALL SELECT 'customer', c.customer_id, o.order_id, o.n, NULL FROM customers c
+    CROSS JOIN LATERAL (
+        SELECT order_id, row_number() OVER (ORDER BY placed_at DESC)::int AS n
+        FROM oms_orders WHERE customer_id = c.customer_id ORDER BY placed_at DESC LIMIT %s) o
+UNION ALL SELECT 'sku', k.sku, o.order_id, o.n, NULL FROM unnest(%s::text[]) AS k(sku)
+    CROSS JOIN LATERAL (
+        SELECT order_id,
+            row_number() OVER (ORDER BY placed_at DESC NULLS LAST, order_id)::int AS n
+        FROM oms_order_skus WHERE sku = k.sku
+        ORDER BY placed_at DESC NULLS LAST, order_id LIMIT %s) o
+"""
 
 T = TypeVar("T")
 ZERO = UUID(int=0)
@@ -435,6 +465,36 @@ class OmsRecorder(PostgresProcessRecorder):
             [sku, limit],
         )
         return [r["order_id"] for r in rows]
+
+    def blind_candidate_rows(
+        self,
+        serials: Sequence[str],
+        rma_numbers: Sequence[str],
+        order_ids: Sequence[UUID],
+        skus: Sequence[str],
+        limit: int,
+    ) -> BlindCandidateRows:
+        found = BlindCandidateRows()
+        if any("\x00" in key for key in (*serials, *rma_numbers, *skus)):
+            # No stored key holds NUL (as in _select); drop those, look up the rest.
+            serials, rma_numbers, skus = (
+                [key for key in keys if "\x00" not in key] for keys in (serials, rma_numbers, skus)
+            )
+        params = [list(serials), list(rma_numbers), list(order_ids), limit, list(skus), limit]
+        rows = self._select(BLIND_CANDIDATES, params)
+        for r in sorted(rows, key=lambda r: (r["kind"], r["key"], r["n"] or 0)):
+            kind, key = r["kind"], r["key"]
+            if kind == "serial":
+                found.sales.setdefault(key, []).append(SerialRow(key, r["id"], r["n"]))
+            elif kind == "rma":
+                found.returns_of_rma[key] = r["id"]
+                if r["extra"] is not None:
+                    found.order_of_return[r["id"]] = r["extra"]
+            elif kind == "customer":
+                found.orders_of_customer.setdefault(key, []).append(r["id"])
+            else:
+                found.orders_with_sku.setdefault(key, []).append(r["id"])
+        return found
 
     def command_results(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:

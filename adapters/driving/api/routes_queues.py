@@ -17,6 +17,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from psycopg import sql
@@ -36,6 +37,7 @@ from adapters.driving.api.context import (
 )
 from adapters.driving.api.models import PageOut
 from adapters.driving.api.problems import Problem, problem_responses
+from domain.application import ReturnsService
 from domain.errors import NotFound
 from domain.returns import ReturnStatus
 
@@ -288,7 +290,7 @@ QUEUES: dict[str, Queue] = {
         Queue(
             "blind_unmatched",
             "Parcels that came with no known RMA and are not matched to an order yet, by"
-            " arrival (suggested matches: /v1/blind-returns).",
+            " arrival, each with its suggested_matches (as on /v1/blind-returns/{id}).",
             RMAS,
             "s.status = 'blind_unmatched'",
             "s.received_at",
@@ -429,7 +431,19 @@ def queue_items(
         "_limit": page.limit + 1,
         "_offset": page.offset,
     }
-    return paged(request, page, api.rows(query, params))
+    items = api.rows(query, params)
+    if queue.name == "blind_unmatched":
+        _add_suggested_matches(api.service, items[: page.limit])
+    return paged(request, page, items)
+
+
+def _add_suggested_matches(service: ReturnsService, items: list[dict[str, Any]]) -> None:
+    """Each waiting parcel's ``suggested_matches``, as /v1/blind-returns/{id} shows them,
+    read for the whole page at once (a parcel matched since the read model saw it: none)."""
+    ids = [UUID(str(item["return_id"])) for item in items]
+    found = service.blind_suggestions_of_page(ids)
+    for item, return_id in zip(items, ids, strict=True):
+        item["suggested_matches"] = found.get(return_id, [])
 
 
 # ---------------------------------------------------------------- the portal's lists
