@@ -199,13 +199,14 @@ def order_placed(
     price: str = "30.00",
     serials: list[str] | None = None,
     days_ago: int = 10,
+    customer_id: str | None = None,
 ) -> bytes:
     total = f"{float(price) * quantity + 4.9:.2f}"  # test data only; the system never floats
     return cloud_event(
         "order.placed",
         {
             "order_id": order_id,
-            "customer_id": f"cust-{order_id}",
+            "customer_id": customer_id or f"cust-{order_id}",
             "channel": "web",
             "customer_email": f"{order_id.lower()}@example.com",
             "lines": [
