@@ -229,6 +229,18 @@ class ReturnsQueries:
             for parcel in parcels
         }
 
+    def review_holds_of_page(self, return_ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
+        """Why each RMA of a page was held for review (``review_rules``, ``review_reason``),
+        read in one round trip; RMAs that were never held are left out."""
+        return {
+            rma.id: {
+                "review_rules": list(rma.state.review_rules),
+                "review_reason": rma.state.review_reason,
+            }
+            for rma in self._load_many(list(return_ids)).values()
+            if isinstance(rma, Return) and rma.state.review_reason is not None
+        }
+
 
 def suggestion_views(found: Sequence[Candidate]) -> list[dict[str, Any]]:
     """The suggestions worth showing, one entry per order line the parcel's items take."""

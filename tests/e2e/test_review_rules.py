@@ -116,10 +116,13 @@ def test_a_serial_returner_is_held_and_a_stricter_policy_is_simulated_writing_no
 
     data = eventually(relayed_hold, what="rma.held_for_review relayed")
     assert (data["rules"], data["policy_version"]) == (["serial_returner"], "review-2")
-    eventually(
-        lambda: third["return_id"] in {i["return_id"] for i in queue(client, "held_for_review")},
-        what="the hold in the held_for_review queue",
-    )
+
+    def in_review_queue() -> dict[str, Any] | None:
+        items = queue(client, "held_for_review")
+        return next((i for i in items if i["return_id"] == third["return_id"]), None)
+
+    item = eventually(in_review_queue, what="the hold in the held_for_review queue")
+    assert item["review_rules"] == ["serial_returner"]
 
     # A parcel with no RMA: it waits in its queue with where it may belong.
     receipt = f"BL-{uuid.uuid4().hex[:8]}"

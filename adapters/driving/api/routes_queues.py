@@ -282,7 +282,8 @@ QUEUES: dict[str, Queue] = {
         Queue(
             "held_for_review",
             "RMAs the policy held for a person to approve or refuse (pending_review), by the"
-            " time they were requested.",
+            " time they were requested, each with the review_rules that held it and the"
+            " review_reason.",
             RMAS,
             "s.status = 'pending_review'",
             "s.requested_at",
@@ -434,6 +435,8 @@ def queue_items(
     items = api.rows(query, params)
     if queue.name == "blind_unmatched":
         _add_suggested_matches(api.service, items[: page.limit])
+    if queue.name == "held_for_review":
+        _add_review_holds(api.service, items[: page.limit])
     return paged(request, page, items)
 
 
@@ -444,6 +447,16 @@ def _add_suggested_matches(service: ReturnsService, items: list[dict[str, Any]])
     found = service.blind_suggestions_of_page(ids)
     for item, return_id in zip(items, ids, strict=True):
         item["suggested_matches"] = found.get(return_id, [])
+
+
+def _add_review_holds(service: ReturnsService, items: list[dict[str, Any]]) -> None:
+    """Which review rules held each RMA and why, from the event store in one read per page
+    (holds recorded before rules were named: an empty list, the reason in words)."""
+    holds = service.review_holds_of_page([UUID(str(item["return_id"])) for item in items])
+    for item in items:
+        hold = holds.get(UUID(str(item["return_id"])), {})
+        item["review_rules"] = hold.get("review_rules", [])
+        item["review_reason"] = hold.get("review_reason")
 
 
 # ---------------------------------------------------------------- the portal's lists
