@@ -14,12 +14,9 @@ from fastapi.testclient import TestClient
 
 from adapters.driven.kafka.topics import ORDERS, PSP_REFUNDS, WMS_RECEIPTS
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
-from domain.commands import RequestReturn
-from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from tests.e2e.builders import System, eventually, publish, read_topic, rma_events
 from tests.integration import builders as m
-from tests.integration.builders import ctx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
@@ -64,13 +61,7 @@ def refunded_return(system: System) -> tuple[uuid.UUID, str]:
     (deterministically, about one in twenty): another order then."""
     for _ in range(4):
         order_id = card_and_paypal_order(system)
-        rma = system.service.run(
-            ctx(),
-            RequestReturn(
-                order_number=order_id,
-                lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND),),
-            ),
-        )
+        rma = m.authorized_return(system.service, order_id, reason=ReasonCode.CHANGED_MIND)
         assert rma.rma_number
         receipt = f"REC-{order_id}"
         publish(
