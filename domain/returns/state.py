@@ -112,6 +112,7 @@ class Discrepancy:
     amount: Money
     reason: str
     at: datetime
+    kind: str | None = None
 
 
 @dataclass
@@ -382,6 +383,7 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
                     event.amount,
                     event.reason,
                     event.timestamp,
+                    event.kind,
                 )
             )
         case StoreCreditIssued():
