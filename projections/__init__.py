@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from projections.core import Event, Projection
 from projections.customers import CustomerHistory
+from projections.discrepancies import RefundDiscrepancies
 from projections.ledger import RefundLedger
 from projections.legs import Legs
 from projections.reasons import ReturnReasons
@@ -22,6 +23,7 @@ __all__ = [
     "Event",
     "Legs",
     "Projection",
+    "RefundDiscrepancies",
     "RefundLedger",
     "ReturnReasons",
     "RmaStatus",
@@ -42,4 +44,5 @@ def default_projections(
         RmaStatus(),
         SerialLives(),
         Legs(),
+        RefundDiscrepancies(),
     ]
