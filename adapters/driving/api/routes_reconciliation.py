@@ -70,7 +70,6 @@ def reconciliation(
 
 @router.post(
     "/reconciliation/settlements",
-    responses=problem_responses(413),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -105,7 +104,9 @@ def import_settlement_file(
     ``invalid_settlement_file`` with its ``line``."""
     body: bytes = getattr(request.state, "raw_body", b"") or b""
     if len(body) > MAX_FILE_BYTES:
-        raise Problem(413, "file_too_large", f"a settlement file is at most {MAX_FILE_BYTES} B")
+        raise Problem(
+            422, "invalid_settlement_file", f"a settlement file is at most {MAX_FILE_BYTES} B"
+        )
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
