@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from adapters.driven.kafka.topics import PSP_REFUNDS
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
 from tests.e2e.builders import System, eventually, publish
-from tests.e2e.test_refund_payments import refunded_return, settlements_of
+from tests.e2e.payments import refunded_return, settlements_of
 from tests.integration import builders as m
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(500)]
