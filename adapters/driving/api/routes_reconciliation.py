@@ -8,7 +8,6 @@ records discrepancies, so it is for customer service and admin only.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,7 +21,7 @@ from adapters.driven.reconciliation import (
     parse_settlement_file,
 )
 from adapters.driving.api.auth import Allow, Principal, Role
-from adapters.driving.api.context import Api, Limit, Offset, api_of, page_of, paged
+from adapters.driving.api.context import Api, Day, Limit, Offset, api_of, page_of, paged
 from adapters.driving.api.models import PageOut
 from adapters.driving.api.problems import Problem, problem_responses
 from domain.returns.reconciliation import DISCREPANCY_KINDS
@@ -58,7 +57,7 @@ def _rows(api: Api) -> Any:
 def reconciliation(
     principal: Readers,
     request: Request,
-    day: Annotated[date, Query(description="The UTC day, YYYY-MM-DD")],
+    day: Annotated[Day, Query(description="The UTC day, YYYY-MM-DD")],
     provider: ProviderFilter = None,
 ) -> dict[str, Any]:
     """Per provider and currency, from the refund ledger: refunds requested, settled and
@@ -89,7 +88,7 @@ def import_settlement_file(
     request: Request,
     provider: Annotated[PaymentMethod, Query(description="Whose settlement file this is")],
     day: Annotated[
-        list[date] | None,
+        list[Day] | None,
         Query(description="The days the file covers (default: the days of its settled_at)"),
     ] = None,
 ) -> dict[str, Any]:
@@ -131,7 +130,7 @@ def discrepancies(
     kind: Annotated[
         str | None, Query(description=f"One of {', '.join(DISCREPANCY_KINDS)}, unspecified")
     ] = None,
-    day: Annotated[date | None, Query(description="Recorded on this UTC day")] = None,
+    day: Annotated[Day | None, Query(description="Recorded on this UTC day")] = None,
     refund_id: Annotated[str | None, Query(max_length=200)] = None,
     limit: Limit = None,
     offset: Offset = 0,
