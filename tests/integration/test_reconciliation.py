@@ -7,8 +7,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -22,6 +24,7 @@ from adapters.driven.reconciliation import (
     import_settlements,
     parse_settlement_file,
 )
+from adapters.driving.cli import main
 from domain.application import ReturnsService
 from domain.commands import SettleRefund
 from projections import default_projections
@@ -132,3 +135,37 @@ def test_the_day_reconciles_per_provider_and_a_file_imported_twice_records_once(
         ("amount_mismatch", "100.00"),
         ("amount_mismatch", "1.00"),
     ]
+
+
+def test_rma_reconcile_prints_the_day_and_imports_a_file_once(
+    service: ReturnsService,
+    own_database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    refund_id = requested_refund(service)
+    payment_id, value = refund_of(service, refund_id)
+    service.run(ctx(), SettleRefund(refund_id, f"PSP-{refund_id}", eur(value)))
+    rebuild_many(default_projections(), own_database, "_rec3")
+    monkeypatch.setenv("OMS_DATABASE_URL", own_database)
+    today = datetime.now(UTC).date().isoformat()
+
+    assert main(["reconcile", "--day", today, "--provider", "card"]) == 0
+    [card] = orjson.loads(capsys.readouterr().out)["providers"]
+    assert card["provider"] == "card" and card["settled"]["count"] >= 1
+
+    file = tmp_path / "card.csv"
+    file.write_text(
+        "refund_id,amount,currency,settled_at,provider_reference,payment_id\n"
+        f"{refund_id},{value},USD,{today},PSP-CLI,{payment_id}\n"
+    )
+    for recorded in (1, 0):
+        assert main(["reconcile", "import", str(file), "--provider", "card"]) == 0
+        report = orjson.loads(capsys.readouterr().out)
+        assert [line["verdict"] for line in report["lines"]] == ["currency_mismatch"]
+        assert report["discrepancies_recorded"] == recorded
+
+    file.write_text("refund_id,amount\nRF-1,1.00\n")
+    assert main(["reconcile", "import", str(file), "--provider", "card"]) == 2
+    assert "line 1: the header lacks provider_reference, currency" in capsys.readouterr().err
