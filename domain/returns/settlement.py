@@ -40,6 +40,7 @@ from domain.returns.reconciliation import (
     FileStatus,
     Finding,
     compare_line,
+    expected_for,
     provider_of,
 )
 from domain.returns.state import (
@@ -249,7 +250,9 @@ class Settlement(Payouts):
                     amount=Money.zero(refund.amount.currency),
                     reason=reversal,
                     kind=REVERSAL,
-                    expected=refund.settled_by_payment.get(payment_id or "", refund.amount),
+                    expected=refund.settled_by_payment.get(payment_id or "")
+                    or expected_for(refund, provider_of(refund, payment_id), payment_id)
+                    or refund.amount,
                     provider=provider_of(refund, payment_id),
                 )
             return False

@@ -138,3 +138,13 @@ def test_a_file_line_matches_exactly_when_it_is_the_payments_share(cents: int) -
     )
     assert (finding.verdict == "amount_mismatch") is (amount != eur("25.00"))
     assert finding.expected == eur("25.00")
+
+
+def test_a_payment_reversed_after_a_whole_settlement_expects_that_payments_share() -> None:
+    rma = split_refund()
+    rma.settle_refund("RF-1", "PSP-1", eur("40.00"), day(18), CAUSE)
+    rma.collect_events()
+    rma.fail_refund("RF-1", "chargeback", day(19), CAUSE, payment_id="PAY-PAYPAL")
+    [event] = rma.pending_events
+    assert isinstance(event, RefundDiscrepancy)
+    assert (event.kind, event.expected, event.provider) == ("reversal", eur("15.00"), "paypal")
