@@ -112,6 +112,7 @@ class Discrepancy:
     amount: Money
     reason: str
     at: datetime
+    kind: str | None = None
 
 
 @dataclass
@@ -387,6 +388,7 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
                     event.amount,
                     event.reason,
                     event.timestamp,
+                    event.kind,
                 )
             )
         case StoreCreditIssued():
