@@ -248,6 +248,10 @@ class ReturnAuthorized(ReturnEvent, type_name="rma.authorized"):
 class ReturnHeldForReview(ReturnEvent, type_name="rma.held_for_review"):
     reason: str
     decisions: tuple[LineDecision, ...]
+    # The review rules that held it (domain/review.py names them) and the policy version
+    # that stated them; empty and None on holds recorded before the rules were named.
+    rules: tuple[str, ...] = ()
+    policy_version: str | None = None
 
 
 class ReturnRejected(ReturnEvent, type_name="rma.rejected"):
@@ -364,6 +368,12 @@ class RefundDiscrepancy(ReturnEvent, type_name="rma.refund_discrepancy"):
     provider_reference: str
     amount: Money
     reason: str
+    # Added for reconciliation (absent on older events): what kind of disagreement
+    # (``DISCREPANCY_KINDS`` in domain/returns/reconciliation.py), what the instruction
+    # expected, and the provider (the payment method the money goes back through).
+    kind: str | None = None
+    expected: Money | None = None
+    provider: str | None = None
 
 
 class StoreCreditIssued(ReturnEvent, type_name="rma.store_credit_issued"):

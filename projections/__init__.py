@@ -10,8 +10,10 @@ from decimal import Decimal
 
 from projections.core import Event, Projection
 from projections.customers import CustomerHistory
+from projections.discrepancies import RefundDiscrepancies
 from projections.ledger import RefundLedger
 from projections.legs import Legs
+from projections.period import PeriodAnalytics
 from projections.reasons import ReturnReasons
 from projections.rma_status import RmaStatus
 from projections.serials import SerialLives
@@ -21,7 +23,9 @@ __all__ = [
     "CustomerHistory",
     "Event",
     "Legs",
+    "PeriodAnalytics",
     "Projection",
+    "RefundDiscrepancies",
     "RefundLedger",
     "ReturnReasons",
     "RmaStatus",
@@ -42,4 +46,6 @@ def default_projections(
         RmaStatus(),
         SerialLives(),
         Legs(),
+        PeriodAnalytics(),
+        RefundDiscrepancies(),
     ]

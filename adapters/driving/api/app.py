@@ -16,6 +16,7 @@ from adapters.driven.kafka.deadletters.replay import DeadLetterTally
 from adapters.driving import console
 from adapters.driving.api import (
     problems,
+    routes_analytics,
     routes_blind,
     routes_legs,
     routes_ops,
@@ -23,6 +24,7 @@ from adapters.driving.api import (
     routes_policy,
     routes_queues,
     routes_read,
+    routes_reconciliation,
     routes_returns,
     routes_serials,
     routes_store_credit,
@@ -46,6 +48,8 @@ ROUTERS = (
     routes_queues.router,
     routes_store_credit.router,
     routes_policy.router,
+    routes_analytics.router,
+    routes_reconciliation.router,
 )
 
 DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and store

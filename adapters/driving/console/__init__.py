@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from adapters.driving.api.context import api_of
-from adapters.driving.console import queues
+from adapters.driving.console import analytics, cs_blind, cs_returns, queues
 from adapters.driving.console import store as store_pages
 from adapters.driving.console import warehouse as warehouse_pages
 from adapters.driving.console.sessions import COOKIE, Staff
@@ -36,7 +36,14 @@ from adapters.driving.console.web import (
     sign_in_location,
 )
 
-PAGES: tuple[APIRouter, ...] = (queues.router, store_pages.router, warehouse_pages.router)
+PAGES: tuple[APIRouter, ...] = (
+    queues.router,
+    analytics.router,
+    cs_returns.router,
+    cs_blind.router,
+    store_pages.router,
+    warehouse_pages.router,
+)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
