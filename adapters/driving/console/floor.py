@@ -12,24 +12,20 @@ another request's result.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import uuid
 from collections.abc import Mapping
-from typing import Any
 
-import orjson
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from adapters.driving.api.context import api_of
 from adapters.driving.api.problems import Problem, status_of
+from adapters.driving.console.once import console_ctx, earlier_outcome, fingerprint_of
 from adapters.driving.console.sessions import Staff
 from adapters.driving.console.web import render
-from domain.application import Ctx, Outcome, replayed
+from domain.application import Outcome
 from domain.commands import Command
 from domain.errors import DomainError
-from domain.events import Cause
 from domain.values import Condition, Disposition, ReasonCode
 
 FORM_ID = re.compile(r"[0-9a-f]{32}")
@@ -43,39 +39,24 @@ class FormExpired(Exception):
     """A post without a well-formed one-time form id: not sent from a page we drew."""
 
 
-def new_form_id() -> str:
-    return uuid.uuid4().hex
-
-
 def run_form_command(
     request: Request, staff: Staff, name: str, command: Command, fields: Mapping[str, str]
 ) -> Outcome:
     """Run ``command`` as the signed-in person, once per ``form_id`` of ``fields``."""
     api = api_of(request)
-    principal = staff.principal
     key, fingerprint = _scoped(staff, name, fields)
-    earlier = already_done(request, staff, name, fields)
+    earlier = earlier_outcome(api, key, fingerprint)
     if earlier is not None:
         return earlier
-    ctx = Ctx(
-        Cause(
-            actor=principal.name,
-            source=f"console/{principal.role.value}",
-            correlation_id=str(uuid.uuid4()),
-        ),
-        idempotency_key=key,
-        fingerprint=fingerprint,
-    )
     with api.metrics.timed(name):
-        return api.service.run(ctx, command)
+        return api.service.run(console_ctx(staff, key, fingerprint), command)
 
 
 def _scoped(staff: Staff, name: str, fields: Mapping[str, str]) -> tuple[str, str]:
     form_id = fields.get("form_id", "")
     if not FORM_ID.fullmatch(form_id):
         raise FormExpired()
-    posted = sorted((k, v) for k, v in fields.items() if k != "csrf")
-    fingerprint = hashlib.sha256(orjson.dumps([name, posted])).hexdigest()
+    fingerprint = fingerprint_of(name, fields)
     return f"console:{staff.principal.name}:{name}:{form_id}", fingerprint
 
 
@@ -88,13 +69,7 @@ def already_done(
         key, fingerprint = _scoped(staff, name, fields)
     except FormExpired:
         return None
-    prior = api_of(request).service.lookups.command_result(key)
-    if prior is None:
-        return None
-    outcome = replayed(prior, fingerprint)
-    if isinstance(outcome, DomainError):
-        raise outcome
-    return outcome
+    return earlier_outcome(api_of(request), key, fingerprint)
 
 
 def failure_page(request: Request, staff: Staff, failure: Exception) -> HTMLResponse:
@@ -140,12 +115,3 @@ def choice_of(
     if value not in {v for v, _ in options}:
         errors[name] = f"choose the {what}"
     return value
-
-
-def money_text(amount: Any) -> str:
-    """A Money as the JSON views give it ({"amount": "12.50", "currency": "EUR"})."""
-    if not amount:
-        return ""
-    if isinstance(amount, Mapping):
-        return f"{amount.get('amount')} {amount.get('currency')}"
-    return f"{amount.amount} {amount.currency}"

@@ -33,11 +33,10 @@ from adapters.driving.console.floor import (
     already_done,
     choice_of,
     failure_page,
-    money_text,
-    new_form_id,
     quantity_of,
     run_form_command,
 )
+from adapters.driving.console.once import money, new_form_id
 from adapters.driving.console.sessions import Staff
 from adapters.driving.console.web import StaffForm, StaffOnly, add_navigation, form_fields, render
 from domain.commands import ReceiveRmaAtCounter, RecordInStoreReturn
@@ -207,7 +206,7 @@ def order_page_context(request: Request, staff: Staff, order_number: str) -> dic
         "dispositions": DISPOSITIONS,
         "refund_methods": REFUND_METHODS,
         "order_types": ORDER_TYPES,
-        "money": money_text,
+        "money": money,
         "order_link": order_link,
     }
 
@@ -485,7 +484,7 @@ def receipt_page(
         pending=pending,
         pdf_link=f"{base}{query}format=pdf",
         html_link=f"{base}{query}format=html",
-        money=money_text,
+        money=money,
     )
 
 

@@ -32,11 +32,10 @@ from adapters.driving.console.floor import (
     already_done,
     choice_of,
     failure_page,
-    money_text,
-    new_form_id,
     quantity_of,
     run_form_command,
 )
+from adapters.driving.console.once import money, new_form_id
 from adapters.driving.console.sessions import Staff
 from adapters.driving.console.web import StaffForm, StaffOnly, add_navigation, form_fields, render
 from domain.commands import InspectItems, LegAction, MoveLeg, ReceiveParcel
@@ -168,7 +167,7 @@ def rma_context(request: Request, staff: Staff, ref: str) -> dict[str, Any]:
         "pending_receipt": pending[0] if pending and s.rma_number and lines else None,
         "conditions": CONDITIONS,
         "dispositions": DISPOSITIONS,
-        "money": money_text,
+        "money": money,
         "legs": [(leg_id, leg) for leg_id, leg in s.legs.items()],
     }
 
@@ -384,7 +383,7 @@ def leg_context(request: Request, staff: Staff, ref: str, leg_id: str) -> dict[s
         "leg": leg,
         "steps": steps,
         "outcomes": OUTCOMES,
-        "money": money_text,
+        "money": money,
         "currency": rma.state.currency,
     }
 
