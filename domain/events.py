@@ -111,6 +111,9 @@ class OrderPlaced(OrderEvent, type_name="order.placed"):
     shipping: Money
     replacement_for: UUID | None = None
     replacement_return_id: UUID | None = None
+    # An exchange's replacement that ships later: its lines are reserved at this location
+    # (the return's destination warehouse) until fulfilled or cancelled (stock projection).
+    reservation_location: str | None = None
 
 
 class OrderLinesFulfilled(OrderEvent, type_name="order.lines_fulfilled"):

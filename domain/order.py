@@ -99,6 +99,7 @@ class Order(Aggregate[OrderEvent]):
         store_id: str | None = None,
         replacement_for: UUID | None = None,
         replacement_return_id: UUID | None = None,
+        reservation_location: str | None = None,
     ) -> Order:
         check_order_is_well_formed(order_number, lines, payments, shipping, channel, store_id)
         is_replacement = replacement_for is not None
@@ -123,6 +124,7 @@ class Order(Aggregate[OrderEvent]):
             shipping=shipping,
             replacement_for=replacement_for,
             replacement_return_id=replacement_return_id,
+            reservation_location=reservation_location,
         )
         return order
 

@@ -20,7 +20,7 @@ from domain.order import Order
 from domain.policy import allocate_proportionally
 from domain.returns import Return, ReturnStatus
 from domain.returns.exchange import plan_exchange
-from domain.values import Money, PaymentMethod, RefundMethod
+from domain.values import Channel, Money, PaymentMethod, RefundMethod
 
 
 def settle_with_customer(
@@ -124,6 +124,7 @@ def exchange(s: Scope, rma: Return, order: Order) -> Outcome:
         store_id=order.state.store_id,
         replacement_for=order.id,
         replacement_return_id=rma.id,
+        reservation_location=replacement_reservation_location(rma, order),
     )
     s.uow.add(replacement)
     order.record_replacement(replacement.id, rma.id, s.at, s.cause)
@@ -140,6 +141,14 @@ def exchange(s: Scope, rma: Return, order: Order) -> Outcome:
         # A cheaper replacement: the difference goes back like any refund.
         return refund(s, rma, order, plan.refund_difference)
     return outcome_of(rma)
+
+
+def replacement_reservation_location(rma: Return, order: Order) -> str | None:
+    """Where a replacement's stock is held until it ships: the return's destination
+    warehouse. None for a store order (handed over at the counter as it is placed)."""
+    if order.state.channel is Channel.STORE and order.state.store_id:
+        return None
+    return rma.state.destination_warehouse
 
 
 def settle_refund(c: SettleRefund, s: Scope) -> Outcome:
