@@ -12,10 +12,9 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.driven.kafka.topics import ORDERS, STOCK_LEVELS
+from adapters.driven.kafka.topics import ORDERS, STOCK_LEVELS, WMS_RECEIPTS
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
 from tests.e2e.builders import System, delivered_web_order, eventually, publish, read_topic
-from tests.e2e.test_exchanges import exchange_requested, parcel_inspected, rma
 from tests.integration import builders as m
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -30,6 +29,45 @@ def client(system: System) -> Iterator[TestClient]:
     api = create_api(system.service, system.database_url, ApiSettings(), KeyRing.with_keys(KEYS))
     with TestClient(api, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+def exchange_requested(client: TestClient, order_id: str, sku: str) -> dict[str, Any]:
+    created = client.post(
+        "/v1/returns",
+        json={
+            "order_number": order_id,
+            "lines": [
+                {
+                    "line_no": 1,
+                    "quantity": 1,
+                    "reason": "size_too_small",
+                    "exchange": {"sku": sku, "name": "Tee", "unit_price": m.amount("30.00")},
+                }
+            ],
+            "refund_method": "exchange",
+        },
+        headers={**CS, "Idempotency-Key": f"reserve-{order_id}"},
+    )
+    assert created.status_code == 201, created.text
+    body: dict[str, Any] = created.json()
+    return body
+
+
+def destination(client: TestClient, return_id: str) -> str:
+    seen = client.get(f"/v1/returns/{return_id}", headers=CS)
+    assert seen.status_code == 200, seen.text
+    warehouse: str = seen.json()["destination_warehouse"]
+    return warehouse
+
+
+def parcel_inspected(system: System, rma_number: str) -> None:
+    receipt = f"REC-{rma_number}"
+    publish(
+        system.bootstrap,
+        WMS_RECEIPTS,
+        [m.parcel_received(receipt, rma_number), m.items_inspected(receipt, rma_number)],
+        key=receipt.encode(),
+    )
 
 
 def stock(client: TestClient, sku: str, location: str) -> tuple[int, ...] | None:
@@ -59,9 +97,9 @@ def test_the_replacement_is_reserved_at_the_warehouse_until_the_wms_ships_it(
 ) -> None:
     order_id = delivered_web_order(system)
     sku = f"TEE-{order_id[-8:].upper()}-L"
-    created = exchange_requested(client, order_id, sku, "30.00")
-    warehouse = rma(client, created["return_id"])["destination_warehouse"]
-    parcel_inspected(system, order_id, created["rma_number"])
+    created = exchange_requested(client, order_id, sku)
+    warehouse = destination(client, created["return_id"])
+    parcel_inspected(system, created["rma_number"])
 
     reserved = (0, 1, -1)  # nothing counted here yet: one promised, minus one to promise
     eventually(lambda: stock(client, sku, warehouse) == reserved, what="the reservation")

@@ -3,19 +3,39 @@ replacement's placement until it ships (only what shipped) or is cancelled."""
 
 from __future__ import annotations
 
+import random
+from typing import Any
 from uuid import UUID
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.events import FulfilledLine, OrderCancelled, OrderLinesFulfilled, OrderPlaced
-from projections.core import Event, InMemoryReadModel
+from projections.core import Event, InMemoryReadModel, key_of
 from projections.stock import StockLevels
 from tests.unit.builders import Story, eur, uid
 from tests.unit.builders import story_line as line
-from tests.unit.test_projections_stock import interleavings, level
 
 WAREHOUSE = "WH-RET"
+
+
+def level(model: InMemoryReadModel, sku: str, location: str) -> dict[str, Any]:
+    return model.tables["rm_stock_levels"].get(key_of({"sku": sku, "location_id": location}), {})
+
+
+def interleavings(events: list[Event], seed: int) -> list[Event]:
+    """Per-aggregate order kept (one partition each), aggregates interleaved at random."""
+    queues: dict[str, list[Event]] = {}
+    for event in events:
+        queues.setdefault(event.aggregate_id, []).append(event)
+    rng = random.Random(seed)
+    merged: list[Event] = []
+    while queues:
+        aggregate = rng.choice(sorted(queues))
+        merged.append(queues[aggregate].pop(0))
+        if not queues[aggregate]:
+            del queues[aggregate]
+    return merged
 
 
 def replacement(
