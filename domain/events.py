@@ -79,6 +79,8 @@ class Payment(Value):
     payment_id: str = Field(min_length=1)
     method: PaymentMethod
     amount: Money
+    store_credit_code: str | None = None
+    """A ``store_credit`` payment by code: the code's account pays (else the customer's)."""
 
 
 class FulfilledLine(Value):
@@ -372,6 +374,8 @@ class StoreCreditIssued(ReturnEvent, type_name="rma.store_credit_issued"):
     bonus: Money
     restocking_fee: Money
     shipping: Money | None = None  # the part of ``amount`` that pays back shipping
+    code: str | None = None
+    """The code the customer spends the credit with (``SC-`` and 12 base32 characters)."""
 
 
 class ExchangeOrdered(ReturnEvent, type_name="rma.exchange_ordered"):
@@ -532,6 +536,9 @@ class StoreCreditCredited(StoreCreditEvent, type_name="store_credit.credited"):
     reason: str
     """``return`` (a return paid as store credit, bonus included), ``refund`` (the store-credit
     part of an order's refund, once settled) or ``order_cancelled``."""
+    code: str | None = None
+    """The code issued with this credit; any code of the account spends its whole balance.
+    Drawn once by the handler and stored here, so a replay keeps it."""
 
 
 class StoreCreditSpent(StoreCreditEvent, type_name="store_credit.spent"):

@@ -91,6 +91,14 @@ class OrderSkuRow:
     placed_at: datetime | None
 
 
+@dataclass(frozen=True)
+class StoreCreditCodeRow:
+    """A store-credit code and the customer whose account it spends."""
+
+    code: str
+    customer_id: str
+
+
 @dataclass
 class LookupRows:
     rma_numbers: list[RmaNumberRow] = field(default_factory=list)
@@ -100,6 +108,7 @@ class LookupRows:
     refunds: list[RefundRow] = field(default_factory=list)
     deadlines: list[DeadlineRow] = field(default_factory=list)
     order_skus: list[OrderSkuRow] = field(default_factory=list)
+    store_credit_codes: list[StoreCreditCodeRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -110,6 +119,7 @@ class LookupRows:
             or self.refunds
             or self.deadlines
             or self.order_skus
+            or self.store_credit_codes
         )
 
 
@@ -155,6 +165,10 @@ class Lookups(Protocol):
 
     def orders_with_sku(self, sku: str, limit: int) -> list[UUID]:
         """Orders holding ``sku``, the most recently placed first."""
+        ...
+
+    def customer_of_store_credit_code(self, code: str) -> str | None:
+        """The customer whose account ``code`` spends, or None for a code never issued."""
         ...
 
     def load_events(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:

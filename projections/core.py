@@ -36,7 +36,13 @@ CENT = Decimal("0.01")
 ORDER = "order"
 RETURN = "return"
 INVENTORY = "inventory"
-_KIND_BY_PREFIX = {"order.": ORDER, "rma.": RETURN, "inventory.": INVENTORY}
+STORE_CREDIT = "store_credit"
+_KIND_BY_PREFIX = {
+    "order.": ORDER,
+    "rma.": RETURN,
+    "inventory.": INVENTORY,
+    "store_credit.": STORE_CREDIT,
+}
 
 
 # ---------------------------------------------------------------- events

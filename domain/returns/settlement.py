@@ -226,6 +226,7 @@ class Settlement(Payouts):
         at: datetime,
         cause: Cause,
         shipping: Money | None = None,
+        code: str | None = None,
     ) -> None:
         self.check_status(*SETTLING)
         shipping = self.checked_shipping(amount, shipping)
@@ -241,6 +242,7 @@ class Settlement(Payouts):
             bonus=bonus,
             restocking_fee=self.unbilled_fee(),
             shipping=shipping,
+            code=code,
         )
         self._close_if_done("store_credit", at, cause)
 
