@@ -16,19 +16,38 @@ from adapters.driven.readmodels.queries import unbalanced_refunds
 from adapters.driven.readmodels.store import ReadModelStore
 from adapters.driven.relay import cloud_event_for
 from domain.application import ReturnsService
-from domain.commands import CancelOrder, PlaceOrder
+from domain.commands import CancelOrder, PlaceOrder, RequestReturn
 from domain.errors import InsufficientStoreCredit, UnknownStoreCreditCode
-from domain.events import OrderLine, Payment, StoreCreditCredited
+from domain.events import OrderLine, Payment, StoreCreditCredited, StoreCreditIssued
 from domain.order import order_id_for
+from domain.returns import RequestedLine
 from domain.store_credit import is_store_credit_code, store_credit_id_for
-from domain.values import Channel, PaymentMethod
+from domain.values import Channel, PaymentMethod, ReasonCode, RefundMethod
 from projections.core import Event
 from projections.ledger import RefundLedger
-from tests.integration.builders import ctx
-from tests.integration.test_store_credit import returned_as_store_credit
+from tests.integration.builders import ctx, delivered_order, receive_and_inspect
 from tests.unit.builders import eur
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def returned_as_store_credit(service: ReturnsService) -> tuple[str, StoreCreditIssued]:
+    """One 50.00 item of a delivered order returned as store credit: 55.00 with the bonus."""
+    number = delivered_order(service, quantity=2, unit_price="50.00", shipping="0.00")
+    rma = service.run(
+        ctx(),
+        RequestReturn(
+            order_number=number,
+            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+            refund_method=RefundMethod.STORE_CREDIT,
+        ),
+    )
+    assert rma.rma_number
+    receive_and_inspect(service, rma.rma_number)
+    issued = next(
+        e for e in service.stored_events(rma.aggregate_id) if isinstance(e, StoreCreditIssued)
+    )
+    return f"cust-{number}", issued
 
 
 def pay_by_code(service: ReturnsService, customer_id: str, code: str, credit: str) -> str:
