@@ -386,6 +386,19 @@ class ExchangeOrdered(ReturnEvent, type_name="rma.exchange_ordered"):
     # positive (``refund_difference``) or owed by the customer when negative (``amount_due``).
     refund_difference: Money | None = None
     amount_due: Money | None = None
+    instant: bool = False
+    """Ordered at authorization (the policy's ``instant_exchange``), before the returned
+    items arrive: they are owed until received (``amount_outstanding``)."""
+    amount_outstanding: Money | None = None
+    """Instant: the value of the returned lines, owed by the customer until they arrive."""
+
+
+class InstantExchangeCharged(ReturnEvent, type_name="rma.instant_exchange_charged"):
+    """An instant exchange's RMA expired with items never returned: the customer owes
+    their value (recorded only: no payment is captured here)."""
+
+    replacement_order_number: str
+    amount: Money
 
 
 class ReturnResolutionChanged(ReturnEvent, type_name="rma.resolution_changed"):

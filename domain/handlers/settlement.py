@@ -15,11 +15,11 @@ from domain.commands import (
     SettleRefund,
 )
 from domain.errors import InvalidCommand, InvalidTransition
+from domain.handlers.instant_exchange import place_replacement
 from domain.handlers.scope import Handlers, Scope, outcome_of, store_credit_allocation
 from domain.order import Order
 from domain.policy import allocate_proportionally
 from domain.returns import Return, ReturnStatus
-from domain.returns.exchange import plan_exchange
 from domain.store_credit import new_store_credit_code
 from domain.values import Money, PaymentMethod, RefundMethod
 
@@ -112,24 +112,7 @@ def refund(
 
 
 def exchange(s: Scope, rma: Return, order: Order) -> Outcome:
-    number = f"{order.state.order_number}-X{len(order.state.replacements) + 1}"
-    plan = plan_exchange(order, rma.state.lines.values(), rma.items_due_unpaid())
-    replacement = Order.place(
-        order_number=number,
-        customer_id=order.state.customer_id,
-        customer_email=order.state.customer_email,
-        channel=order.state.channel,
-        lines=plan.lines,
-        payments=(),
-        shipping=Money.zero(order.state.currency),
-        at=s.at,
-        cause=s.cause,
-        store_id=order.state.store_id,
-        replacement_for=order.id,
-        replacement_return_id=rma.id,
-    )
-    s.uow.add(replacement)
-    order.record_replacement(replacement.id, rma.id, s.at, s.cause)
+    number, replacement, plan = place_replacement(s, rma, order, rma.items_due_unpaid())
     rma.order_exchange(
         replacement_order_id=replacement.id,
         replacement_order_number=number,
