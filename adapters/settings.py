@@ -121,6 +121,14 @@ class Settings(BaseModel):
     send the parcel: a JSON object of warehouse id to address, its lines separated by
     commas. A warehouse left out prints as its id."""
 
+    console_secure_cookie: bool = True
+    """The staff console's session cookie is ``Secure`` (HTTPS only; browsers make an
+    exception for ``localhost``). Turn off only behind a proxy that serves plain HTTP to
+    other hosts, which a deployment should not do."""
+
+    console_idle_hours: float = Field(default=8, gt=0, le=24 * 30)
+    """Hours a console session lasts without use; then the person signs in again."""
+
     @field_validator("warehouse_addresses", mode="before")
     @classmethod
     def _parse_addresses(cls, value: Any) -> Any:

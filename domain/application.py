@@ -460,11 +460,15 @@ class ReturnsService(ReturnsQueries, Application[UUID]):
         now = ctx.at or self.clock()
         candidates = self.lookups.open_blind_returns(limit, 0)
         if dry_run:
+            loaded = self._load_many(candidates)  # one round trip, not one per parcel
             due = []
             for rid in candidates:
-                rma = self.get_return(rid)
-                if rma.close_unidentified(self.policy_book, now, ctx.cause):
-                    due.append(rid)  # decided on a copy that is never saved
+                rma = loaded.get(rid)
+                # Decided on a copy that is never saved.
+                if isinstance(rma, Return) and rma.close_unidentified(
+                    self.policy_book, now, ctx.cause
+                ):
+                    due.append(rid)
             return due
         outcomes = self.run_batch(
             [(Ctx(ctx.cause, now), CloseUnidentifiedBlindReturn(rid)) for rid in candidates]

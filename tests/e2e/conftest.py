@@ -13,13 +13,17 @@ from pathlib import Path
 
 import pluggy
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from adapters.driven.eventstore import create_service
 from adapters.driven.kafka.provisioning import provision_topics
 from adapters.driven.kafka.topics import topic_specs
 from adapters.driven.relay import Relay
+from adapters.driving.api import ApiSettings, KeyRing, create_api
+from adapters.driving.api.serving import served
 from streams.worker import WorkerProcess
 from tests.e2e.builders import System
+from tests.e2e.console import CONSOLE_KEYS, chromium
 from tests.integration.builders import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,3 +90,24 @@ def pytest_runtest_makereport(
     if isinstance(system, System):
         for name, worker in (("integrations", system.worker), ("projections", system.projections)):
             report.sections.append((f"{name} worker log (tail)", worker.log_tail(6000)))
+
+
+@pytest.fixture(scope="session")
+def console(system: System) -> Iterator[str]:
+    """The API with the console, served by uvicorn on the session's stack; its base URL."""
+    api = create_api(
+        system.service,
+        system.database_url,
+        ApiSettings(),
+        KeyRing.with_keys(CONSOLE_KEYS),
+        system.bootstrap,
+    )
+    with served(api) as url:
+        yield url.replace("127.0.0.1", "localhost")  # a secure context: Secure cookies work
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[WebDriver]:
+    """One headless Chromium for the session's console journeys (each signs in afresh)."""
+    with chromium() as driver:
+        yield driver

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from psycopg_pool import ConnectionPool
 
 from adapters.driven.kafka.deadletters.replay import DeadLetterTally
+from adapters.driving import console
 from adapters.driving.api import (
     problems,
     routes_blind,
@@ -112,6 +113,7 @@ def create_api(
     app.add_middleware(metrics.middleware)
     for router in ROUTERS:
         app.include_router(router)
+    console.install(app)
     return app
 
 

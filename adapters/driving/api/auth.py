@@ -103,6 +103,13 @@ class KeyRing:
     def principal_for(self, key: str) -> Principal | None:
         return self._by_hash.get(hash_key(self.salt, key))
 
+    def digest(self, key: str) -> str:
+        """The key as the key file holds it (salted SHA-256): what a console session keeps."""
+        return hash_key(self.salt, key)
+
+    def principal_for_digest(self, digest: str) -> Principal | None:
+        return self._by_hash.get(digest)
+
 
 def presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization", "")

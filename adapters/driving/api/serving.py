@@ -83,6 +83,8 @@ def app_from_env() -> FastAPI:
             read_pool_size=threads,
             metrics_public=settings.metrics_public,
             warehouse_addresses=settings.warehouse_addresses,
+            console_secure_cookie=settings.console_secure_cookie,
+            console_idle_hours=settings.console_idle_hours,
         ),
         keys=KeyRing.from_file(settings.api_keys_file),
         kafka_bootstrap=settings.kafka_bootstrap,

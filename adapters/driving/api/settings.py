@@ -48,3 +48,11 @@ class ApiSettings(BaseModel):
     not_inspected_days: int = Field(default=3, ge=0, le=365)
     """``/v1/queues/not_inspected``: an RMA received this many days ago or more and still
     not inspected is in the queue (a request may ask for another ``older_than_days``)."""
+
+    console_secure_cookie: bool = True
+    """The console's session cookie is ``Secure`` (sent over HTTPS only; browsers also send it
+    to ``localhost``). Off only for a console served over plain HTTP on another host, which
+    a deployment should not do."""
+
+    console_idle_hours: float = Field(default=8, gt=0, le=24 * 30)
+    """A console session not used for this many hours is over: sign in again."""
