@@ -19,9 +19,12 @@ from domain.policy_file import parse_policy
 from domain.returns import RequestedLine, Return
 from domain.returns.exchange import plan_exchange
 from domain.values import Channel, Money, ReasonCode, RefundMethod
+from projections.core import InMemoryReadModel
+from projections.customers import CustomerHistory
 from tests.unit.builders import (
     BOOK,
     CAUSE,
+    Story,
     authorized_return,
     day,
     decide,
@@ -30,8 +33,11 @@ from tests.unit.builders import (
     receive,
     received,
     requested_return,
+    return_line,
+    return_requested,
     shop_order,
     types,
+    uid,
 )
 
 INSTANT = PolicyBook(by_category={"general": {"instant_exchange": True}})
@@ -120,3 +126,19 @@ def test_only_an_authorized_exchange_ships_instantly_and_only_once() -> None:
             at=day(10),
             cause=CAUSE,
         )
+
+
+def test_the_charge_is_on_the_customers_timeline_with_what_is_owed() -> None:
+    story = Story()
+    rma = uid("instant-rma")
+    return_requested(story, rma, uid("instant-order"), (return_line(),))
+    story.add(InstantExchangeCharged, rma, replacement_order_number="WEB-1-X1", amount=eur("40.00"))
+    model = InMemoryReadModel(CustomerHistory())
+    model.apply(story.events)
+    [charged] = [
+        row
+        for row in model.rows("rm_customer_timeline")
+        if row["event_type"] == "rma.instant_exchange_charged"
+    ]
+    assert charged["customer_id"] == "C-1"
+    assert "WEB-1-X1" in str(charged["summary"]) and "40.00" in str(charged["summary"])
