@@ -530,6 +530,7 @@ def lookup_rows_for(aggregates: Sequence[AnyAggregate]) -> LookupRows:
                     blind=s2.channel is ReturnChannel.BLIND,
                     authorized_at=s2.authorized_at,
                     updated_at=aggregate.modified_on,
+                    created_at=aggregate.created_on,
                 )
             )
             rows.rma_numbers.extend(

@@ -250,6 +250,10 @@ class ReturnAuthorized(ReturnEvent, type_name="rma.authorized"):
 class ReturnHeldForReview(ReturnEvent, type_name="rma.held_for_review"):
     reason: str
     decisions: tuple[LineDecision, ...]
+    # The review rules that held it (domain/review.py names them) and the policy version
+    # that stated them; empty and None on holds recorded before the rules were named.
+    rules: tuple[str, ...] = ()
+    policy_version: str | None = None
 
 
 class ReturnRejected(ReturnEvent, type_name="rma.rejected"):

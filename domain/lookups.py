@@ -41,6 +41,8 @@ class ReturnRow:
     blind: bool
     authorized_at: datetime | None
     updated_at: datetime | None
+    created_at: datetime | None = None
+    """When the return was opened (requested, recorded in a store, or its parcel found)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,19 @@ class StoreCreditCodeRow:
 
     code: str
     customer_id: str
+
+
+@dataclass
+class BlindCandidateRows:
+    """What the blind-parcel matching rules look up, for a page of parcels at once: sales
+    by serial, returns by RMA number (with their order), orders per customer and per SKU
+    (most recently placed first, at most the limit asked each)."""
+
+    sales: dict[str, list[SerialRow]] = field(default_factory=dict)
+    returns_of_rma: dict[str, UUID] = field(default_factory=dict)
+    order_of_return: dict[UUID, UUID] = field(default_factory=dict)
+    orders_of_customer: dict[str, list[UUID]] = field(default_factory=dict)
+    orders_with_sku: dict[str, list[UUID]] = field(default_factory=dict)
 
 
 @dataclass
@@ -169,6 +184,26 @@ class Lookups(Protocol):
 
     def customer_of_store_credit_code(self, code: str) -> str | None:
         """The customer whose account ``code`` spends, or None for a code never issued."""
+        ...
+
+    def returns_of_customer_since(
+        self, customer_id: str, since: datetime, until: datetime | None = None
+    ) -> list[UUID]:
+        """The customer's returns opened at ``since`` or later, and before ``until`` when
+        given (review rules count them; a simulation counts them as they stood)."""
+        ...
+
+    def blind_candidate_rows(
+        self,
+        serials: Sequence[str],
+        rma_numbers: Sequence[str],
+        order_ids: Sequence[UUID],
+        skus: Sequence[str],
+        limit: int,
+    ) -> BlindCandidateRows:
+        """In one round trip: the sales of ``serials``, the returns of ``rma_numbers``, and
+        the orders of ``skus`` and of the customers of every order those and ``order_ids``
+        name (the sources ``blind_matching.candidates`` reads one by one)."""
         ...
 
     def load_events(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from domain.events import LineDecision, RefundAllocation, ReturnLine, ReturnPolicyTerms
+from domain.review import ReviewRules
 from domain.values import (
     Channel,
     Condition,
@@ -131,6 +132,9 @@ class PolicyBook(Value):
             "hygiene": {"returnable": False},
         }
     )
+    # Rules that hold a request for a person (the policy file's [review] section); the
+    # amount thresholds are ReturnPolicy's, per category and channel.
+    review: ReviewRules = Field(default_factory=ReviewRules)
 
     @property
     def version(self) -> str | None:

@@ -12,6 +12,10 @@ policy can be checked anywhere. The layout mirrors PolicyBook::
     window_days = 14
     [category.software]            # overrides for a product category (wins over channel)
     returnable = false
+    [review]                       # rules holding requests for a person (domain/review.py)
+    serial_returner_returns = 5    # 5 or more returns opened in the last 90 days
+    serial_returner_days = 90
+    hold_reasons_always = ["wrong_item"]
 
 Amounts and rates may be written as strings ("0.10", exact) or numbers. Every error names
 the file, the key and the reason, so an operator can fix the file from the message alone.
@@ -28,9 +32,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from domain.policy import PolicyBook, ReturnPolicy
-from domain.values import Channel
+from domain.review import ReviewRules
+from domain.values import Channel, ReasonCode
 
-_SECTIONS = frozenset({"version", "default", "channel", "category"})
+_SECTIONS = frozenset({"version", "default", "channel", "category", "review"})
 
 
 class PolicyFileError(ValueError):
@@ -74,6 +79,39 @@ def _overrides(source: str, key: str, table: Any) -> dict[str, Any]:
     return dict(checked)
 
 
+def _review(source: str, table: Any) -> ReviewRules:
+    if not isinstance(table, dict):
+        raise PolicyFileError(source, "review", "must be a table")
+    for name in table:
+        if name not in ReviewRules.model_fields:
+            known = ", ".join(ReviewRules.model_fields)
+            raise PolicyFileError(
+                source, f"review.{name}", f"unknown review rule (expected one of {known})"
+            )
+    reasons = table.get("hold_reasons_always", [])
+    if not isinstance(reasons, list):
+        raise PolicyFileError(source, "review.hold_reasons_always", "must be a list of reasons")
+    for reason in reasons:
+        if reason not in {r.value for r in ReasonCode}:
+            known = ", ".join(r.value for r in ReasonCode)
+            raise PolicyFileError(
+                source,
+                "review.hold_reasons_always",
+                f"unknown reason code {reason!r} (expected among {known})",
+            )
+    for name in ("serial_returner_returns", "serial_returner_days"):
+        # A count written "5" or 5.5 is a mistake to point at, not to guess.
+        value = table.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PolicyFileError(source, f"review.{name}", "must be a whole number")
+    try:
+        return ReviewRules.model_validate(table)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise PolicyFileError(source, f"review.{where}", error["msg"]) from None
+
+
 def parse_policy(text: str, source: str = "<policy>") -> PolicyBook:
     """The PolicyBook a policy file states; raises PolicyFileError on any mistake."""
     try:
@@ -108,6 +146,7 @@ def parse_policy(text: str, source: str = "<policy>") -> PolicyBook:
         raise PolicyFileError(source, "category", "must be a table of categories")
     for name, table in categories.items():
         by_category[name] = _overrides(source, f"category.{name}", table)
+    review = _review(source, data.get("review", {}))
     builtin = ReturnPolicy()
     for name in ("review_thresholds", "keep_item_thresholds"):
         # Like a channel's, the file's per-currency tables add to the built-in ones: stating
@@ -118,6 +157,7 @@ def parse_policy(text: str, source: str = "<policy>") -> PolicyBook:
         default=ReturnPolicy.model_validate({**default, "version": version}),
         by_channel=by_channel,
         by_category=by_category,
+        review=review,
     )
     # A channel's and a category's overrides are checked alone above; together with the
     # defaults they must make a valid policy too.
@@ -143,6 +183,7 @@ def describe_policy(book: PolicyBook) -> dict[str, Any]:
             channel.value: _plain(overrides) for channel, overrides in book.by_channel.items()
         },
         "category": {name: _plain(overrides) for name, overrides in book.by_category.items()},
+        "review": book.review.model_dump(mode="json"),
     }
 
 

@@ -3,7 +3,7 @@ of them, always as stored (the read models may lag)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -11,11 +11,17 @@ from uuid import UUID
 from domain.aggregate import Aggregate
 from domain.errors import NotFound, UnknownStoreCreditCode
 from domain.events import DomainEvent
-from domain.handlers.blind_matching import candidates, suggestions
+from domain.handlers.blind_matching import (
+    SEARCH_LIMIT,
+    Candidate,
+    PrefetchedLookups,
+    candidates,
+    suggestions,
+)
 from domain.lookups import Lookups
 from domain.order import Order, order_id_for
 from domain.policy import PolicyBook, add_months
-from domain.returns import Return
+from domain.returns import Return, ReturnStatus
 from domain.store_credit import StoreCreditAccount, store_credit_id_for
 from domain.values import Money, RmaNumber
 
@@ -190,20 +196,75 @@ class ReturnsQueries:
             return found if isinstance(found, Return) else None
 
         found = candidates(rma.state, self.lookups, load_order, load_return, wide=wide)
-        return [
-            {
-                "order_number": c.order.state.order_number,
-                "line_no": line.line_no,
-                "sku": c.order.line(line.line_no).sku,
-                "quantity": line.quantity,
-                "serial": line.serial,
-                "by": c.by,
-                "whole": c.fit.complete,
-                "customer_id": c.order.state.customer_id,
-                "delivered_at": (
-                    c.order.state.delivered_at.isoformat() if c.order.state.delivered_at else None
-                ),
-            }
-            for c in suggestions(found)
-            for line in c.fit.lines
+        return suggestion_views(found)
+
+    def _load_many(self, ids: Sequence[UUID]) -> dict[UUID, AnyAggregate | None]:
+        raise NotImplementedError
+
+    def blind_suggestions_of_page(
+        self, return_ids: Sequence[UUID]
+    ) -> dict[UUID, list[dict[str, Any]]]:
+        """``blind_suggestions(wide=True)`` of a page of waiting blind parcels, by return id,
+        in three reads whatever the page's size: the parcels, every lookup their matching
+        reads (``blind_candidate_rows``), and every order and claimed RMA that names.
+        A parcel no longer waiting gets none, as on its own page."""
+        parcels = [
+            rma
+            for rma in self._load_many(list(return_ids)).values()
+            if isinstance(rma, Return) and rma.state.status is ReturnStatus.BLIND_UNMATCHED
         ]
+        if not parcels:
+            return {}
+        keys = PrefetchedLookups.keys_of([p.state for p in parcels])
+        rows = self.lookups.blind_candidate_rows(**keys, limit=SEARCH_LIMIT)
+        wanted = {
+            *keys["order_ids"],
+            *(sale.order_id for sales in rows.sales.values() for sale in sales),
+            *rows.returns_of_rma.values(),
+            *rows.order_of_return.values(),
+            *(o for orders in rows.orders_of_customer.values() for o in orders),
+            *(o for orders in rows.orders_with_sku.values() for o in orders),
+        }
+        loaded = self._load_many(sorted(wanted)) if wanted else {}
+        orders = {k: v for k, v in loaded.items() if isinstance(v, Order)}
+        returns = {k: v for k, v in loaded.items() if isinstance(v, Return)}
+        lookups = PrefetchedLookups(rows)
+        return {
+            parcel.id: suggestion_views(
+                candidates(parcel.state, lookups, orders.get, returns.get, wide=True)
+            )
+            for parcel in parcels
+        }
+
+    def review_holds_of_page(self, return_ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
+        """Why each RMA of a page was held for review (``review_rules``, ``review_reason``),
+        read in one round trip; RMAs that were never held are left out."""
+        return {
+            rma.id: {
+                "review_rules": list(rma.state.review_rules),
+                "review_reason": rma.state.review_reason,
+            }
+            for rma in self._load_many(list(return_ids)).values()
+            if isinstance(rma, Return) and rma.state.review_reason is not None
+        }
+
+
+def suggestion_views(found: Sequence[Candidate]) -> list[dict[str, Any]]:
+    """The suggestions worth showing, one entry per order line the parcel's items take."""
+    return [
+        {
+            "order_number": c.order.state.order_number,
+            "line_no": line.line_no,
+            "sku": c.order.line(line.line_no).sku,
+            "quantity": line.quantity,
+            "serial": line.serial,
+            "by": c.by,
+            "whole": c.fit.complete,
+            "customer_id": c.order.state.customer_id,
+            "delivered_at": (
+                c.order.state.delivered_at.isoformat() if c.order.state.delivered_at else None
+            ),
+        }
+        for c in suggestions(found)
+        for line in c.fit.lines
+    ]

@@ -12,6 +12,7 @@ from projections.core import Event, Projection
 from projections.customers import CustomerHistory
 from projections.ledger import RefundLedger
 from projections.legs import Legs
+from projections.period import PeriodAnalytics
 from projections.reasons import ReturnReasons
 from projections.rma_status import RmaStatus
 from projections.serials import SerialLives
@@ -21,6 +22,7 @@ __all__ = [
     "CustomerHistory",
     "Event",
     "Legs",
+    "PeriodAnalytics",
     "Projection",
     "RefundLedger",
     "ReturnReasons",
@@ -42,4 +44,5 @@ def default_projections(
         RmaStatus(),
         SerialLives(),
         Legs(),
+        PeriodAnalytics(),
     ]

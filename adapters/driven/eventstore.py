@@ -24,7 +24,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from domain.application import ReturnsService
-from domain.lookups import Deadline, LookupRows, SerialRow
+from domain.lookups import BlindCandidateRows, Deadline, LookupRows, SerialRow
 from domain.policy import PolicyBook
 
 LOOKUP_TABLES = [
@@ -59,6 +59,14 @@ LOOKUP_TABLES = [
         WHERE blind AND status = 'blind_unmatched'""",
     """CREATE INDEX IF NOT EXISTS oms_returns_authorized ON oms_returns (authorized_at)
         WHERE status = 'authorized'""",
+    # When each return was opened, for the review rule on serial returners. Rows written
+    # before the column existed take their authorization (or last change) as the best
+    # time known; the UPDATE finds none once they are filled.
+    "ALTER TABLE oms_returns ADD COLUMN IF NOT EXISTS created_at timestamptz",
+    """UPDATE oms_returns SET created_at = COALESCE(authorized_at, updated_at)
+        WHERE created_at IS NULL""",
+    """CREATE INDEX IF NOT EXISTS oms_returns_customer ON oms_returns (customer_id, created_at)
+        WHERE customer_id IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS oms_refunds (
         refund_id text PRIMARY KEY,
         return_id uuid NOT NULL)""",
@@ -130,12 +138,14 @@ INSERT_STORE_CREDIT_CODES = SQL(
 )
 UPSERT_RETURNS = SQL(
     "INSERT INTO oms_returns (return_id, rma_number, order_id, customer_id, status, blind,"
-    " authorized_at, updated_at) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::uuid[],"
-    " %s::text[], %s::text[], %s::boolean[], %s::timestamptz[], %s::timestamptz[])"
+    " authorized_at, updated_at, created_at) SELECT * FROM unnest(%s::uuid[], %s::text[],"
+    " %s::uuid[], %s::text[], %s::text[], %s::boolean[], %s::timestamptz[],"
+    " %s::timestamptz[], %s::timestamptz[])"
     " ON CONFLICT (return_id) DO UPDATE SET rma_number = EXCLUDED.rma_number,"
     " order_id = EXCLUDED.order_id, customer_id = EXCLUDED.customer_id,"
     " status = EXCLUDED.status, blind = EXCLUDED.blind,"
-    " authorized_at = EXCLUDED.authorized_at, updated_at = EXCLUDED.updated_at"
+    " authorized_at = EXCLUDED.authorized_at, updated_at = EXCLUDED.updated_at,"
+    " created_at = COALESCE(oms_returns.created_at, EXCLUDED.created_at)"
 )
 UPSERT_REFUNDS = SQL(
     "INSERT INTO oms_refunds (refund_id, return_id, status, requested_at, amount, currency)"
@@ -153,6 +163,36 @@ UPSERT_DEADLINES = SQL(
     " ON CONFLICT (return_id) DO UPDATE SET ship_clock_from = EXCLUDED.ship_clock_from,"
     " offer_expires_at = EXCLUDED.offer_expires_at"
 )
+
+# The blind-parcel matching sources for a page of parcels in one statement: sales by
+# serial, claimed RMAs (with their order), then the recent orders of every customer those
+# and the hinted orders belong to, and of every SKU; ``n`` keeps each list's order.
+BLIND_CANDIDATES = """
+WITH sales AS (
+    SELECT serial, order_id, line_no FROM oms_serials WHERE serial = ANY(%s::text[])),
+claimed AS (
+    SELECT n.rma_number, n.return_id, r.order_id FROM oms_rma_numbers n
+    LEFT JOIN oms_returns r ON r.return_id = n.return_id WHERE n.rma_number = ANY(%s::text[])),
+named AS (
+    SELECT order_id FROM sales
+    UNION SELECT order_id FROM claimed WHERE order_id IS NOT NULL
+    UNION SELECT unnest(%s::uuid[])),
+customers AS (
+    SELECT DISTINCT o.customer_id FROM oms_orders o JOIN named ON named.order_id = o.order_id)
+SELECT 'serial' AS kind, serial AS key, order_id AS id, line_no AS n, NULL::uuid AS extra
+    FROM sales
+UNION ALL SELECT 'rma', rma_number, return_id, 0, order_id FROM claimed
+UNION ALL SELECT 'customer', c.customer_id, o.order_id, o.n, NULL FROM customers c
+    CROSS JOIN LATERAL (
+        SELECT order_id, row_number() OVER (ORDER BY placed_at DESC)::int AS n
+        FROM oms_orders WHERE customer_id = c.customer_id ORDER BY placed_at DESC LIMIT %s) o
+UNION ALL SELECT 'sku', k.sku, o.order_id, o.n, NULL FROM unnest(%s::text[]) AS k(sku)
+    CROSS JOIN LATERAL (
+        SELECT order_id,
+            row_number() OVER (ORDER BY placed_at DESC NULLS LAST, order_id)::int AS n
+        FROM oms_order_skus WHERE sku = k.sku
+        ORDER BY placed_at DESC NULLS LAST, order_id LIMIT %s) o
+"""
 
 T = TypeVar("T")
 ZERO = UUID(int=0)
@@ -280,8 +320,9 @@ class OmsRecorder(PostgresProcessRecorder):
                         r.blind,
                         r.authorized_at,
                         r.updated_at,
+                        r.created_at,
                     ),
-                    8,
+                    9,
                 ),
             )
         if rows.refunds:
@@ -420,6 +461,16 @@ class OmsRecorder(PostgresProcessRecorder):
         )
         return [Deadline(r["return_id"], r["since"]) for r in rows]
 
+    def returns_of_customer_since(
+        self, customer_id: str, since: datetime, until: datetime | None = None
+    ) -> list[UUID]:
+        rows = self._select(
+            "SELECT return_id FROM oms_returns WHERE customer_id = %s AND created_at >= %s"
+            " AND (%s::timestamptz IS NULL OR created_at < %s)",
+            [customer_id, since, until, until],
+        )
+        return [r["return_id"] for r in rows]
+
     def orders_with_sku(self, sku: str, limit: int) -> list[UUID]:
         rows = self._select(
             "SELECT order_id FROM oms_order_skus WHERE sku = %s"
@@ -433,6 +484,36 @@ class OmsRecorder(PostgresProcessRecorder):
             "SELECT customer_id FROM oms_store_credit_codes WHERE code = %s", [code]
         )
         return str(rows[0]["customer_id"]) if rows else None
+
+    def blind_candidate_rows(
+        self,
+        serials: Sequence[str],
+        rma_numbers: Sequence[str],
+        order_ids: Sequence[UUID],
+        skus: Sequence[str],
+        limit: int,
+    ) -> BlindCandidateRows:
+        found = BlindCandidateRows()
+        if any("\x00" in key for key in (*serials, *rma_numbers, *skus)):
+            # No stored key holds NUL (as in _select); drop those, look up the rest.
+            serials, rma_numbers, skus = (
+                [key for key in keys if "\x00" not in key] for keys in (serials, rma_numbers, skus)
+            )
+        params = [list(serials), list(rma_numbers), list(order_ids), limit, list(skus), limit]
+        rows = self._select(BLIND_CANDIDATES, params)
+        for r in sorted(rows, key=lambda r: (r["kind"], r["key"], r["n"] or 0)):
+            kind, key = r["kind"], r["key"]
+            if kind == "serial":
+                found.sales.setdefault(key, []).append(SerialRow(key, r["id"], r["n"]))
+            elif kind == "rma":
+                found.returns_of_rma[key] = r["id"]
+                if r["extra"] is not None:
+                    found.order_of_return[r["id"]] = r["extra"]
+            elif kind == "customer":
+                found.orders_of_customer.setdefault(key, []).append(r["id"])
+            else:
+                found.orders_with_sku.setdefault(key, []).append(r["id"])
+        return found
 
     def command_results(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:

@@ -8,12 +8,14 @@ their own, so both decide on the same rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 from uuid import UUID
 
 from domain.errors import InvalidValue
 from domain.events import ReceivedItem
-from domain.lookups import Lookups
+from domain.lookups import BlindCandidateRows, SerialRow
 from domain.order import Order, order_id_for
 from domain.returns import RequestedLine, Return, ReturnState
 from domain.values import Channel, ReasonCode, RmaNumber
@@ -88,9 +90,61 @@ def fit(
     return Fit(lines, complete and bool(lines))
 
 
+class CandidateLookups(Protocol):
+    """The lookups ``candidates`` reads: ``Lookups`` itself, or a page's prefetched rows."""
+
+    def sales_of_serial(self, serial: str) -> list[SerialRow]: ...
+
+    def return_id_for_rma(self, rma_number: str) -> UUID | None: ...
+
+    def orders_of_customer(self, customer_id: str, limit: int) -> list[UUID]: ...
+
+    def orders_with_sku(self, sku: str, limit: int) -> list[UUID]: ...
+
+
+@dataclass(frozen=True)
+class PrefetchedLookups:
+    """``CandidateLookups`` answered from rows read for a whole page of parcels at once
+    (``Lookups.blind_candidate_rows``), so the page's suggestions cost no read per parcel."""
+
+    rows: BlindCandidateRows
+
+    @staticmethod
+    def keys_of(parcels: Sequence[ReturnState]) -> dict[str, list[Any]]:
+        """What to ask ``blind_candidate_rows`` for these parcels (its keyword arguments
+        but ``limit``)."""
+        serials = sorted({i.serial for p in parcels for i in p.received_items if i.serial})
+        numbers: set[str] = set()
+        for p in parcels:
+            # One not even shaped like ours is skipped, as candidates skips it.
+            if p.blind_claimed_rma:
+                with suppress(InvalidValue):
+                    numbers.add(str(RmaNumber(p.blind_claimed_rma)))
+        hinted = {order_id_for(p.blind_order_hint) for p in parcels if p.blind_order_hint}
+        skus = sorted({i.sku for p in parcels for i in p.received_items})
+        return {
+            "serials": serials,
+            "rma_numbers": sorted(numbers),
+            "order_ids": sorted(hinted),
+            "skus": skus,
+        }
+
+    def sales_of_serial(self, serial: str) -> list[SerialRow]:
+        return self.rows.sales.get(serial, [])
+
+    def return_id_for_rma(self, rma_number: str) -> UUID | None:
+        return self.rows.returns_of_rma.get(rma_number)
+
+    def orders_of_customer(self, customer_id: str, limit: int) -> list[UUID]:
+        return self.rows.orders_of_customer.get(customer_id, [])[:limit]
+
+    def orders_with_sku(self, sku: str, limit: int) -> list[UUID]:
+        return self.rows.orders_with_sku.get(sku, [])[:limit]
+
+
 def candidates(
     parcel: ReturnState,
-    lookups: Lookups,
+    lookups: CandidateLookups,
     load_order: Callable[[UUID], Order | None],
     load_return: Callable[[UUID], Return | None],
     *,
@@ -132,7 +186,7 @@ def candidates(
 
 
 def _claimed_return(
-    rma_number: str, lookups: Lookups, load_return: Callable[[UUID], Return | None]
+    rma_number: str, lookups: CandidateLookups, load_return: Callable[[UUID], Return | None]
 ) -> Return | None:
     try:
         return_id = lookups.return_id_for_rma(RmaNumber(rma_number))

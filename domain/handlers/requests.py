@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from domain.commands import (
     ApproveReturn,
     CancelReturn,
@@ -32,6 +34,11 @@ def request_return(c: RequestReturn, s: Scope) -> Outcome:
     )
     order.reserve_return(rma.id, quantities_of(rma.state.lines), s.at, s.cause)
     rma_number = s.new_rma_number()
+    rules = s.book.review
+    earlier = None
+    if rules.counts_returns():
+        since = s.at - timedelta(days=rules.serial_returner_days)
+        earlier = s.returns_of_customer_since(order.state.customer_id, since, besides=rma.id)
     rma.decide(
         order=order,
         book=s.book,
@@ -40,6 +47,7 @@ def request_return(c: RequestReturn, s: Scope) -> Outcome:
         label_reference=label_for(rma_number),
         at=s.at,
         cause=s.cause,
+        earlier_returns=earlier,
     )
     if rma.state.status is ReturnStatus.REJECTED:
         order.release_return(rma.id, s.at, s.cause)

@@ -80,6 +80,22 @@ class Scope:
             self.uow.add(found)
         return found
 
+    def returns_of_customer_since(self, customer_id: str, since: datetime, *, besides: UUID) -> int:
+        """How many returns the customer opened at ``since`` or later, other than
+        ``besides``: the committed ones from the lookups, plus any opened earlier in this
+        unit (a batch of requests from one customer counts each before the next)."""
+        found = set(self.lookups.returns_of_customer_since(customer_id, since))
+        for aggregate in self.uow.aggregates.values():
+            if (
+                isinstance(aggregate, Return)
+                and aggregate.state.customer_id == customer_id
+                and aggregate.created_on is not None
+                and aggregate.created_on >= since
+            ):
+                found.add(aggregate.id)
+        found.discard(besides)
+        return len(found)
+
     def store_credit(self, customer_id: str) -> StoreCreditAccount:
         found = self.uow.get(StoreCreditAccount, store_credit_id_for(customer_id))
         if found is None:

@@ -64,6 +64,7 @@ from domain.returns.state import (
     ReturnStatus,
     leg_step,
 )
+from domain.review import review_holds
 from domain.values import (
     Channel,
     Disposition,
@@ -128,8 +129,13 @@ class Return(Settlement):
         label_reference: str,
         at: datetime,
         cause: Cause,
+        earlier_returns: int | None = None,
     ) -> None:
-        """Apply the policy: authorize, hold for review, or reject with the policy's reason."""
+        """Apply the policy: authorize, hold for review, or reject with the policy's reason.
+
+        ``earlier_returns``: the customer's returns opened in the policy's serial-returner
+        period before this one, counted by the handler (None: not counted, the rule skipped).
+        """
         self.check_status(ReturnStatus.REQUESTED)
         decisions = decide_lines(order, tuple(self.state.lines.values()), book, at, blind=False)
         refused = [d for d in decisions if not d.accepted]
@@ -153,15 +159,23 @@ class Return(Settlement):
         shipping = shipping_refund_for(order, tuple(self.state.lines.values()))
         expected = max_zero(self.lines_value() - fee + shipping)
         policy = self.policy(book)
-        limit = policy.review_threshold_in(self.state.currency)
-        if limit is None or expected > limit:
-            reason = (
-                f"no review threshold is set for {self.state.currency}: every return in it "
-                f"is reviewed (expected refund {expected})"
-                if limit is None
-                else f"expected refund {expected} is above the review threshold {limit}"
+        holds = review_holds(
+            policy=policy,
+            rules=book.review,
+            expected_refund=expected,
+            reasons=[line.reason for line in self.state.lines.values()],
+            earlier_returns=earlier_returns,
+        )
+        if holds:
+            self._trigger(
+                ReturnHeldForReview,
+                cause,
+                at,
+                reason="; ".join(hold.reason for hold in holds),
+                decisions=decisions,
+                rules=tuple(hold.rule for hold in holds),
+                policy_version=book.version,
             )
-            self._trigger(ReturnHeldForReview, cause, at, reason=reason, decisions=decisions)
             return
         self._authorize(
             decisions,

@@ -217,6 +217,9 @@ class ReturnState:
     closed_outcome: str | None = None
     matched_by: str | None = None
     linked_return_id: UUID | None = None
+    review_rules: tuple[str, ...] = ()
+    """The review rules that held it (domain/review.py), while or since it was held."""
+    review_reason: str | None = None
 
 
 # Where each event moves the customer's leg; events not listed leave the status as it is.
@@ -294,6 +297,8 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.authorized_at = event.timestamp
         case ReturnHeldForReview():
             s.decisions = {d.line_no: d for d in event.decisions}
+            s.review_rules = event.rules
+            s.review_reason = event.reason
         case ReturnRejected():
             s.rejection_code = event.code
             s.rejection_reason = event.reason

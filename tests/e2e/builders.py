@@ -77,13 +77,13 @@ def rma_events(system: System, return_id: uuid.UUID) -> list[str]:
     return list(seen.values())
 
 
-def delivered_web_order(system: System) -> str:
+def delivered_web_order(system: System, customer_id: str | None = None) -> str:
     order_id = f"WEB-{uuid.uuid4().hex[:8]}"
     publish(
         system.bootstrap,
         ORDERS,
         [
-            m.order_placed(order_id),
+            m.order_placed(order_id, customer_id=customer_id),
             m.order_fulfilled(order_id),
             m.order_delivered(order_id),
         ],

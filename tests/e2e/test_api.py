@@ -534,6 +534,7 @@ def test_the_read_side_serves_the_rebuilt_read_models(
         "rma_status",
         "serials",
         "legs",
+        "period_analytics",
     }
     assert all(p["events_behind"] is not None for p in lag["projections"])
     serial = client.get(

@@ -53,6 +53,7 @@ def delivered_order(
     serials: tuple[str, ...] = (),
     payments: tuple[tuple[PaymentMethod, str], ...] | None = None,
     category: str = "shoes",
+    customer_id: str | None = None,
 ) -> str:
     """Place, ship and deliver a one-line web order; returns its order number."""
     number = f"T-{uuid.uuid4().hex[:10]}-{next(_numbers)}"
@@ -62,7 +63,7 @@ def delivered_order(
         ctx(),
         PlaceOrder(
             order_number=number,
-            customer_id=f"cust-{number}",
+            customer_id=customer_id or f"cust-{number}",
             customer_email=f"{number.lower()}@example.com",
             channel=Channel.WEB,
             lines=(
@@ -198,13 +199,14 @@ def order_placed(
     price: str = "30.00",
     serials: list[str] | None = None,
     days_ago: int = 10,
+    customer_id: str | None = None,
 ) -> bytes:
     total = f"{float(price) * quantity + 4.9:.2f}"  # test data only; the system never floats
     return cloud_event(
         "order.placed",
         {
             "order_id": order_id,
-            "customer_id": f"cust-{order_id}",
+            "customer_id": customer_id or f"cust-{order_id}",
             "channel": "web",
             "customer_email": f"{order_id.lower()}@example.com",
             "lines": [

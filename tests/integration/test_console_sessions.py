@@ -112,3 +112,10 @@ def test_the_queue_page_lists_every_queue_with_its_count(api: TestClient) -> Non
     assert api.get("/console/queues/no_such_queue").status_code == 404
     fragment = api.get("/console/queues", headers={"HX-Request": "true"})
     assert "<html" not in fragment.text and 'data-testid="queue-summary"' in fragment.text
+
+
+def test_the_navigation_marks_only_the_page_one_is_on(api: TestClient) -> None:
+    sign_in(api, "console-cs")
+    page = api.get("/console/returns/new").text
+    current = [line for line in page.splitlines() if 'aria-current="page"' in line]
+    assert len(current) == 1 and 'href="/console/returns/new"' in current[0], current

@@ -59,6 +59,12 @@ def test_a_candidate_policy_is_compared_with_the_recorded_decisions_writing_noth
         "refused_after": 2,
         "fees_before": {"EUR": "0.00"},
         "fees_after": {"EUR": "0.00"},
+        "refunds_before": {"EUR": "100.00"},
+        "refunds_after": {"EUR": "0.00"},
+    }
+    assert first["outcomes"] == {
+        "before": {"authorized": 3},
+        "after": {"authorized": 1, "rejected": 2},
     }
     assert first["by_category"]["toys"]["accepted_after"] == 1
     assert [(c["category"], c["before"], c["after"]) for c in first["changes"]] == [
@@ -94,4 +100,54 @@ def test_rma_policy_simulate_prints_the_report(
     report = json.loads(capsys.readouterr().out)
     assert report["requests"] == 1 and report["by_category"]["shoes"]["refused_after"] == 1
     assert main(["policy", "simulate", str(candidate), "--since", today]) == 0
-    assert "shoes: 1 lines, accepted 1 -> 0" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "shoes: 1 lines, accepted 1 -> 0" in printed
+    assert "after: rejected 1; held by rule: none" in printed
+    assert "request " not in printed  # the per-request list only with --details
+    assert main(["policy", "simulate", str(candidate), "--since", today, "--details"]) == 0
+    assert "authorized [-] -> rejected [-], refund 50.00 -> 0.00 EUR" in capsys.readouterr().out
+
+
+def test_a_stricter_candidate_reports_holds_by_rule_refunds_and_each_request_changed(
+    own_service: ReturnsService,
+) -> None:
+    service = own_service
+    # One customer returns three times, another once; each return is one 50.00 shoe.
+    numbers = [delivered_order(service, customer_id="cust-often") for _ in range(3)]
+    numbers.append(delivered_order(service, customer_id="cust-rarely"))
+    outcomes = [authorized_return(service, n) for n in numbers]
+    written = last_notification_id(service)
+    strict = parse_policy(
+        'version = "strict"\n[default]\nreview_threshold = "40.00"\n'
+        "[review]\nserial_returner_returns = 2\nserial_returner_days = 30\n"
+    )
+    since = datetime.now(UTC) - timedelta(days=1)
+
+    report = simulate(service, strict, since).as_json(details=True)
+    assert report["outcomes"] == {
+        "before": {"authorized": 4},
+        "after": {"held_for_review": 4},
+    }
+    # Every 50.00 refund is above 40.00; the third of cust-often's also has two before it.
+    assert report["holds"] == {
+        "before": {},
+        "after": {"amount_threshold": 4, "serial_returner": 1},
+    }
+    shoes = report["by_category"]["shoes"]
+    assert (shoes["refunds_before"], shoes["refunds_after"]) == ({"EUR": "200.00"},) * 2
+    changed = {c["return_id"]: c for c in report["request_changes"]}
+    assert set(changed) == {str(o.aggregate_id) for o in outcomes}
+    third = changed[str(outcomes[2].aggregate_id)]
+    assert (third["before"], third["after"], third["rules_before"], third["rules_after"]) == (
+        "authorized",
+        "held_for_review",
+        [],
+        ["amount_threshold", "serial_returner"],
+    )
+    assert (third["order_number"], third["refund_before"], third["refund_after"]) == (
+        numbers[2],
+        "50.00",
+        "50.00",
+    )
+    assert "request_changes" not in simulate(service, strict, since).as_json()
+    assert last_notification_id(service) == written

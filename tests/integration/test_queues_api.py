@@ -365,8 +365,14 @@ def queue(client: TestClient, name: str, key: str = "k-cs", **params: Any) -> li
 
 def test_each_queue_holds_its_items_oldest_first(client: TestClient, world: World) -> None:
     w = world
-    assert refs(queue(client, "held_for_review")) == {w.held}
-    assert refs(queue(client, "blind_unmatched")) == {w.blind}
+    [held] = queue(client, "held_for_review")
+    assert held["return_id"] == w.held and held["review_rules"] == ["amount_threshold"]
+    assert "above the review threshold" in held["review_reason"]
+    [blind] = queue(client, "blind_unmatched")
+    assert blind["return_id"] == w.blind
+    # Its suggestions, as its own page shows them (a SKU nobody sold: none).
+    alone = client.get(f"/v1/blind-returns/{w.blind}", headers=auth("k-cs")).json()
+    assert blind["suggested_matches"] == alone["suggested_matches"]
     [failed] = queue(client, "refunds_failed")
     assert failed["return_id"] == w.failed_refund and failed["failure_reason"] == "card expired"
     assert queue(client, "refunds_pending") == []  # requested just now: not too long yet

@@ -16,6 +16,7 @@ from adapters.driven.kafka.deadletters.replay import DeadLetterTally
 from adapters.driving import console
 from adapters.driving.api import (
     problems,
+    routes_analytics,
     routes_blind,
     routes_legs,
     routes_ops,
@@ -46,6 +47,7 @@ ROUTERS = (
     routes_queues.router,
     routes_store_credit.router,
     routes_policy.router,
+    routes_analytics.router,
 )
 
 DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and store

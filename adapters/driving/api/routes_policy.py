@@ -25,6 +25,11 @@ class PolicyOut(BaseModel):
     category: dict[str, dict[str, Any]] = Field(
         description="Overrides per product category; they win over the channel's."
     )
+    review: dict[str, Any] | None = Field(
+        default=None,
+        description="The rules that hold a request for review besides the amount thresholds"
+        " (serial returners, reasons always reviewed); customer service only, null for others.",
+    )
 
 
 @router.get("/v1/policy", response_model=PolicyOut, responses=problem_responses(401, 403))
@@ -34,4 +39,8 @@ def policy(
 ) -> dict[str, Any]:
     """The return policy in force now: what the next decision will apply. The terms are
     public (the portal states them to customers), so the portal and stores may read it."""
-    return describe_policy(api_of(request).service.policy_book)
+    described = describe_policy(api_of(request).service.policy_book)
+    if principal.role is not Role.CUSTOMER_SERVICE:
+        # How a shop spots serial returners is not a term it states to customers.
+        described["review"] = None
+    return described

@@ -17,6 +17,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from psycopg import sql
@@ -36,6 +37,7 @@ from adapters.driving.api.context import (
 )
 from adapters.driving.api.models import PageOut
 from adapters.driving.api.problems import Problem, problem_responses
+from domain.application import ReturnsService
 from domain.errors import NotFound
 from domain.returns import ReturnStatus
 
@@ -280,7 +282,8 @@ QUEUES: dict[str, Queue] = {
         Queue(
             "held_for_review",
             "RMAs the policy held for a person to approve or refuse (pending_review), by the"
-            " time they were requested.",
+            " time they were requested, each with the review_rules that held it and the"
+            " review_reason.",
             RMAS,
             "s.status = 'pending_review'",
             "s.requested_at",
@@ -288,7 +291,7 @@ QUEUES: dict[str, Queue] = {
         Queue(
             "blind_unmatched",
             "Parcels that came with no known RMA and are not matched to an order yet, by"
-            " arrival (suggested matches: /v1/blind-returns).",
+            " arrival, each with its suggested_matches (as on /v1/blind-returns/{id}).",
             RMAS,
             "s.status = 'blind_unmatched'",
             "s.received_at",
@@ -429,7 +432,31 @@ def queue_items(
         "_limit": page.limit + 1,
         "_offset": page.offset,
     }
-    return paged(request, page, api.rows(query, params))
+    items = api.rows(query, params)
+    if queue.name == "blind_unmatched":
+        _add_suggested_matches(api.service, items[: page.limit])
+    if queue.name == "held_for_review":
+        _add_review_holds(api.service, items[: page.limit])
+    return paged(request, page, items)
+
+
+def _add_suggested_matches(service: ReturnsService, items: list[dict[str, Any]]) -> None:
+    """Each waiting parcel's ``suggested_matches``, as /v1/blind-returns/{id} shows them,
+    read for the whole page at once (a parcel matched since the read model saw it: none)."""
+    ids = [UUID(str(item["return_id"])) for item in items]
+    found = service.blind_suggestions_of_page(ids)
+    for item, return_id in zip(items, ids, strict=True):
+        item["suggested_matches"] = found.get(return_id, [])
+
+
+def _add_review_holds(service: ReturnsService, items: list[dict[str, Any]]) -> None:
+    """Which review rules held each RMA and why, from the event store in one read per page
+    (holds recorded before rules were named: an empty list, the reason in words)."""
+    holds = service.review_holds_of_page([UUID(str(item["return_id"])) for item in items])
+    for item in items:
+        hold = holds.get(UUID(str(item["return_id"])), {})
+        item["review_rules"] = hold.get("review_rules", [])
+        item["review_reason"] = hold.get("review_reason")
 
 
 # ---------------------------------------------------------------- the portal's lists

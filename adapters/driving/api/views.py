@@ -60,6 +60,9 @@ def return_view(rma: Return, *, legs: bool = False) -> dict[str, Any]:
     view["lines"] = list(state["lines"].values())
     view["decisions"] = list(state["decisions"].values())
     if legs:
+        # Which review rules held it (serial_returner...) is for staff, like the legs.
+        view["review_rules"] = state["review_rules"]
+        view["review_reason"] = state["review_reason"]
         view["legs"] = [
             {
                 "leg_id": leg_id,

@@ -27,6 +27,11 @@ def add_policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--since", required=True, type=_day, help="first day of requests (YYYY-MM-DD, UTC)"
     )
     simulate.add_argument("--json", action="store_true", help="one JSON document")
+    simulate.add_argument(
+        "--details",
+        action="store_true",
+        help="also list each request the candidate would decide otherwise",
+    )
 
 
 def _day(text: str) -> datetime:
@@ -47,13 +52,20 @@ def run_policy(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{path}: valid, version {book.version}")
         return 0
     if args.policy_action == "simulate":
-        return _simulate(settings, book, args.since, as_json=args.json)
+        return _simulate(settings, book, args.since, as_json=args.json, details=args.details)
     print(f"# from {path or 'the built-in defaults'}")
     print(json.dumps(describe_policy(book), indent=2))
     return 0
 
 
-def _simulate(settings: Settings, candidate: PolicyBook, since: datetime, *, as_json: bool) -> int:
+def _simulate(
+    settings: Settings,
+    candidate: PolicyBook,
+    since: datetime,
+    *,
+    as_json: bool,
+    details: bool = False,
+) -> int:
     from adapters.driven.eventstore import create_service
     from adapters.driven.policy_simulation import simulate
     from adapters.driving.stack import postgres
@@ -61,7 +73,7 @@ def _simulate(settings: Settings, candidate: PolicyBook, since: datetime, *, as_
     with postgres(settings) as url:
         service = create_service(url, pool_size=2)
         try:
-            report = simulate(service, candidate, since).as_json()
+            report = simulate(service, candidate, since).as_json(details=details)
         finally:
             service.close()
     if as_json:
@@ -72,11 +84,25 @@ def _simulate(settings: Settings, candidate: PolicyBook, since: datetime, *, as_
         print(
             f"  {name}: {t['lines']} lines, accepted {t['accepted_before']} -> "
             f"{t['accepted_after']}, refused {t['refused_before']} -> {t['refused_after']}, "
-            f"fees {t['fees_before']} -> {t['fees_after']}"
+            f"fees {t['fees_before']} -> {t['fees_after']}, "
+            f"refunds {t['refunds_before']} -> {t['refunds_after']}"
         )
+    for when in ("before", "after"):
+        outcomes = ", ".join(f"{k} {v}" for k, v in report["outcomes"][when].items())
+        holds = ", ".join(f"{k} {v}" for k, v in report["holds"][when].items()) or "none"
+        print(f"  {when}: {outcomes or 'no requests'}; held by rule: {holds}")
     for c in report["changes"]:
         print(
             f"{c['return_id']} line {c['line_no']} ({c['category']}): {c['before']} -> "
             f"{c['after']}, fee {c['fee_before']} -> {c['fee_after']}"
+        )
+    for r in report.get("request_changes", []):
+        rules_before = ",".join(r["rules_before"]) or "-"
+        rules_after = ",".join(r["rules_after"]) or "-"
+        print(
+            f"request {r['return_id']} (order {r['order_number']}, {r['decided_at']}): "
+            f"{r['before']} [{rules_before}] -> {r['after']} [{rules_after}], refund "
+            f"{r['refund_before']} -> {r['refund_after']} {r['currency']}, fees "
+            f"{r['fees_before']} -> {r['fees_after']}"
         )
     return 0

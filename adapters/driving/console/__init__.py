@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from adapters.driving.api.context import api_of
-from adapters.driving.console import queues
+from adapters.driving.console import analytics, cs_blind, cs_returns, queues
 from adapters.driving.console.sessions import COOKIE, Staff
 from adapters.driving.console.web import (
     HERE,
@@ -34,7 +34,12 @@ from adapters.driving.console.web import (
     sign_in_location,
 )
 
-PAGES: tuple[APIRouter, ...] = (queues.router,)
+PAGES: tuple[APIRouter, ...] = (
+    queues.router,
+    analytics.router,
+    cs_returns.router,
+    cs_blind.router,
+)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 

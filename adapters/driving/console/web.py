@@ -132,6 +132,13 @@ async def form_fields(request: Request) -> dict[str, str]:
     return {k: v.strip() for k, v in form.items() if isinstance(v, str)}
 
 
+def current_entry(path: str, nav: list[tuple[str, str]]) -> str | None:
+    """The navigation entry a page belongs to: the longest entry its path starts with
+    (``/console/returns/new`` is "New return", not also "Find returns")."""
+    matches = [p for p, _ in nav if path == p or path.startswith(p.rstrip("/") + "/")]
+    return max(matches, key=len, default=None)
+
+
 def render(
     request: Request,
     staff: Staff | None,
@@ -146,12 +153,14 @@ def render(
 
     ``errors`` maps a field's name to what is wrong with it, shown beside that field by
     the ``field`` macro; ``values`` refills the form as it was posted."""
+    nav = navigation(staff.principal.role) if staff else []
     return templates.TemplateResponse(
         request,
         template,
         {
             "staff": staff,
-            "nav": navigation(staff.principal.role) if staff else [],
+            "nav": nav,
+            "current_nav": current_entry(request.url.path, nav),
             "errors": dict(errors or {}),
             "values": dict(values or {}),
             **context,
