@@ -281,6 +281,9 @@ class RefundSettledData(Contract):
 class RefundFailedData(Contract):
     refund_id: Text
     reason: Text
+    # A provider that settles payment by payment may fail (or reverse) one payment; a
+    # failure of what was settled is recorded as a reversal discrepancy.
+    payment_id: Text | None = None
 
     @field_validator("reason")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel
@@ -183,6 +184,8 @@ class SettleRefund(Command):
 class FailRefund(Command):
     refund_id: str
     reason: str
+    payment_id: str | None = None
+    """The one payment the provider says failed; none: the whole refund."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,3 +373,19 @@ class CloseUnidentifiedBlindReturn(Command):
     (a no-op otherwise)."""
 
     return_id: UUID
+
+
+# ---------------------------------------------------------------- reconciliation
+@dataclass(frozen=True, slots=True)
+class ReconcileSettlement(Command):
+    """One line of a payment provider's settlement file, compared with the refund it names.
+
+    The outcome's ``code`` is the verdict (``matched``, ``pending`` or a discrepancy kind),
+    its ``message`` the reason and its ``amount`` what the refund expected."""
+
+    refund_id: str
+    provider: str
+    provider_reference: str
+    amount: Money
+    status: Literal["settled", "failed"] = "settled"
+    payment_id: str | None = None

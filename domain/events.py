@@ -370,6 +370,12 @@ class RefundDiscrepancy(ReturnEvent, type_name="rma.refund_discrepancy"):
     provider_reference: str
     amount: Money
     reason: str
+    # Added for reconciliation (absent on older events): what kind of disagreement
+    # (``DISCREPANCY_KINDS`` in domain/returns/reconciliation.py), what the instruction
+    # expected, and the provider (the payment method the money goes back through).
+    kind: str | None = None
+    expected: Money | None = None
+    provider: str | None = None
 
 
 class StoreCreditIssued(ReturnEvent, type_name="rma.store_credit_issued"):

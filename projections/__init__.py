@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from projections.core import Event, Projection
 from projections.customers import CustomerHistory
+from projections.discrepancies import RefundDiscrepancies
 from projections.ledger import RefundLedger
 from projections.legs import Legs
 from projections.period import PeriodAnalytics
@@ -24,6 +25,7 @@ __all__ = [
     "Legs",
     "PeriodAnalytics",
     "Projection",
+    "RefundDiscrepancies",
     "RefundLedger",
     "ReturnReasons",
     "RmaStatus",
@@ -45,4 +47,5 @@ def default_projections(
         SerialLives(),
         Legs(),
         PeriodAnalytics(),
+        RefundDiscrepancies(),
     ]

@@ -191,7 +191,7 @@ def to_command(message: Inbound) -> Command:
                 payment_id=data.payment_id,
             )
         case RefundFailedData():
-            return FailRefund(data.refund_id, data.reason)
+            return FailRefund(data.refund_id, data.reason, payment_id=data.payment_id)
         case LegData():
             return leg_move(data)
     raise ContractError("unknown_type", f"no command for {type(data).__name__}")

@@ -16,6 +16,7 @@ from domain.handlers import (
     inventory,
     legs,
     orders,
+    reconciliation,
     requests,
     settlement,
     warehouse,
@@ -44,6 +45,7 @@ HANDLERS: Handlers = _merged(
     legs.HANDLERS,
     expiry.HANDLERS,
     blind_returns.HANDLERS,
+    reconciliation.HANDLERS,
 )
 
 __all__ = ["HANDLERS", "Handler", "Scope"]

@@ -168,7 +168,7 @@ def settle_refund_payment(c: SettleRefund, payment_id: str, rma: Return, s: Scop
 
 def fail_refund(c: FailRefund, s: Scope) -> Outcome:
     rma = s.return_of_refund(c.refund_id)
-    if rma.fail_refund(c.refund_id, c.reason, s.at, s.cause):
+    if rma.fail_refund(c.refund_id, c.reason, s.at, s.cause, payment_id=c.payment_id):
         s.order_of(rma).release_refund(c.refund_id, c.reason, s.at, s.cause)
     return outcome_of(rma, refund_id=c.refund_id)
 

@@ -30,6 +30,19 @@ from domain.events import (
 )
 from domain.policy import PolicyBook, keep_item_limit_text
 from domain.returns.payouts import Payouts, max_zero
+from domain.returns.reconciliation import (
+    AMOUNT_MISMATCH,
+    CURRENCY_MISMATCH,
+    PARTIAL_DECLINE,
+    REVERSAL,
+    SETTLED_AFTER_FAILURE,
+    UNKNOWN_PAYMENT,
+    FileStatus,
+    Finding,
+    compare_line,
+    expected_for,
+    provider_of,
+)
 from domain.returns.state import (
     ENDED,
     SETTLING,
@@ -95,6 +108,9 @@ class Settlement(Payouts):
                 provider_reference=provider_reference,
                 amount=amount,
                 reason=f"settled {amount} after the refund of {refund.amount} was settled",
+                kind=AMOUNT_MISMATCH,
+                expected=refund.amount,
+                provider=provider_of(refund, None),
             )
             return
         if refund.status == "settled":
@@ -146,18 +162,24 @@ class Settlement(Payouts):
         if amount.amount <= 0:
             raise InvalidCommand(f"refund {refund_id}: a settlement is a positive amount")
         reason = None
+        kind, expected = AMOUNT_MISMATCH, shares.get(payment_id)
         if payment_id not in shares:
             reason = f"payment {payment_id} is not part of refund {refund_id}"
+            kind = UNKNOWN_PAYMENT
         elif amount.currency != refund.amount.currency:
             reason = f"settled in {amount.currency}, the refund is in {refund.amount.currency}"
+            kind = CURRENCY_MISMATCH
         elif refund.status != "requested":
             reason = f"settled {amount} after the refund {refund.status}"
+            if refund.status == "failed":
+                kind = SETTLED_AFTER_FAILURE
         else:
             outstanding = shares[payment_id] - refund.settled_by_payment.get(
                 payment_id, Money.zero(refund.amount.currency)
             )
             if amount.amount > outstanding.amount:
                 reason = f"settled {amount}, only {outstanding} was outstanding"
+                expected = outstanding
         if reason is not None:
             self._trigger(
                 RefundDiscrepancy,
@@ -168,6 +190,9 @@ class Settlement(Payouts):
                 provider_reference=provider_reference,
                 amount=amount,
                 reason=reason,
+                kind=kind,
+                expected=expected,
+                provider=provider_of(refund, payment_id),
             )
             return False
         self._trigger(
@@ -192,13 +217,45 @@ class Settlement(Payouts):
         self._close_once_settled(at, cause)
         return True
 
-    def fail_refund(self, refund_id: str, reason: str, at: datetime, cause: Cause) -> bool:
-        """Returns whether anything changed, so the caller releases the money only once."""
+    def fail_refund(
+        self,
+        refund_id: str,
+        reason: str,
+        at: datetime,
+        cause: Cause,
+        payment_id: str | None = None,
+    ) -> bool:
+        """Returns whether the refund failed, so the caller releases the money only once.
+
+        A failure of a refund (or of the named payment) already settled is a reversal: the
+        money came back to us after it was paid out. Recorded once as a discrepancy for
+        finance; the refund stays settled, since what to do (pay again, ask the customer)
+        is a person's call."""
         refund = self.refund(refund_id)
         if refund.status == "failed":
             return False
-        if refund.status == "settled":
-            raise InvalidTransition(f"refund {refund_id} already settled")
+        reversed_payment = payment_id is not None and payment_id in refund.settled_by_payment
+        if refund.status == "settled" or reversed_payment:
+            reversal = f"failed after it was settled: {reason}"
+            if not any(
+                d.reason == reversal and d.payment_id == payment_id for d in refund.discrepancies
+            ):
+                self._trigger(
+                    RefundDiscrepancy,
+                    cause,
+                    at,
+                    refund_id=refund_id,
+                    payment_id=payment_id,
+                    provider_reference=refund.provider_reference or "",
+                    amount=Money.zero(refund.amount.currency),
+                    reason=reversal,
+                    kind=REVERSAL,
+                    expected=refund.settled_by_payment.get(payment_id or "")
+                    or expected_for(refund, provider_of(refund, payment_id), payment_id)
+                    or refund.amount,
+                    provider=provider_of(refund, payment_id),
+                )
+            return False
         if refund.settled_by_payment:
             # Part of it was paid back: failing it would release (and a retry pay again)
             # that part too. Kept for finance; the refund stays pending.
@@ -212,10 +269,57 @@ class Settlement(Payouts):
                     provider_reference="",
                     amount=Money.zero(refund.amount.currency),
                     reason=declined,
+                    kind=PARTIAL_DECLINE,
+                    expected=refund.amount,
+                    provider=provider_of(refund, payment_id),
                 )
             return False
         self._trigger(RefundFailed, cause, at, refund_id=refund_id, reason=reason)
         return True
+
+    def reconcile_settlement(
+        self,
+        refund_id: str,
+        *,
+        provider: str,
+        payment_id: str | None,
+        provider_reference: str,
+        amount: Money,
+        status: FileStatus,
+        at: datetime,
+        cause: Cause,
+    ) -> Finding:
+        """Compare one line of ``provider``'s settlement file with the refund and record a
+        disagreement as a discrepancy, once: the same line imported again records nothing.
+        Nothing else changes: the file is evidence for finance, not a settlement."""
+        refund = self.refund(refund_id)
+        finding = compare_line(
+            refund, provider=provider, payment_id=payment_id, amount=amount, status=status
+        )
+        if not finding.is_discrepancy:
+            return finding
+        if any(
+            d.kind == finding.verdict
+            and d.payment_id == payment_id
+            and d.provider_reference == provider_reference
+            and d.amount == amount
+            for d in refund.discrepancies
+        ):
+            return finding
+        self._trigger(
+            RefundDiscrepancy,
+            cause,
+            at,
+            refund_id=refund_id,
+            payment_id=payment_id,
+            provider_reference=provider_reference,
+            amount=amount,
+            reason=finding.reason,
+            kind=finding.verdict,
+            expected=finding.expected,
+            provider=provider,
+        )
+        return finding
 
     def issue_store_credit(
         self,

@@ -113,6 +113,7 @@ class Discrepancy:
     amount: Money
     reason: str
     at: datetime
+    kind: str | None = None
 
 
 @dataclass
@@ -393,6 +394,7 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
                     event.amount,
                     event.reason,
                     event.timestamp,
+                    event.kind,
                 )
             )
         case StoreCreditIssued():

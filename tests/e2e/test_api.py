@@ -535,6 +535,7 @@ def test_the_read_side_serves_the_rebuilt_read_models(
         "serials",
         "legs",
         "period_analytics",
+        "discrepancies",
     }
     assert all(p["events_behind"] is not None for p in lag["projections"])
     serial = client.get(

@@ -12,12 +12,9 @@ from fastapi.testclient import TestClient
 
 from adapters.driven.kafka.topics import ORDERS, WMS_RECEIPTS
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
-from domain.commands import RequestReturn
-from domain.returns import RequestedLine, blind_return_id_for
-from domain.values import ReasonCode
+from domain.returns import blind_return_id_for
 from tests.e2e.builders import System, eventually, publish, rma_events
 from tests.integration import builders as m
-from tests.integration.builders import ctx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -167,13 +164,7 @@ def test_a_duplicate_report_is_linked_over_http_with_no_refund(
     system: System, client: TestClient
 ) -> None:
     order_id = delivered(system)
-    rma = system.service.run(
-        ctx(),
-        RequestReturn(
-            order_number=order_id,
-            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
-        ),
-    )
+    rma = m.authorized_return(system.service, order_id)
     assert rma.rma_number is not None
     own = f"REC-{uuid.uuid4().hex[:8]}"
     publish(

@@ -117,5 +117,18 @@ def test_the_demo_plays_a_day_through_topics_and_api_and_its_rebuild_equals_the_
         r" sold while with customer CLIFE2 and not returned",
         out,
     ), out
+    # The policy team's question, asked of the day's own history: a 14-day window refuses
+    # requests the 30-day one accepted (the demo delivers orders up to 36 days back).
+    simulated = re.search(
+        r"policy simulation \(rma policy simulate, writes nothing\): .* would have decided"
+        r" (\d+) of the (\d+) requests since \S+ otherwise: authorized (\d+) -> (\d+),"
+        r" held (\d+) -> (\d+), rejected (\d+) -> (\d+); refunds EUR \S+ -> \S+",
+        out,
+    )
+    assert simulated, out[-3000:]
+    changed, requests, auth0, auth1, held0, held1, rej0, rej1 = map(int, simulated.groups())
+    assert 0 < changed <= requests
+    assert auth0 + held0 + rej0 == auth1 + held1 + rej1 == requests
+    assert rej1 > rej0
     assert "rebuild check: a replay of the event store equals the live read models" in out
     assert (tmp_path / "returns-by-reason-and-supplier.html").read_text().count("<rect") > 0

@@ -9,8 +9,6 @@ import orjson
 import pytest
 
 from adapters.driven.kafka.topics import ORDERS, PSP_REFUNDS, WMS_RECEIPTS, dlq
-from domain.commands import RequestReturn
-from domain.returns import RequestedLine
 from domain.values import ReasonCode
 from tests.e2e.builders import (
     System,
@@ -22,7 +20,6 @@ from tests.e2e.builders import (
     rma_events_eventually,
 )
 from tests.integration import builders as m
-from tests.integration.builders import ctx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -31,13 +28,7 @@ def test_a_portal_rma_is_received_inspected_and_refunded_through_the_topics(
     system: System,
 ) -> None:
     order_id = delivered_web_order(system)
-    rma = system.service.run(
-        ctx(),
-        RequestReturn(
-            order_number=order_id,
-            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
-        ),
-    )
+    rma = m.authorized_return(system.service, order_id)
     assert rma.rma_number
     receipt = f"REC-{order_id}"
     publish(
@@ -101,13 +92,7 @@ def test_a_parcel_with_no_rma_becomes_a_blind_return(system: System) -> None:
 
 def test_the_same_receipt_published_five_times_has_one_effect(system: System) -> None:
     order_id = delivered_web_order(system)
-    rma = system.service.run(
-        ctx(),
-        RequestReturn(
-            order_number=order_id,
-            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.CHANGED_MIND),),
-        ),
-    )
+    rma = m.authorized_return(system.service, order_id, reason=ReasonCode.CHANGED_MIND)
     assert rma.rma_number
     receipt = m.parcel_received(f"REC5-{order_id}", rma.rma_number, event_id=f"wms-{order_id}")
     key = f"REC5-{order_id}".encode()

@@ -14,13 +14,9 @@ from adapters.driven.readmodels.positions import projection_lag
 from adapters.driven.readmodels.queries import unbalanced_refunds
 from adapters.driven.readmodels.rebuild import differences, rebuild, snapshot
 from adapters.driven.readmodels.store import ReadModelStore
-from domain.commands import RequestReturn
-from domain.returns import RequestedLine
-from domain.values import ReasonCode
 from projections import default_projections
 from tests.e2e.builders import System, delivered_web_order, eventually, publish
 from tests.integration import builders as m
-from tests.integration.builders import ctx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -49,13 +45,7 @@ def test_a_returned_and_restocked_item_moves_stock_and_the_ledger_balances(
     system: System,
 ) -> None:
     order_id = delivered_web_order(system)
-    rma = system.service.run(
-        ctx(),
-        RequestReturn(
-            order_number=order_id,
-            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
-        ),
-    )
+    rma = m.authorized_return(system.service, order_id)
     assert rma.rma_number
     receipt = f"REC-P-{order_id}"
     publish(

@@ -13,10 +13,10 @@ from adapters.driven.payments import RefundInstruction
 from adapters.driven.refunds import RefundDispatches
 from adapters.driving.api import ApiSettings, KeyRing, Principal, Role, create_api
 from domain.application import ReturnsService
-from domain.commands import FailRefund, RequestReturn
-from domain.returns import RequestedLine
+from domain.commands import FailRefund
 from domain.values import ReasonCode
 from streams.integrations import resend_due_refunds
+from tests.integration import builders as m
 from tests.integration.builders import ctx, delivered_order, receive_and_inspect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -42,13 +42,7 @@ class Instructed:
 
 def pending_refund(service: ReturnsService) -> tuple[str, str]:
     number = delivered_order(service)
-    rma = service.run(
-        ctx(),
-        RequestReturn(
-            order_number=number,
-            lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.DEFECTIVE),),
-        ),
-    )
+    rma = m.authorized_return(service, number, reason=ReasonCode.DEFECTIVE)
     assert rma.rma_number is not None
     refund = receive_and_inspect(service, rma.rma_number)
     assert refund.refund_id is not None

@@ -31,6 +31,7 @@ EXAMPLE = (ROOT / "policy.example.toml").read_text()
 KEYS = {
     "k-cs": Principal("agent-ann", Role.CUSTOMER_SERVICE),
     "k-an": Principal("analyst-al", Role.ANALYTICS),
+    "k-portal": Principal("portal-web", Role.PORTAL),
 }
 CS = {"Authorization": "Bearer k-cs"}
 
@@ -155,6 +156,22 @@ def test_a_serial_returner_is_held_and_a_stricter_policy_is_simulated_writing_no
     # The candidate holds from one earlier return: the second request changes, the
     # first (none before it) and the third (held already) do not.
     eventually(lambda: caught_up(client), what="the projections caught up")
+    # Why a person reviews it (a count of the customer's returns) is for staff only.
+    path = f"/v1/returns/{third['return_id']}/timeline"
+    portal = {
+        "Authorization": "Bearer k-portal",
+        "X-Customer-Email": f"{orders[2].lower()}@example.com",
+    }
+    holds = {
+        who: [
+            e
+            for e in client.get(path, headers=h).json()["events"]
+            if e["type"] == "rma.held_for_review"
+        ]
+        for who, h in (("staff", CS), ("customer", portal))
+    }
+    assert "opened 2 returns" in holds["staff"][0]["summary"]["reason"]
+    assert holds["customer"] and "reason" not in (holds["customer"][0]["summary"] or {})
     mine = [r["return_id"] for r in (first, second, third)] + [parcel["return_id"]]
     stored_before = versions(system, mine)
     models_before = read_models(system.database_url, customer, mine)

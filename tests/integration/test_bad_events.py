@@ -204,6 +204,7 @@ def test_a_rebuild_completes_and_reports_the_events_it_skipped(
 
     assert {name: p.skipped for name, p in done.items()} == {
         "customers": 1,
+        "discrepancies": 0,
         "legs": 0,
         "ledger": 0,
         "reasons": 0,

@@ -402,6 +402,7 @@ def test_the_queue_list_gives_each_count_and_its_oldest_age(client: TestClient) 
         "vendor_legs_open": 0,
         "not_inspected": 1,
         "exceptions": 0,
+        "discrepancies": 0,
     }
     held = by_name["held_for_review"]
     assert held["oldest_at"] is not None and held["oldest_age_seconds"] >= 0

@@ -303,10 +303,12 @@ def test_a_killed_worker_restarted_processes_everything(
 
 
 @pytest.mark.timeout(180)
-def test_throughput_of_a_noop_pipeline(
+def test_a_noop_pipeline_takes_every_message_in_batches(
     kafka: EmbeddedKafka, new_worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    total = 50_000
+    # Correctness only: how fast is bench/inbound.py's business (timed tests swing with
+    # the machine's load and prove nothing).
+    total = 10_000
     value = orjson.dumps({"id": "x" * 36, "type": "order.placed", "data": {"pad": "y" * 200}})
     _produce(kafka.bootstrap, [(f"order-{n}".encode(), value) for n in range(total)])
 
@@ -317,10 +319,7 @@ def test_throughput_of_a_noop_pipeline(
         return sum(int(line.split()[1]) for line in _sink(tmp_path, "batches.log"))
 
     _wait_for(lambda: consumed() >= total, 120, f"{total} messages")
-    stamps = [float(line.split()[0]) for line in _sink(tmp_path, "batches.log")]
-    first_batch = int(_sink(tmp_path, "batches.log")[0].split()[1])
-    rate = (total - first_batch) / max(stamps[-1] - stamps[0], 1e-6)
-    print(f"\nno-op pipeline: {rate:,.0f} messages/s through one worker")
+    batches = _sink(tmp_path, "batches.log")
     assert consumed() == total
-    assert rate > 500  # a sanity floor: the figure swings with load on a shared 2-core box
+    assert len(batches) < total / 10, "messages are taken in batches, not one by one"
     assert worker.terminate() == 0

@@ -24,6 +24,7 @@ from adapters.driving.api import (
     routes_policy,
     routes_queues,
     routes_read,
+    routes_reconciliation,
     routes_returns,
     routes_serials,
     routes_store_credit,
@@ -48,6 +49,7 @@ ROUTERS = (
     routes_store_credit.router,
     routes_policy.router,
     routes_analytics.router,
+    routes_reconciliation.router,
 )
 
 DESCRIPTION = """Returns OMS: RMAs for customer service, the customer portal and store

@@ -266,6 +266,13 @@ def _not_inspected_days(request: Request, given: dict[str, int | None]) -> dict[
 RMAS = "rm_rma_status AS s"
 REFUNDS = "rm_refunds AS r JOIN rm_rma_status AS s ON s.return_id = r.return_id"
 LEGS = "rm_legs AS l JOIN rm_rma_status AS s ON s.return_id = l.return_id"
+DISCREPANCIES = "rm_refund_discrepancies AS d JOIN rm_rma_status AS s ON s.return_id = d.return_id"
+DISCREPANCY_COLUMNS = (
+    ", d.id AS discrepancy_id, d.refund_id, d.payment_id, d.provider, d.kind AS"
+    " discrepancy_kind, d.reason AS discrepancy_reason, d.provider_reference, d.amount AS"
+    " claimed_amount, d.currency AS claimed_currency, d.expected AS expected_amount,"
+    " d.expected_currency"
+)
 REFUND_COLUMNS = (
     ", r.refund_id, r.kind AS refund_kind, r.status AS refund_status, r.requested AS"
     " refund_requested, r.outstanding AS refund_outstanding, r.failure_reason,"
@@ -351,6 +358,16 @@ QUEUES: dict[str, Queue] = {
             RMAS,
             "s.status = 'exception'",
             "s.updated_at",
+        ),
+        Queue(
+            "discrepancies",
+            "Settlements or settlement-file lines that disagreed with the refund instruction"
+            " (another amount or currency, an unknown payment, a reversal), for finance to"
+            " reconcile, by the time they were recorded (also /v1/refunds/discrepancies).",
+            DISCREPANCIES,
+            "true",
+            "d.at",
+            DISCREPANCY_COLUMNS,
         ),
     )
 }

@@ -126,6 +126,9 @@ def get_return(principal: Reader, ref: str, request: Request, response: Response
     return return_view(rma, legs=principal.role is not Role.PORTAL)
 
 
+STAFF_ONLY_REASONS = frozenset({"rma.held_for_review"})
+
+
 @router.get("/{ref}/timeline", openapi_extra=PORTAL_READ)
 def get_timeline(
     principal: Reader, ref: str, request: Request, response: Response
@@ -145,6 +148,14 @@ def get_timeline(
         projected = summaries.get(event["version"])
         event["status"] = projected["status"] if projected else None
         event["summary"] = projected["summary"] if projected else None
+        if (
+            principal.role is Role.PORTAL
+            and event["type"] in STAFF_ONLY_REASONS
+            and event["summary"]
+        ):
+            # A hold's reason names the review rule (e.g. how often the customer returns):
+            # staff read it on the RMA; the customer is told only that a person reviews it.
+            event["summary"] = {k: v for k, v in event["summary"].items() if k != "reason"}
     response.headers["ETag"] = etag(rma.version)
     return {
         "return_id": str(rma.id),

@@ -14,6 +14,7 @@ from adapters.driving.cli.dlq import add_dlq_parser, run_dlq
 from adapters.driving.cli.expiry import add_expire_parser, run_expire
 from adapters.driving.cli.parked import add_parked_parser, run_parked
 from adapters.driving.cli.policy import add_policy_parser, run_policy
+from adapters.driving.cli.reconcile import add_reconcile_parser, run_reconcile
 from adapters.driving.cli.refunds import add_refunds_parser, run_refunds
 from adapters.driving.cli.workers import (
     run_api,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_blind_parser(sub)
     add_parked_parser(sub)
     add_policy_parser(sub)
+    add_reconcile_parser(sub)
     sub.add_parser("provision", help="create every topic (idempotent)")
     sub.add_parser("lag", help="show how far the relay is behind the event store")
     return parser
@@ -120,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_parked(settings, args)
     if args.command == "policy":
         return run_policy(settings, args)
+    if args.command == "reconcile":
+        return run_reconcile(settings, args)
     if args.command == "provision":
         return run_provision(settings)
     if args.command == "lag":

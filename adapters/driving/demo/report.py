@@ -5,6 +5,7 @@ reasons chart and a rebuild check; and ``play``, which runs it all.
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -15,9 +16,10 @@ from adapters.driven.readmodels.rebuild import differences, rebuild, snapshot
 from adapters.driven.readmodels.store import ReadModelStore
 from adapters.driving.api import ApiSettings, create_api
 from adapters.driving.api.serving import served
-from adapters.driving.demo.cast import People, Report
+from adapters.driving.demo.cast import HISTORY, People, Report
 from adapters.driving.demo.clients import PRINCIPALS, Caller, demo_keys
 from adapters.driving.demo.scenario import Demo
+from adapters.driving.demo.simulation import simulation_line
 from adapters.driving.demo.stage import wait_for_projections
 from domain.application import ReturnsService
 from projections import default_projections
@@ -217,6 +219,7 @@ def play(
         people = People(
             *(Caller(report.api_url, plain[role], role, report.calls) for role in PRINCIPALS)
         )
+        began = datetime.now(UTC)
         try:
             Demo(
                 people,
@@ -230,6 +233,7 @@ def play(
             wait_for_projections(database_url)
             for line in summary(database_url, bootstrap, report, out_dir, people.analytics):
                 print(line)
+            print(simulation_line(service, began - HISTORY))
         finally:
             people.close()
     problems = rebuild_check(database_url)
