@@ -136,7 +136,7 @@ class CustomerHistory(Reducer):
                     "event_type": event.type,
                     "position": event.position,
                     "at": event.time,
-                    "summary": summary_of(event.data, SUMMARY_FIELDS),
+                    "summary": summary_of(event.data, SUMMARY_FIELDS, event.type),
                 },
             )
         )
