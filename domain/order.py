@@ -36,6 +36,7 @@ from domain.events import (
     Payment,
     RefundAllocation,
 )
+from domain.store_credit import CODE_LENGTH, is_store_credit_code
 from domain.values import Channel, Money, PaymentMethod
 
 ORDER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:oms:order")
@@ -437,6 +438,14 @@ def check_order_is_well_formed(
         if payment.amount.currency != currency or payment.amount.amount <= 0:
             raise InvalidCommand(
                 f"payment {payment.payment_id} must be a positive {currency} amount"
+            )
+        code = payment.store_credit_code
+        if code is not None and (
+            payment.method is not PaymentMethod.STORE_CREDIT or not is_store_credit_code(code)
+        ):
+            raise InvalidCommand(
+                f"payment {payment.payment_id}: only a store_credit payment names a store-credit"
+                f" code (SC- and {CODE_LENGTH} base32 characters)"
             )
     if len({p.payment_id for p in payments}) != len(payments):
         raise InvalidCommand(f"order {order_number} repeats a payment id")

@@ -19,6 +19,7 @@ from domain.events import (
     BlindReturnMatched,
     Cause,
     InspectedItem,
+    InstantExchangeCharged,
     InStoreReturnRecorded,
     ItemsInspected,
     LineDecision,
@@ -450,6 +451,16 @@ class Return(Settlement):
             return False
         days = (at - self.state.authorized_at).days
         self._trigger(ReturnExpired, cause, at, authorized_days=days)
+        owed = self.amount_outstanding()
+        if owed is not None and not owed.is_zero and self.state.instant_exchange_charged is None:
+            # The replacement shipped at authorization and the items never came back.
+            self._trigger(
+                InstantExchangeCharged,
+                cause,
+                at,
+                replacement_order_number=self.state.replacement_order_number or "",
+                amount=owed,
+            )
         return True
 
     def ship_clock_started_at(self) -> datetime | None:

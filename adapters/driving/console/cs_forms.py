@@ -148,6 +148,9 @@ EVENT_WORDS: dict[str, Callable[[Any], str]] = {
     "rma.refund_discrepancy": lambda e: f"Settlement discrepancy on {e.refund_id}: {e.reason}",
     "rma.store_credit_issued": lambda e: f"Store credit of {_m(e, 'amount')} issued",
     "rma.exchange_ordered": lambda e: f"Exchange ordered: {e.replacement_order_number}",
+    "rma.instant_exchange_charged": lambda e: (
+        f"Items never returned for {e.replacement_order_number}: {_m(e, 'amount')} owed"
+    ),
     "rma.resolution_changed": lambda e: (
         f"Settlement changed from {words(e.from_refund_method)} to {words(e.to_refund_method)}"
     ),
