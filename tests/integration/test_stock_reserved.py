@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from adapters.driven.eventstore import create_service
 from adapters.driven.readmodels.queries import stock_at
 from adapters.driven.readmodels.rebuild import rebuild
 from adapters.driven.readmodels.store import ReadModelStore
@@ -20,6 +21,7 @@ from domain.application import ReturnsService
 from domain.commands import CancelOrder, FulfilOrder, RequestReturn
 from domain.events import ExchangeChoice, FulfilledLine
 from domain.order import order_id_for
+from domain.policy import PolicyBook
 from domain.returns import RequestedLine
 from domain.values import Money, ReasonCode, RefundMethod
 from projections.core import Event
@@ -130,3 +132,43 @@ def level_time(store: ReadModelStore, sku: str) -> Any:
     ).fetchone()
     assert found is not None
     return found[0]
+
+
+INSTANT = "instant-reserved"
+
+
+@pytest.fixture(scope="module")
+def instant(database_url: str) -> Iterator[ReturnsService]:
+    book = PolicyBook(by_category={INSTANT: {"instant_exchange": True}})
+    service = create_service(database_url, policy_book=book, pool_size=3)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def test_an_instant_exchange_reserves_its_replacement_at_authorization(
+    instant: ReturnsService, store: ReadModelStore, database_url: str
+) -> None:
+    number = delivered_order(instant, category=INSTANT)
+    sku = f"SHOE-{uuid.uuid4().hex[:10]}"
+    choice = ExchangeChoice(sku=sku, unit_price=Money.of("50.00", "EUR"))
+    rma = instant.run(
+        ctx(),
+        RequestReturn(
+            order_number=number,
+            lines=(RequestedLine(1, 1, ReasonCode.SIZE_TOO_SMALL, exchange=choice),),
+            refund_method=RefundMethod.EXCHANGE,
+        ),
+    )
+    assert rma.status == "authorized"  # nothing received yet: the replacement is ordered
+    warehouse = instant.get_return(rma.aggregate_id).state.destination_warehouse
+    assert warehouse is not None
+    replacement = f"{number}-X1"
+    project(store, database_url, replacement)
+    assert figures(level(store, sku, warehouse)) == (0, 1, -1)
+
+    lines = (FulfilledLine(line_no=1, quantity=1),)
+    instant.run(ctx(), FulfilOrder(order_number=replacement, location_id=warehouse, lines=lines))
+    project(store, database_url, replacement)
+    assert figures(level(store, sku, warehouse)) == (-1, 0, -1)
