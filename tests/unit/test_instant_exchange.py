@@ -11,6 +11,7 @@ from domain.errors import InvalidTransition
 from domain.events import (
     ExchangeChoice,
     InstantExchangeCharged,
+    ReturnCancelled,
     ReturnExpired,
 )
 from domain.order import order_id_for
@@ -97,6 +98,15 @@ def test_an_rma_expiring_unreturned_charges_the_customer_once() -> None:
     charged = rma.pending_events[-1]
     assert isinstance(charged, InstantExchangeCharged)
     assert (charged.replacement_order_number, charged.amount) == ("WEB-1001-X1", eur("40.00"))
+    assert rma.state.instant_exchange_charged == eur("40.00")
+
+
+def test_cancelling_an_instant_exchange_after_its_replacement_shipped_charges_what_is_owed() -> (
+    None
+):
+    rma = shipped_at_authorization()
+    rma.cancel("the customer keeps both after all", day(12), CAUSE)
+    assert types(rma) == (ReturnCancelled, InstantExchangeCharged)
     assert rma.state.instant_exchange_charged == eur("40.00")
 
 
