@@ -207,6 +207,7 @@ def test_a_rebuild_completes_and_reports_the_events_it_skipped(
         "discrepancies": 0,
         "legs": 0,
         "ledger": 0,
+        "period_analytics": 0,
         "reasons": 0,
         "rma_status": 0,
         "serials": 0,
