@@ -107,6 +107,9 @@ class PaymentData(Contract):
     payment_id: Text
     method: PaymentMethod
     amount: Amount
+    store_credit_code: SafeStr | None = None
+    """A ``store_credit`` payment by code (``SC-`` and 12 base32 characters): the code's
+    account pays instead of the ordering customer's."""
 
 
 class OrderPlacedData(Contract):

@@ -50,6 +50,7 @@ from domain.events import (
     RefundRequested,
     RefundSettled,
     ReturnAuthorized,
+    StoreCreditCredited,
 )
 from domain.handlers import HANDLERS, Scope
 from domain.inventory import Inventory
@@ -64,6 +65,7 @@ from domain.lookups import (
     ReturnRow,
     RmaNumberRow,
     SerialRow,
+    StoreCreditCodeRow,
 )
 from domain.order import Order
 from domain.policy import PolicyBook
@@ -538,6 +540,12 @@ def lookup_rows_for(aggregates: Sequence[AnyAggregate]) -> LookupRows:
             )
             rows.refunds.extend(refund_rows(aggregate))
             rows.deadlines.append(deadline_row(aggregate))
+        elif isinstance(aggregate, StoreCreditAccount):
+            rows.store_credit_codes.extend(
+                StoreCreditCodeRow(event.code, event.customer_id)
+                for event in aggregate.pending_events
+                if isinstance(event, StoreCreditCredited) and event.code is not None
+            )
     return rows
 
 

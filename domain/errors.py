@@ -108,3 +108,9 @@ class InsufficientStoreCredit(DomainError):
     """An order spends more store credit than the customer's balance holds."""
 
     code = "insufficient_store_credit"
+
+
+class UnknownStoreCreditCode(NotFound):
+    """An order pays with a store-credit code no account was ever credited under."""
+
+    code = "unknown_store_credit_code"

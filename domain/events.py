@@ -79,6 +79,8 @@ class Payment(Value):
     payment_id: str = Field(min_length=1)
     method: PaymentMethod
     amount: Money
+    store_credit_code: str | None = None
+    """A ``store_credit`` payment by code: the code's account pays (else the customer's)."""
 
 
 class FulfilledLine(Value):
@@ -111,6 +113,9 @@ class OrderPlaced(OrderEvent, type_name="order.placed"):
     shipping: Money
     replacement_for: UUID | None = None
     replacement_return_id: UUID | None = None
+    # An exchange's replacement that ships later: its lines are reserved at this location
+    # (the return's destination warehouse) until fulfilled or cancelled (stock projection).
+    reservation_location: str | None = None
 
 
 class OrderLinesFulfilled(OrderEvent, type_name="order.lines_fulfilled"):
@@ -382,6 +387,8 @@ class StoreCreditIssued(ReturnEvent, type_name="rma.store_credit_issued"):
     bonus: Money
     restocking_fee: Money
     shipping: Money | None = None  # the part of ``amount`` that pays back shipping
+    code: str | None = None
+    """The code the customer spends the credit with (``SC-`` and 12 base32 characters)."""
 
 
 class ExchangeOrdered(ReturnEvent, type_name="rma.exchange_ordered"):
@@ -392,6 +399,19 @@ class ExchangeOrdered(ReturnEvent, type_name="rma.exchange_ordered"):
     # positive (``refund_difference``) or owed by the customer when negative (``amount_due``).
     refund_difference: Money | None = None
     amount_due: Money | None = None
+    instant: bool = False
+    """Ordered at authorization (the policy's ``instant_exchange``), before the returned
+    items arrive: they are owed until received (``amount_outstanding``)."""
+    amount_outstanding: Money | None = None
+    """Instant: the value of the returned lines, owed by the customer until they arrive."""
+
+
+class InstantExchangeCharged(ReturnEvent, type_name="rma.instant_exchange_charged"):
+    """An instant exchange's RMA expired with items never returned: the customer owes
+    their value (recorded only: no payment is captured here)."""
+
+    replacement_order_number: str
+    amount: Money
 
 
 class ReturnResolutionChanged(ReturnEvent, type_name="rma.resolution_changed"):
@@ -542,6 +562,9 @@ class StoreCreditCredited(StoreCreditEvent, type_name="store_credit.credited"):
     reason: str
     """``return`` (a return paid as store credit, bonus included), ``refund`` (the store-credit
     part of an order's refund, once settled) or ``order_cancelled``."""
+    code: str | None = None
+    """The code issued with this credit; any code of the account spends its whole balance.
+    Drawn once by the handler and stored here, so a replay keeps it."""
 
 
 class StoreCreditSpent(StoreCreditEvent, type_name="store_credit.spent"):

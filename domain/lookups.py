@@ -93,6 +93,14 @@ class OrderSkuRow:
     placed_at: datetime | None
 
 
+@dataclass(frozen=True)
+class StoreCreditCodeRow:
+    """A store-credit code and the customer whose account it spends."""
+
+    code: str
+    customer_id: str
+
+
 @dataclass
 class BlindCandidateRows:
     """What the blind-parcel matching rules look up, for a page of parcels at once: sales
@@ -115,6 +123,7 @@ class LookupRows:
     refunds: list[RefundRow] = field(default_factory=list)
     deadlines: list[DeadlineRow] = field(default_factory=list)
     order_skus: list[OrderSkuRow] = field(default_factory=list)
+    store_credit_codes: list[StoreCreditCodeRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -125,6 +134,7 @@ class LookupRows:
             or self.refunds
             or self.deadlines
             or self.order_skus
+            or self.store_credit_codes
         )
 
 
@@ -170,6 +180,10 @@ class Lookups(Protocol):
 
     def orders_with_sku(self, sku: str, limit: int) -> list[UUID]:
         """Orders holding ``sku``, the most recently placed first."""
+        ...
+
+    def customer_of_store_credit_code(self, code: str) -> str | None:
+        """The customer whose account ``code`` spends, or None for a code never issued."""
         ...
 
     def returns_of_customer_since(

@@ -36,6 +36,7 @@ from domain.events import (
     Payment,
     RefundAllocation,
 )
+from domain.store_credit import CODE_LENGTH, is_store_credit_code
 from domain.values import Channel, Money, PaymentMethod
 
 ORDER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:oms:order")
@@ -99,6 +100,7 @@ class Order(Aggregate[OrderEvent]):
         store_id: str | None = None,
         replacement_for: UUID | None = None,
         replacement_return_id: UUID | None = None,
+        reservation_location: str | None = None,
     ) -> Order:
         check_order_is_well_formed(order_number, lines, payments, shipping, channel, store_id)
         is_replacement = replacement_for is not None
@@ -123,6 +125,7 @@ class Order(Aggregate[OrderEvent]):
             shipping=shipping,
             replacement_for=replacement_for,
             replacement_return_id=replacement_return_id,
+            reservation_location=reservation_location,
         )
         return order
 
@@ -435,6 +438,14 @@ def check_order_is_well_formed(
         if payment.amount.currency != currency or payment.amount.amount <= 0:
             raise InvalidCommand(
                 f"payment {payment.payment_id} must be a positive {currency} amount"
+            )
+        code = payment.store_credit_code
+        if code is not None and (
+            payment.method is not PaymentMethod.STORE_CREDIT or not is_store_credit_code(code)
+        ):
+            raise InvalidCommand(
+                f"payment {payment.payment_id}: only a store_credit payment names a store-credit"
+                f" code (SC- and {CODE_LENGTH} base32 characters)"
             )
     if len({p.payment_id for p in payments}) != len(payments):
         raise InvalidCommand(f"order {order_number} repeats a payment id")

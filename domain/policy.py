@@ -65,6 +65,9 @@ class ReturnPolicy(Value):
     review_threshold: Decimal = Decimal("1000.00")
     expiry_days: int = 30
     returnable: bool = True
+    # An exchange's replacement ships at authorization, before the return arrives; the
+    # returned items' value is owed until they do, and charged if the RMA expires.
+    instant_exchange: bool = False
     # A blind parcel nobody could place in this many days is closed as unidentified, its
     # goods left under its inspection's dispositions or, uninspected, this one.
     blind_unidentified_days: int = Field(default=90, ge=1)

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.aggregate import Aggregate
-from domain.errors import NotFound
+from domain.errors import NotFound, UnknownStoreCreditCode
 from domain.events import DomainEvent
 from domain.handlers.blind_matching import (
     SEARCH_LIMIT,
@@ -56,6 +56,13 @@ class ReturnsQueries:
         if not isinstance(found, StoreCreditAccount):
             return StoreCreditAccount.open(customer_id)
         return found
+
+    def get_store_credit_by_code(self, code: str) -> StoreCreditAccount:
+        """The account a store-credit code spends; NotFound for a code never issued."""
+        customer_id = self.lookups.customer_of_store_credit_code(code)
+        if customer_id is None:
+            raise UnknownStoreCreditCode(f"store-credit code {code} is unknown")
+        return self.get_store_credit(customer_id)
 
     def get_return(self, return_id: UUID) -> Return:
         found = self.load(Return, return_id)

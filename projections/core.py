@@ -36,7 +36,13 @@ CENT = Decimal("0.01")
 ORDER = "order"
 RETURN = "return"
 INVENTORY = "inventory"
-_KIND_BY_PREFIX = {"order.": ORDER, "rma.": RETURN, "inventory.": INVENTORY}
+STORE_CREDIT = "store_credit"
+_KIND_BY_PREFIX = {
+    "order.": ORDER,
+    "rma.": RETURN,
+    "inventory.": INVENTORY,
+    "store_credit.": STORE_CREDIT,
+}
 
 
 # ---------------------------------------------------------------- events
@@ -399,10 +405,24 @@ def reduce_all(
     return changes
 
 
-def summary_of(data: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+# Bearer secrets no read model copies: a store-credit code spends the credit, and the
+# timelines are read by every staff role and by analytics. The customer learns the code
+# from the notification; customer service reads it from the account itself.
+SECRET_FIELDS: Mapping[str, frozenset[str]] = {
+    "rma.store_credit_issued": frozenset({"code"}),
+    "store_credit.credited": frozenset({"code"}),
+}
+
+
+def summary_of(
+    data: Mapping[str, Any], fields: Iterable[str], event_type: str = ""
+) -> dict[str, Any]:
     """A few telling fields of an event for a timeline row (amounts stay wire Money)."""
+    secret = SECRET_FIELDS.get(event_type, frozenset())
     summary = {}
     for name in fields:
+        if name in secret:
+            continue
         value = data.get(name)
         if value is not None:
             summary[name] = value

@@ -75,6 +75,7 @@ RETURN_TIMELINE = {
     "rma.refund_failed",
     "rma.store_credit_issued",
     "rma.exchange_ordered",
+    "rma.instant_exchange_charged",
     "rma.keep_item_offered",
     "rma.keep_item_accepted",
     "rma.keep_item_lapsed",
@@ -135,7 +136,7 @@ class CustomerHistory(Reducer):
                     "event_type": event.type,
                     "position": event.position,
                     "at": event.time,
-                    "summary": summary_of(event.data, SUMMARY_FIELDS),
+                    "summary": summary_of(event.data, SUMMARY_FIELDS, event.type),
                 },
             )
         )

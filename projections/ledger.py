@@ -10,6 +10,12 @@ Entries (every one balances by construction; amounts per allocation):
 - store credit issued: debit ``returns_expense`` (credit plus fee kept) and
   ``store_credit_bonus_expense`` (the bonus), credit ``store_credit_liability`` and
   ``restocking_fee_income``.
+- store credit spent (``store_credit.spent``, an order paid with it): debit
+  ``store_credit_liability``, credit ``store_credit_redeemed`` (the sales it paid for);
+  given back by the order's cancellation (``store_credit.credited``, ``order_cancelled``):
+  the same reversed. Their ``refund_id`` is the order number and ``return_id`` the
+  store-credit account's id. The account's other credits (a return's credit, a refund to a
+  store-credit payment) are booked from the return's events above, not twice.
 
 The restocking fee is booked exactly as the events carry it: the domain records it once per
 return, with the first refund or store credit that has not failed (``Return.unbilled_fee``).
@@ -26,6 +32,7 @@ from typing import Any, ClassVar
 
 from projections.core import (
     RETURN,
+    STORE_CREDIT,
     Append,
     Change,
     Event,
@@ -48,6 +55,7 @@ EXPENSE = "returns_expense"
 FEE_INCOME = "restocking_fee_income"
 CREDIT_LIABILITY = "store_credit_liability"
 BONUS_EXPENSE = "store_credit_bonus_expense"
+CREDIT_REDEEMED = "store_credit_redeemed"
 
 # A ledger line as kept in the state: (account, debit, credit) with amounts as strings.
 Line = tuple[str, str, str]
@@ -103,7 +111,7 @@ def store_credit_lines(amount: Decimal, bonus: Decimal, fee: Decimal) -> list[Li
 
 class RefundLedger(Reducer):
     name = "ledger"
-    kinds = (RETURN,)
+    kinds = (RETURN, STORE_CREDIT)
     # The one definition of this topic's name: adapters/driven/kafka/topics.py derives from it.
     outbound_topic: ClassVar[str] = "oms.refund-ledger.v1"
 
@@ -274,3 +282,22 @@ class RefundLedger(Reducer):
         state.setdefault("refunds", {})[credit_id] = refund
         self._post(out, event, credit_id, "store_credit", currency, lines)
         self._row(out, event, credit_id, refund)
+
+    # ------------------------------------------------------------ store credit spent
+    @on("store_credit.spent")
+    def _credit_spent(self, state: State, event: Event, out: list[Change]) -> None:
+        amount = money(event.data["amount"])
+        lines = [(CREDIT_LIABILITY, str(amount), "0"), (CREDIT_REDEEMED, "0", str(amount))]
+        self._spend_entry(out, event, "store_credit_spent", lines)
+
+    @on("store_credit.credited")
+    def _credit_given_back(self, state: State, event: Event, out: list[Change]) -> None:
+        if event.data["reason"] != "order_cancelled":
+            return  # a return's credit or a refund: booked from the return's own events
+        amount = money(event.data["amount"])
+        lines = [(CREDIT_REDEEMED, str(amount), "0"), (CREDIT_LIABILITY, "0", str(amount))]
+        self._spend_entry(out, event, "store_credit_restored", lines)
+
+    def _spend_entry(self, out: list[Change], event: Event, entry: str, lines: list[Line]) -> None:
+        currency = event.data["amount"]["currency"]
+        self._post(out, event, str(event.data["reference"]), entry, currency, lines)

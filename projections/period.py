@@ -24,39 +24,26 @@ from typing import Any
 
 from projections.core import Change, Event, Increment, State, day_of
 from projections.reasons import COSTS, REASONS, SOLD, UNKNOWN, ReturnReasons
-from projections.schema import Column, Table, amount, counter, text
+from projections.schema import (
+    ITEMS_SOLD,
+    RETURN_COSTS,
+    RETURN_REASONS,
+    Column,
+    Table,
+    counter,
+    text,
+)
 
 _DAY = Column("day", "date", not_null=True)
 
-DAILY_SOLD = Table(
-    "rm_daily_sold",
-    (
-        _DAY,
-        text("sku", not_null=True),
-        text("supplier", not_null=True),
-        text("category", not_null=True),
-        text("channel", not_null=True),
-        counter("items"),
-        counter("order_lines"),
-    ),
-    key=("day", "sku", "supplier", "category", "channel"),
-)
 
-DAILY_RETURNS = Table(
-    "rm_daily_returns",
-    (
-        _DAY,
-        text("reason", not_null=True),
-        text("sku", not_null=True),
-        text("supplier", not_null=True),
-        text("category", not_null=True),
-        text("channel", not_null=True),
-        counter("returns"),
-        counter("items"),
-        counter("rejected"),
-    ),
-    key=("day", "reason", "sku", "supplier", "category", "channel"),
-)
+def _by_day(table: Table, name: str) -> Table:
+    """``table``'s columns with a UTC day in front of its key: the all-time table per day."""
+    return Table(name, (_DAY, *table.columns), key=("day", *table.key))
+
+
+DAILY_SOLD = _by_day(ITEMS_SOLD, "rm_daily_sold")
+DAILY_RETURNS = _by_day(RETURN_REASONS, "rm_daily_returns")
 
 DAILY_RMAS = Table(
     "rm_daily_rmas",
@@ -64,25 +51,17 @@ DAILY_RMAS = Table(
     key=("day", "dimension", "value"),
 )
 
+# The all-time costs are kept per supplier and SKU; per day they are also split by the
+# other dimensions an analyst groups by.
+_COST_KEY = ("reason", "sku", "supplier", "category", "channel", "currency")
 DAILY_COSTS = Table(
     "rm_daily_return_costs",
     (
         _DAY,
-        text("reason", not_null=True),
-        text("sku", not_null=True),
-        text("supplier", not_null=True),
-        text("category", not_null=True),
-        text("channel", not_null=True),
-        text("currency", not_null=True),
-        amount("refunded"),
-        amount("restocking_fees_kept"),
-        counter("scrapped_items"),
-        amount("scrapped_value"),
-        counter("open_repair_legs"),
-        counter("open_vendor_legs"),
-        amount("supplier_credits"),
+        *(text(name, not_null=True) for name in _COST_KEY),
+        *(column for column in RETURN_COSTS.columns if column.name not in RETURN_COSTS.key),
     ),
-    key=("day", "reason", "sku", "supplier", "category", "channel", "currency"),
+    key=("day", *_COST_KEY),
 )
 
 DIMENSIONS = ("reason", "sku", "supplier", "category", "channel")

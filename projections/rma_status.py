@@ -101,7 +101,7 @@ class RmaStatus(Reducer):
                     "source": cause.get("source"),
                     "position": event.position,
                     "at": event.time,
-                    "summary": summary_of(event.data, SUMMARY_FIELDS),
+                    "summary": summary_of(event.data, SUMMARY_FIELDS, event.type),
                 },
             )
         )

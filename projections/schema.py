@@ -168,6 +168,9 @@ class Bucket(StrEnum):
     RETURNED_TO_VENDOR = "returned_to_vendor"
     SCRAPPED = "scrapped"
     EXPECTED_RETURNS = "expected_returns"
+    # Promised to an exchange's replacement order until it ships or is cancelled: still
+    # counted in ``available`` (it is on the shelf), not to be sold again.
+    RESERVED = "reserved"
 
 
 # Plain strings (not the enum members): they name columns and JSON keys.
@@ -184,6 +187,12 @@ STOCK_LEVELS = Table(
         Column("counted", COUNT),
         Column("counted_position", COUNT),
         Column("counted_at", "timestamptz"),
+        # What can still be sold: on the shelf and not promised to a replacement.
+        Column(
+            "available_to_promise",
+            COUNT,
+            generated=f'"{Bucket.AVAILABLE}" - "{Bucket.RESERVED}"',
+        ),
     ),
     key=("sku", "location_id"),
 )

@@ -1,7 +1,9 @@
 """Stock levels per SKU and location, with every movement kept.
 
 Buckets: available, quarantined, in_repair, returned_to_vendor, scrapped (cumulative: those
-items left the sellable stock for good) and expected_returns (authorized, not yet here).
+items left the sellable stock for good), expected_returns (authorized, not yet here) and
+reserved (on the shelf, promised to an exchange's replacement order until it ships or is
+cancelled: ``available_to_promise`` = available - reserved, a generated column).
 
 A count means "at ``counted_at`` there were N": ``available`` is the latest count (by
 ``counted_at``) plus every available movement that happened after it, in (time, event-store
@@ -139,6 +141,37 @@ class _Moves:
         )
 
 
+def _reserve(state: State, event: Event, out: list[Change]) -> None:
+    """An exchange's replacement order promises its lines where it will ship from. The
+    order's own state keeps what is still held per line, so only its fulfilment or
+    cancellation (this aggregate's later events) can release it, and never more."""
+    location = event.data["reservation_location"]
+    held: dict[str, int] = {}
+    moves = _Moves(event, out)
+    for line in event.data["lines"]:
+        quantity = int(line["quantity"])
+        held[str(line["line_no"])] = held.get(str(line["line_no"]), 0) + quantity
+        moves.add(line["sku"], location, Bucket.RESERVED, quantity, "reserved")
+    state["reserved"] = {"location": location, "lines": held}
+
+
+def _release(
+    state: State, moves: _Moves, kind: str, shipped: list[tuple[str, int]] | None = None
+) -> None:
+    """Releases what shipped (a fulfilment's lines, at most what is held) or everything still
+    held (a cancellation: ``shipped`` None)."""
+    reserved = state.get("reserved")
+    if not reserved:
+        return
+    held: dict[str, int] = reserved["lines"]
+    skus = state.get("skus", {})
+    for line_no, quantity in sorted(held.items()) if shipped is None else shipped:
+        released = min(quantity, held.get(line_no, 0))
+        if released > 0 and line_no in skus:
+            held[line_no] -= released
+            moves.add(skus[line_no], reserved["location"], Bucket.RESERVED, -released, kind)
+
+
 class StockLevels(Reducer):
     name = "stock"
     kinds = (ORDER, RETURN, INVENTORY)
@@ -178,6 +211,8 @@ class StockLevels(Reducer):
                 moves.add(
                     line["sku"], d["store_id"], Bucket.AVAILABLE, -int(line["quantity"]), "sale"
                 )
+        elif d.get("reservation_location"):
+            _reserve(state, event, out)
 
     @on("order.lines_fulfilled")
     def _fulfilled(self, state: State, event: Event, out: list[Change]) -> None:
@@ -193,6 +228,12 @@ class StockLevels(Reducer):
                     -int(line["quantity"]),
                     "fulfilment",
                 )
+        shipped = [(str(ln["line_no"]), int(ln["quantity"])) for ln in event.data["lines"]]
+        _release(state, moves, "fulfilment", shipped)
+
+    @on("order.cancelled")
+    def _cancelled(self, state: State, event: Event, out: list[Change]) -> None:
+        _release(state, _Moves(event, out), "cancelled")
 
     # ------------------------------------------------------------ returns
     @on("rma.requested", "rma.blind_return_matched", "rma.in_store_return_recorded")

@@ -111,7 +111,12 @@ def to_command(message: Inbound) -> Command:
                     for ln in data.lines
                 ),
                 payments=tuple(
-                    Payment(payment_id=p.payment_id, method=p.method, amount=money(p.amount))
+                    Payment(
+                        payment_id=p.payment_id,
+                        method=p.method,
+                        amount=money(p.amount),
+                        store_credit_code=p.store_credit_code,
+                    )
                     for p in data.payments
                 ),
                 shipping=money(data.shipping),

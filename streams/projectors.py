@@ -19,7 +19,12 @@ import orjson
 
 from adapters.driven.eventstore import database_unavailable
 from adapters.driven.kafka.publishers import ConfluentPublisher, Publisher
-from adapters.driven.kafka.topics import INVENTORY_EVENTS, ORDER_EVENTS, RMA_EVENTS
+from adapters.driven.kafka.topics import (
+    INVENTORY_EVENTS,
+    ORDER_EVENTS,
+    RMA_EVENTS,
+    STORE_CREDIT_EVENTS,
+)
 from adapters.driven.readmodels.base import ChangedRow, topics_of
 from adapters.driven.readmodels.positions import resume_points
 from adapters.driven.readmodels.store import ReadModelStore
@@ -32,7 +37,8 @@ from streams.resume import verified_offsets
 log = logging.getLogger(__name__)
 
 APP_ID = "oms-projections"
-EVENT_TOPICS = (RMA_EVENTS, ORDER_EVENTS, INVENTORY_EVENTS)
+# The refund ledger reads the store-credit accounts too (spends take the liability down).
+EVENT_TOPICS = (RMA_EVENTS, ORDER_EVENTS, INVENTORY_EVENTS, STORE_CREDIT_EVENTS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,10 @@ LOOKUP_TABLES = [
         placed_at timestamptz,
         PRIMARY KEY (sku, order_id))""",
     "CREATE INDEX IF NOT EXISTS oms_order_skus_recent ON oms_order_skus (sku, placed_at DESC)",
+    # Which account a store-credit code spends (the code is the key: one account each).
+    """CREATE TABLE IF NOT EXISTS oms_store_credit_codes (
+        code text PRIMARY KEY,
+        customer_id text NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS oms_command_log (
         key text PRIMARY KEY,
         result bytea NOT NULL,
@@ -127,6 +131,10 @@ INSERT_SERIALS = SQL(
 INSERT_ORDER_SKUS = SQL(
     "INSERT INTO oms_order_skus (sku, order_id, placed_at)"
     " SELECT * FROM unnest(%s::text[], %s::uuid[], %s::timestamptz[]) ON CONFLICT DO NOTHING"
+)
+INSERT_STORE_CREDIT_CODES = SQL(
+    "INSERT INTO oms_store_credit_codes (code, customer_id)"
+    " SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING"
 )
 UPSERT_RETURNS = SQL(
     "INSERT INTO oms_returns (return_id, rma_number, order_id, customer_id, status, blind,"
@@ -292,6 +300,11 @@ class OmsRecorder(PostgresProcessRecorder):
             curs.execute(
                 INSERT_ORDER_SKUS,
                 columns(rows.order_skus, lambda r: (r.sku, r.order_id, r.placed_at), 3),
+            )
+        if rows.store_credit_codes:
+            curs.execute(
+                INSERT_STORE_CREDIT_CODES,
+                columns(rows.store_credit_codes, lambda r: (r.code, r.customer_id), 2),
             )
         if rows.returns:
             curs.execute(
@@ -465,6 +478,12 @@ class OmsRecorder(PostgresProcessRecorder):
             [sku, limit],
         )
         return [r["order_id"] for r in rows]
+
+    def customer_of_store_credit_code(self, code: str) -> str | None:
+        rows = self._select(
+            "SELECT customer_id FROM oms_store_credit_codes WHERE code = %s", [code]
+        )
+        return str(rows[0]["customer_id"]) if rows else None
 
     def blind_candidate_rows(
         self,

@@ -60,6 +60,8 @@ NOTIFY_TEMPLATES = {
     "rma.keep_item_lapsed": "keep_item_offer_lapsed",
     # The customer learns the replacement's number and, for a dearer one, what they owe.
     "rma.exchange_ordered": "exchange_ordered",
+    # An instant exchange's items never came back: the customer learns what they owe.
+    "rma.instant_exchange_charged": "instant_exchange_charged",
 }
 
 KIND_BY_TYPE = {name: cls.aggregate_kind for name, cls in EVENT_TYPES.items()}

@@ -6,6 +6,7 @@ from domain.commands import CancelOrder, DeliverOrder, FulfilOrder, Outcome, Pla
 from domain.errors import AlreadyExists
 from domain.handlers.scope import Handlers, Scope
 from domain.order import Order, order_id_for
+from domain.store_credit import new_store_credit_code
 from domain.values import Money, PaymentMethod
 
 
@@ -25,19 +26,20 @@ def place_order(c: PlaceOrder, s: Scope) -> Outcome:
         store_id=c.store_id,
     )
     s.uow.add(order)
-    credit = store_credit_paid(order)
-    if not credit.is_zero:
-        # Refused whole (the unit rolls the order back) when the balance is short.
-        s.store_credit(order.state.customer_id).spend(credit, c.order_number, s.at, s.cause)
+    for payer, credit in store_credit_paid(order, s).items():
+        # Refused whole (the unit rolls the order back) when a balance is short.
+        s.store_credit(payer).spend(credit, c.order_number, s.at, s.cause)
     return Outcome(aggregate_id=order.id, status="placed")
 
 
-def store_credit_paid(order: Order) -> Money:
-    total = Money.zero(order.state.currency)
-    for payment in order.state.payments.values():
-        if payment.method is PaymentMethod.STORE_CREDIT:
-            total = total + payment.amount
-    return total
+def store_credit_paid(order: Order, s: Scope) -> dict[str, Money]:
+    """What the order's store-credit payments take from each account (by customer id)."""
+    totals: dict[str, Money] = {}
+    for payment_id, payment in order.state.payments.items():
+        if payment.method is PaymentMethod.STORE_CREDIT and not payment.amount.is_zero:
+            payer = s.store_credit_payer(order, payment_id)
+            totals[payer] = totals.get(payer, Money.zero(order.state.currency)) + payment.amount
+    return dict(sorted(totals.items()))
 
 
 def fulfil_order(c: FulfilOrder, s: Scope) -> Outcome:
@@ -60,10 +62,9 @@ def deliver_order(c: DeliverOrder, s: Scope) -> Outcome:
 def cancel_order(c: CancelOrder, s: Scope) -> Outcome:
     order = s.order(c.order_number)
     order.cancel(c.reason, s.at, s.cause)
-    credit = store_credit_paid(order)
-    if not credit.is_zero:
-        s.store_credit(order.state.customer_id).credit(
-            credit, c.order_number, "order_cancelled", s.at, s.cause
+    for payer, credit in store_credit_paid(order, s).items():
+        s.store_credit(payer).credit(
+            credit, c.order_number, "order_cancelled", s.at, s.cause, new_store_credit_code()
         )
     return Outcome(aggregate_id=order.id, status="cancelled")
 

@@ -14,6 +14,7 @@ from domain.commands import (
     RefuseReturn,
     RequestReturn,
 )
+from domain.handlers.instant_exchange import ship_instant_exchange
 from domain.handlers.scope import Handlers, Scope, label_for, outcome_of
 from domain.returns import Return, ReturnStatus, quantities_of
 
@@ -51,6 +52,7 @@ def request_return(c: RequestReturn, s: Scope) -> Outcome:
     if rma.state.status is ReturnStatus.REJECTED:
         order.release_return(rma.id, s.at, s.cause)
     s.uow.add(rma)
+    ship_instant_exchange(s, rma, order)
     return outcome_of(rma)
 
 
@@ -67,6 +69,7 @@ def approve_return(c: ApproveReturn, s: Scope) -> Outcome:
         at=s.at,
         cause=s.cause,
     )
+    ship_instant_exchange(s, rma, order)
     return outcome_of(rma)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.commands import Command, Outcome
-from domain.errors import InvalidTransition, NotFound
+from domain.errors import InvalidTransition, NotFound, UnknownStoreCreditCode
 from domain.events import Cause, RefundAllocation
 from domain.inventory import Inventory, inventory_id_for
 from domain.lookups import Lookups
@@ -102,6 +102,21 @@ class Scope:
             found = StoreCreditAccount.open(customer_id)
             self.uow.add(found)
         return found
+
+    def store_credit_payer(self, order: Order, payment_id: str) -> str:
+        """Whose account a store-credit payment spends: its code's, else the ordering
+        customer's (the customer id is the account's key)."""
+        code = order.state.payments[payment_id].store_credit_code
+        if code is None:
+            return order.state.customer_id
+        customer_id = self.lookups.customer_of_store_credit_code(code)
+        if customer_id is None:
+            # Issued earlier in this very unit (a batch), not yet in the lookup table.
+            for aggregate in self.uow.aggregates.values():
+                if isinstance(aggregate, StoreCreditAccount) and code in aggregate.codes:
+                    return aggregate.customer_id
+            raise UnknownStoreCreditCode(f"store-credit code {code} is unknown")
+        return customer_id
 
 
 Handler = Callable[[Any, Scope], Outcome]

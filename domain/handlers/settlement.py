@@ -15,11 +15,12 @@ from domain.commands import (
     SettleRefund,
 )
 from domain.errors import InvalidCommand, InvalidTransition
+from domain.handlers.instant_exchange import place_replacement
 from domain.handlers.scope import Handlers, Scope, outcome_of, store_credit_allocation
 from domain.order import Order
 from domain.policy import allocate_proportionally
 from domain.returns import Return, ReturnStatus
-from domain.returns.exchange import plan_exchange
+from domain.store_credit import new_store_credit_code
 from domain.values import Money, PaymentMethod, RefundMethod
 
 
@@ -56,6 +57,7 @@ def settle_with_customer(
             at=s.at,
             cause=s.cause,
         )
+        code = new_store_credit_code()
         rma.issue_store_credit(
             credit_id=credit_id,
             amount=amount,
@@ -63,9 +65,10 @@ def settle_with_customer(
             shipping=shipping,
             at=s.at,
             cause=s.cause,
+            code=code,
         )
         s.store_credit(order.state.customer_id).credit(
-            amount + extra, credit_id, "return", s.at, s.cause
+            amount + extra, credit_id, "return", s.at, s.cause, code=code
         )
         return outcome_of(rma, amount=amount)
     if method is RefundMethod.EXCHANGE and rma.state.replacement_order_id is None:
@@ -109,24 +112,7 @@ def refund(
 
 
 def exchange(s: Scope, rma: Return, order: Order) -> Outcome:
-    number = f"{order.state.order_number}-X{len(order.state.replacements) + 1}"
-    plan = plan_exchange(order, rma.state.lines.values(), rma.items_due_unpaid())
-    replacement = Order.place(
-        order_number=number,
-        customer_id=order.state.customer_id,
-        customer_email=order.state.customer_email,
-        channel=order.state.channel,
-        lines=plan.lines,
-        payments=(),
-        shipping=Money.zero(order.state.currency),
-        at=s.at,
-        cause=s.cause,
-        store_id=order.state.store_id,
-        replacement_for=order.id,
-        replacement_return_id=rma.id,
-    )
-    s.uow.add(replacement)
-    order.record_replacement(replacement.id, rma.id, s.at, s.cause)
+    number, replacement, plan = place_replacement(s, rma, order, rma.items_due_unpaid())
     rma.order_exchange(
         replacement_order_id=replacement.id,
         replacement_order_number=number,
@@ -154,13 +140,20 @@ def settle_refund(c: SettleRefund, s: Scope) -> Outcome:
 
 
 def credit_settled_store_credit(rma: Return, refund_id: str, s: Scope) -> None:
-    to_credit = Money.zero(rma.state.currency)
+    order = s.order_of(rma)
+    # Back to the account each payment spent: a payment by code spent the code's account.
+    to_credit: dict[str, Money] = {}
     for allocation in rma.refund(refund_id).allocations:
         if allocation.method is PaymentMethod.STORE_CREDIT and allocation.payment_id is not None:
-            to_credit = to_credit + allocation.amount
-    if not to_credit.is_zero:
-        customer_id = s.order_of(rma).state.customer_id
-        s.store_credit(customer_id).credit(to_credit, refund_id, "refund", s.at, s.cause)
+            customer_id = s.store_credit_payer(order, allocation.payment_id)
+            to_credit[customer_id] = (
+                to_credit.get(customer_id, Money.zero(rma.state.currency)) + allocation.amount
+            )
+    for customer_id, amount in sorted(to_credit.items()):
+        if not amount.is_zero:
+            s.store_credit(customer_id).credit(
+                amount, refund_id, "refund", s.at, s.cause, code=new_store_credit_code()
+            )
 
 
 def settle_refund_payment(c: SettleRefund, payment_id: str, rma: Return, s: Scope) -> Outcome:

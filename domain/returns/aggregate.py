@@ -19,6 +19,7 @@ from domain.events import (
     BlindReturnMatched,
     Cause,
     InspectedItem,
+    InstantExchangeCharged,
     InStoreReturnRecorded,
     ItemsInspected,
     LineDecision,
@@ -443,6 +444,9 @@ class Return(Settlement):
     def cancel(self, reason: str, at: datetime, cause: Cause) -> None:
         self.check_status(*CANCELLABLE)
         self._trigger(ReturnCancelled, cause, at, reason=reason)
+        # A cancelled instant exchange keeps its replacement: the items are owed, as when
+        # the RMA expires unreturned (else cancelling would make the replacement free).
+        self._charge_instant_exchange(cause, at)
 
     def expire(self, book: PolicyBook, at: datetime, cause: Cause) -> bool:
         due = self.expires_at(book)
@@ -450,7 +454,20 @@ class Return(Settlement):
             return False
         days = (at - self.state.authorized_at).days
         self._trigger(ReturnExpired, cause, at, authorized_days=days)
+        self._charge_instant_exchange(cause, at)
         return True
+
+    def _charge_instant_exchange(self, cause: Cause, at: datetime) -> None:
+        owed = self.amount_outstanding()
+        if owed is not None and not owed.is_zero and self.state.instant_exchange_charged is None:
+            # The replacement shipped at authorization and the items never came back.
+            self._trigger(
+                InstantExchangeCharged,
+                cause,
+                at,
+                replacement_order_number=self.state.replacement_order_number or "",
+                amount=owed,
+            )
 
     def ship_clock_started_at(self) -> datetime | None:
         """Since when an authorized RMA waits for its parcel: its authorization, or the

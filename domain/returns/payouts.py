@@ -110,6 +110,22 @@ class Payouts(Aggregate[ReturnEvent]):
         received = sum(item.quantity for item in self.state.received_items)
         return max(0, expected - received)
 
+    def amount_outstanding(self) -> Money | None:
+        """An instant exchange: what its returned lines not received yet are worth, owed by
+        the customer until they arrive (zero once all have); None for any other return."""
+        s = self.state
+        if not s.instant_exchange:
+            return None
+        received: dict[str, int] = {}
+        for item in s.received_items:
+            received[item.sku] = received.get(item.sku, 0) + item.quantity
+        owed = Money.zero(s.currency)
+        for line in s.lines.values():
+            got = min(line.quantity, received.get(line.sku, 0))
+            received[line.sku] = received.get(line.sku, 0) - got
+            owed = owed + line.unit_price.times(line.quantity - got)
+        return owed
+
     def paid_out(self) -> Money:
         """Money already on its way to the customer: live refunds and store credit (no bonus)."""
         total = Money.zero(self.state.currency)

@@ -330,6 +330,7 @@ class Settlement(Payouts):
         at: datetime,
         cause: Cause,
         shipping: Money | None = None,
+        code: str | None = None,
     ) -> None:
         self.check_status(*SETTLING)
         shipping = self.checked_shipping(amount, shipping)
@@ -345,6 +346,7 @@ class Settlement(Payouts):
             bonus=bonus,
             restocking_fee=self.unbilled_fee(),
             shipping=shipping,
+            code=code,
         )
         self._close_if_done("store_credit", at, cause)
 
@@ -386,6 +388,41 @@ class Settlement(Payouts):
             amount_due=amount_due,
         )
         self._close_if_done("exchanged", at, cause)
+
+    def order_instant_exchange(
+        self,
+        *,
+        replacement_order_id: UUID,
+        replacement_order_number: str,
+        lines: tuple[OrderLine, ...],
+        at: datetime,
+        cause: Cause,
+        refund_difference: Money | None = None,
+        amount_due: Money | None = None,
+    ) -> None:
+        """The replacement ships at authorization (the policy's ``instant_exchange``); the
+        returned lines are owed until they arrive. A cheaper replacement's difference is
+        refunded after inspection, as for any exchange; nothing closes here."""
+        self.check_status(ReturnStatus.AUTHORIZED)
+        if self.state.refund_method is not RefundMethod.EXCHANGE:
+            raise InvalidTransition("only a return settled by exchange ships its replacement")
+        if self.state.replacement_order_id is not None:
+            raise InvalidTransition("an exchange was already ordered for this return")
+        value = Money.zero(self.state.currency)
+        for line in self.state.lines.values():
+            value = value + line.unit_price.times(line.quantity)
+        self._trigger(
+            ExchangeOrdered,
+            cause,
+            at,
+            replacement_order_id=replacement_order_id,
+            replacement_order_number=replacement_order_number,
+            lines=lines,
+            refund_difference=refund_difference,
+            amount_due=amount_due,
+            instant=True,
+            amount_outstanding=value,
+        )
 
     def change_resolution(
         self, refund_method: RefundMethod, reason: str, at: datetime, cause: Cause

@@ -21,6 +21,7 @@ from domain.events import (
     BlindReturnMatched,
     ExchangeOrdered,
     InspectedItem,
+    InstantExchangeCharged,
     InStoreReturnRecorded,
     ItemsInspected,
     KeepItemAccepted,
@@ -203,6 +204,11 @@ class ReturnState:
     replacement_order_id: UUID | None = None
     exchange_refund_difference: Money | None = None
     exchange_amount_due: Money | None = None
+    replacement_order_number: str | None = None
+    instant_exchange: bool = False
+    instant_exchange_value: Money | None = None
+    """What the returned lines were worth when an instant exchange shipped their replacement."""
+    instant_exchange_charged: Money | None = None
     legs: dict[str, Leg] = field(default_factory=dict)
     blind_receipt_id: str | None = None
     blind_warehouse_id: str | None = None
@@ -400,6 +406,11 @@ def evolve(state: ReturnState, event: ReturnEvent) -> None:
             s.replacement_order_id = event.replacement_order_id
             s.exchange_refund_difference = event.refund_difference
             s.exchange_amount_due = event.amount_due
+            s.instant_exchange = event.instant
+            s.replacement_order_number = event.replacement_order_number
+            s.instant_exchange_value = event.amount_outstanding if event.instant else None
+        case InstantExchangeCharged():
+            s.instant_exchange_charged = event.amount
         case ReturnResolutionChanged():
             s.refund_method = event.to_refund_method
         case KeepItemOffered():

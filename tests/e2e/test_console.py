@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.e2e.console import screenshot, sign_in, wait_for, wait_for_text
 
@@ -43,3 +45,30 @@ def test_customer_service_signs_in_sees_the_queues_and_signs_out(
     wait_for(browser, "#f-api_key")
     browser.get(f"{console}/console")
     wait_for_text(browser, "h1", "Sign in")  # the session is over, not just the cookie
+
+
+def test_a_person_signs_in_and_moves_around_with_the_keyboard_alone(
+    console: str, browser: WebDriver
+) -> None:
+    browser.delete_all_cookies()
+    browser.get(f"{console}/console")
+    wait_for(browser, "#f-api_key")
+    # The key field has the focus when the page opens: type and press Enter.
+    focused = browser.switch_to.active_element
+    assert focused.get_attribute("id") == "f-api_key"
+    focused.send_keys("console-warehouse", Keys.ENTER)
+    wait_for(browser, "[data-testid=who]")
+    # Tab from the top reaches the skip link, then the console's links: Enter follows one.
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.text == "Skip to content"
+    reached = []
+    for _ in range(8):
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        reached.append(browser.switch_to.active_element.text)
+        if reached[-1] == "Repair and vendor legs":
+            break
+    assert "Repair and vendor legs" in reached, reached
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("/console/warehouse/legs"))
+    screenshot(browser, "warehouse-keyboard-legs")

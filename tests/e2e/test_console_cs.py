@@ -155,7 +155,10 @@ def test_a_blind_parcel_is_matched_from_a_suggestion(
     )
 
     sign_in(browser, console, "console-cs", then="/console/queues/blind_unmatched")
-    browser.find_element(By.CSS_SELECTOR, f'a[href="/console/returns/{blind}"]').click()
+    # The queue opens a blind parcel's matching page; its RMA page links there too.
+    browser.find_element(By.CSS_SELECTOR, f'a[href="/console/blind/{blind}"]').click()
+    assert order in wait_for(browser, "[data-testid=suggestions]").text
+    browser.get(f"{console}/console/returns/{blind}")
     wait_for(browser, "[data-testid=match-link]").click()
     assert order in wait_for(browser, "[data-testid=suggestions]").text
     screenshot(browser, "customer-service-blind-suggestions")

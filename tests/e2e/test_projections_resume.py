@@ -29,11 +29,17 @@ from adapters.settings import Settings
 from domain.application import ReturnsService
 from domain.commands import CountStock, RequestReturn
 from domain.returns import RequestedLine
-from domain.values import ReasonCode
+from domain.values import ReasonCode, RefundMethod
 from projections import default_projections
 from streams.worker import WorkerProcess
 from tests.e2e.builders import eventually
-from tests.integration.builders import ctx, delivered_order, fresh_database, place_orders_in_batches
+from tests.integration.builders import (
+    ctx,
+    delivered_order,
+    fresh_database,
+    place_orders_in_batches,
+    receive_and_inspect,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -122,6 +128,20 @@ def some_of_everything(service: ReturnsService, orders: int) -> None:
             c,
             CountStock(sku=f"SKU-{index}", location_id="WH-1", quantity=5, count_id=f"c-{index}"),
         )
+    # Store-credit accounts (the ledger reads their topic too): sixteen, so both partitions
+    # get some whatever the keys hash to (all on one: a chance of 2 in 65,536).
+    for _ in range(16):
+        number = delivered_order(service)
+        credited = service.run(
+            ctx(),
+            RequestReturn(
+                order_number=number,
+                lines=(RequestedLine(line_no=1, quantity=1, reason=ReasonCode.SIZE_TOO_SMALL),),
+                refund_method=RefundMethod.STORE_CREDIT,
+            ),
+        )
+        assert credited.rma_number
+        receive_and_inspect(service, credited.rma_number)
 
 
 def bulk_orders(stack: Stack) -> int:

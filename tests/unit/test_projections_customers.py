@@ -195,6 +195,7 @@ def test_a_blind_parcel_is_attributed_when_matched_and_a_store_return_at_once() 
         amount=eur("20.00"),
         bonus=eur("2.00"),
         restocking_fee=eur("0.00"),
+        code="SC-ABCDEFGHJKMN",
     )
     model.apply(story.events[-3:])
     counts = customer(model)
@@ -207,6 +208,8 @@ def test_a_blind_parcel_is_attributed_when_matched_and_a_store_return_at_once() 
     }
     issued = next(r for r in timeline if r["event_type"] == "rma.store_credit_issued")
     assert issued["summary"]["amount"] == wire("20.00")
+    # The code spends the credit: the timeline (read by analytics too) never copies it.
+    assert "code" not in issued["summary"]
 
 
 def test_the_serial_returner_thresholds_are_part_of_the_schema() -> None:

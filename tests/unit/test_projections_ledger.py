@@ -14,7 +14,9 @@ from domain.events import (
     RefundFailed,
     RefundRequested,
     RefundSettled,
+    StoreCreditCredited,
     StoreCreditIssued,
+    StoreCreditSpent,
 )
 from projections.core import Event, InMemoryReadModel, key_of
 from projections.ledger import RefundLedger
@@ -199,7 +201,21 @@ operation = st.one_of(
     st.tuples(st.just("settle"), st.integers(0, 5)),
     st.tuples(st.just("fail"), st.integers(0, 5)),
     st.tuples(st.just("credit"), cents, cents, cents),
+    st.tuples(st.just("spend"), cents, st.booleans()),
 )
+
+
+def spend_and_cancel(
+    story: Story, account: UUID, order: str, amount: str, cancelled: bool = False
+) -> None:
+    """An order paid with store credit (balances are the domain's affair, not the ledger's),
+    and its cancellation giving the credit back."""
+    moved = {"customer_id": "c", "reference": order, "amount": eur(amount)}
+    story.add(StoreCreditSpent, account, balance=eur("0.00"), **moved)
+    if cancelled:
+        story.add(
+            StoreCreditCredited, account, reason="order_cancelled", balance=eur(amount), **moved
+        )
 
 
 def story_of(script: list[tuple[int, tuple[Any, ...]]]) -> Story:
@@ -240,6 +256,8 @@ def story_of(script: list[tuple[int, tuple[Any, ...]]]) -> Story:
                 if refund_id not in settled:
                     failed.add(refund_id)
                 story.add(RefundFailed, rma, refund_id=refund_id, reason="no")
+            case ("spend", amount, cancelled):
+                spend_and_cancel(story, uid(f"p-account-{rma_no}"), f"WEB-{n}", amount, cancelled)
             case ("credit", amount, bonus, fee):
                 carried = unbilled(rma_no, fee)
                 credited.add(rma_no)
@@ -352,3 +370,53 @@ def test_a_dinar_refund_keeps_its_fils_and_a_replay_with_duplicates_gives_the_sa
     replayed.apply(story.events)
     replayed.apply(story.events)  # redelivered: changes nothing twice
     assert replayed.tables == live.tables
+
+
+# ---------------------------------------------------------------- store credit spent
+ACCOUNT = uid("ledger-account")
+
+
+def test_store_credit_spent_on_an_order_takes_the_liability_down() -> None:
+    story = Story()
+    story.add(
+        StoreCreditIssued,
+        RMA,
+        credit_id="SC-1",
+        amount=eur("50.00"),
+        bonus=eur("5.00"),
+        restocking_fee=eur("0.00"),
+    )
+    # The account's own credit for that return is booked once, from the return's event.
+    story.add(
+        StoreCreditCredited,
+        ACCOUNT,
+        customer_id="c",
+        reference="SC-1",
+        reason="return",
+        amount=eur("55.00"),
+        balance=eur("55.00"),
+    )
+    spend_and_cancel(story, ACCOUNT, "WEB-7", "40.00")
+    spend_and_cancel(story, ACCOUNT, "WEB-8", "15.00", cancelled=True)
+    model = InMemoryReadModel(RefundLedger())
+    model.apply(story.events)
+    assert lines_of(model, "WEB-7") == [
+        ("store_credit_spent", "store_credit_liability", "40.00", "0"),
+        ("store_credit_spent", "store_credit_redeemed", "0", "40.00"),
+    ]
+    assert lines_of(model, "WEB-8") == [
+        ("store_credit_spent", "store_credit_liability", "15.00", "0"),
+        ("store_credit_spent", "store_credit_redeemed", "0", "15.00"),
+        ("store_credit_restored", "store_credit_redeemed", "15.00", "0"),
+        ("store_credit_restored", "store_credit_liability", "0", "15.00"),
+    ]
+    liability = [
+        b for b in model.rows("rm_ledger_balances") if b["account"] == "store_credit_liability"
+    ]
+    # Issued 55.00, spent 40.00 for good: 15.00 still owed to the customer.
+    assert sum((b["credit"] - b["debit"] for b in liability), Decimal(0)) == Decimal("15.00")
+    assert not any(r["refund_id"] in ("WEB-7", "WEB-8") for r in model.rows("rm_refunds"))
+    again = InMemoryReadModel(RefundLedger())
+    again.apply(story.events)
+    again.apply(story.events[2:])  # redelivered
+    assert again.tables == model.tables

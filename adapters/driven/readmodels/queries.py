@@ -9,7 +9,9 @@ from psycopg.rows import dict_row
 
 from adapters.driven.readmodels.base import Conn
 from adapters.driven.readmodels.writer import jsonable
-from projections.schema import BUCKETS
+from projections.schema import BUCKETS, Bucket
+
+ATP = "available_to_promise"
 
 
 # ---------------------------------------------------------------- queries
@@ -39,12 +41,14 @@ def stock_at(conn: Conn, sku: str, location_id: str, at: datetime) -> dict[str, 
     levels = empty_stock_levels()
     for bucket, moved, counted in rows:
         levels[bucket] = int(moved) + (int(counted) if bucket == "available" and counted else 0)
+    levels[ATP] = levels[Bucket.AVAILABLE] - levels[Bucket.RESERVED]
     return levels
 
 
 def empty_stock_levels() -> dict[str, int]:
-    """Every stock bucket at zero: what a SKU and location never seen hold."""
-    return dict.fromkeys(BUCKETS, 0)
+    """Every stock bucket at zero: what a SKU and location never seen hold (and the live
+    row's derived ``available_to_promise``, so both views have the same fields)."""
+    return dict.fromkeys((*BUCKETS, ATP), 0)
 
 
 def return_rates(conn: Conn) -> list[dict[str, Any]]:

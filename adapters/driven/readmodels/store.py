@@ -28,7 +28,7 @@ from projections.core import (
     Projection,
     all_tables,
 )
-from projections.schema import OFFSETS_DDL
+from projections.schema import OFFSETS_DDL, Table
 
 log = logging.getLogger(__name__)
 
@@ -210,3 +210,26 @@ def create_tables(conn: Conn, projection: Projection, suffix: str = "") -> None:
             if found is None or found[0] is None:
                 for statement in table.ddl(suffix):
                     conn.execute(statement.encode())
+            else:
+                _add_missing_columns(conn, table, suffix)
+
+
+def _add_missing_columns(conn: Conn, table: Table, suffix: str) -> None:
+    """A column a newer release added to an existing table (a counter with its default, a
+    generated one) is added in place, so an upgrade does not leave the projector failing
+    its batches on it until someone rebuilds; rows written before it hold the default,
+    which is what the older events meant (no such movement then). Checked once per
+    process and projection; the lock is taken only when something is missing."""
+    name = table.physical(suffix)
+    present = {
+        str(row[0])
+        for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = %s",
+            [name],
+        ).fetchall()
+    }
+    for column in table.columns:
+        if column.name not in present:
+            log.warning("read-model store: adding column %s to %s", column.name, name)
+            conn.execute(f'ALTER TABLE "{name}" ADD COLUMN {column.ddl()}'.encode())

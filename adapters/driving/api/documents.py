@@ -17,7 +17,7 @@ from adapters.driving.api.pdf import render_pdf
 from adapters.driving.api.sheets import Sheet, money
 from domain.handlers.counter import still_to_bring
 from domain.returns import Return
-from domain.values import ReturnMethod
+from domain.values import ReturnChannel, ReturnMethod
 
 DocumentFormat = Literal["html", "pdf"]
 PDF = "application/pdf"
@@ -130,7 +130,9 @@ def settlement_lines(rma: Return) -> tuple[list[str], list[str]]:
         settled.append(f"store credit: {s.store_credit} (issued)")
     if s.replacement_order_id is not None:
         settled.append("exchange: replacement order placed")
-    if s.method is ReturnMethod.STORE:
+    # A counter return (channel store) took its goods when it was recorded: only an RMA
+    # still on its way to a counter has items to bring.
+    if s.method is ReturnMethod.STORE and s.channel is not ReturnChannel.STORE:
         for line_no, quantity in sorted(still_to_bring(rma).items()):
             if quantity:
                 pending.append(f"line {line_no} {s.lines[line_no].sku}: {quantity} to bring")

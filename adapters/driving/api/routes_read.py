@@ -47,7 +47,8 @@ def stock_levels(
     limit: Limit = None,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    """Current stock per SKU and location, with returns expected and in quarantine."""
+    """Current stock per SKU and location, with returns expected and in quarantine, units
+    reserved for exchange replacements and what is available to promise."""
     query = sql.SQL(
         "SELECT * FROM rm_stock_levels WHERE (%(sku)s::text IS NULL OR sku = %(sku)s)"
         " AND (%(loc)s::text IS NULL OR location_id = %(loc)s) ORDER BY sku, location_id"

@@ -39,6 +39,8 @@ class StoreCreditMovementOut(BaseModel):
     """The balance in ``currency`` after this move."""
     at: datetime
     version: int
+    code: str | None = None
+    """Credited: the code issued with this credit (credits from before codes have none)."""
 
 
 class StoreCreditOut(BaseModel):
@@ -69,8 +71,39 @@ def store_credit(principal: People, customer_id: str, request: Request) -> Store
                 balance=str(event.balance.amount),
                 at=event.timestamp,
                 version=event.originator_version,
+                code=event.code if isinstance(event, StoreCreditCredited) else None,
             )
             for event in account.movements
         ],
         version=account.version,
+    )
+
+
+Spenders = Annotated[Principal, Depends(Allow(Role.STORE, Role.CUSTOMER_SERVICE))]
+
+
+class StoreCreditCodeOut(BaseModel):
+    """What a code is worth, and nothing else: no customer, no moves."""
+
+    code: str
+    balances: list[StoreCreditBalanceOut]
+    """The balance per currency of the account the code spends (every code of an account
+    spends the same balance)."""
+
+
+@router.get(
+    "/store-credit/{code}",
+    response_model=StoreCreditCodeOut,
+    responses=problem_responses(404),
+)
+def store_credit_code(principal: Spenders, code: str, request: Request) -> StoreCreditCodeOut:
+    """The balance a store-credit code can spend, for a till or customer service; 404 for a
+    code never issued."""
+    account = api_of(request).service.get_store_credit_by_code(code)
+    return StoreCreditCodeOut(
+        code=code,
+        balances=[
+            StoreCreditBalanceOut(currency=currency, balance=str(money.amount))
+            for currency, money in sorted(account.balances.items())
+        ],
     )

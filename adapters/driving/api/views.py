@@ -41,6 +41,9 @@ RETURN_FIELDS = (
     "closed_outcome",
     "exchange_refund_difference",
     "exchange_amount_due",
+    "replacement_order_number",
+    "instant_exchange",
+    "instant_exchange_charged",
 )
 
 
@@ -50,6 +53,10 @@ def return_view(rma: Return, *, legs: bool = False) -> dict[str, Any]:
     state = _STATE.dump_python(rma.state, mode="json")
     view = {"return_id": str(rma.id), "version": rma.version}
     view.update({name: state[name] for name in RETURN_FIELDS})
+    outstanding = rma.amount_outstanding()
+    view["amount_outstanding"] = (
+        None if outstanding is None else outstanding.model_dump(mode="json")
+    )
     view["lines"] = list(state["lines"].values())
     view["decisions"] = list(state["decisions"].values())
     if legs:

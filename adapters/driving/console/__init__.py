@@ -17,6 +17,8 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from adapters.driving.api.context import api_of
 from adapters.driving.console import analytics, cs_blind, cs_returns, queues
+from adapters.driving.console import store as store_pages
+from adapters.driving.console import warehouse as warehouse_pages
 from adapters.driving.console.sessions import COOKIE, Staff
 from adapters.driving.console.web import (
     HERE,
@@ -39,6 +41,8 @@ PAGES: tuple[APIRouter, ...] = (
     analytics.router,
     cs_returns.router,
     cs_blind.router,
+    store_pages.router,
+    warehouse_pages.router,
 )
 
 router = APIRouter(prefix="/console", include_in_schema=False)

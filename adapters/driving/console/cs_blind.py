@@ -16,12 +16,12 @@ from adapters.driving.api.context import api_of
 from adapters.driving.api.routes_blind import blind_view
 from adapters.driving.console.cs_forms import (
     FormRefused,
-    new_form_id,
     posted_version,
     run_form_command,
     words,
 )
 from adapters.driving.console.cs_returns import REASONS, in_thread
+from adapters.driving.console.once import new_form_id
 from adapters.driving.console.sessions import Staff
 from adapters.driving.console.web import StaffForm, StaffOnly, form_fields, render
 from domain.commands import MatchBlindReturn

@@ -12,21 +12,25 @@ the page showed; the service checks it inside the command's own transaction (as 
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
 from fastapi import Request
 
 from adapters.driving.api.context import Api
 from adapters.driving.api.problems import status_of
+from adapters.driving.console.once import (
+    console_ctx,
+    digest,
+    earlier_outcome,
+    fingerprint_of,
+    money,
+)
 from adapters.driving.console.sessions import Staff
-from domain.application import Ctx, Expected, Outcome, replayed
+from domain.application import Ctx, Expected, Outcome
 from domain.commands import Command
 from domain.errors import DomainError, IdempotencyKeyReused, VersionMismatch
-from domain.events import Cause, DomainEvent
+from domain.events import DomainEvent
 from domain.returns import Return
 
 STALE = "this RMA changed since you opened it: reload the page and check it again"
@@ -42,10 +46,6 @@ class FormRefused(Exception):
         self.status = status
         self.message = message
         self.field = field
-
-
-def new_form_id() -> str:
-    return uuid.uuid4().hex
 
 
 def posted_version(fields: Mapping[str, str]) -> int:
@@ -74,36 +74,22 @@ def run_form_command(
     form_id = fields.get("form_id", "")
     if not form_id or len(form_id) > MAX_FORM_ID:
         raise FormRefused(409, "this form is incomplete: reload the page and try again")
-    principal = staff.principal
     route: Any = request.scope.get("route")
     template = getattr(route, "path", request.url.path)
-    sent = {k: v for k, v in sorted(fields.items()) if k not in ("csrf", "form_id")}
-    scope = [principal.name, template, sorted(request.path_params.items())]
+    scope = [staff.principal.name, template, sorted(request.path_params.items())]
     # Keyed by the person and the form: another person's form id is another command.
-    key = "console:" + _digest(scope, form_id)[:48]
-    fingerprint = _digest(scope, sent)
+    key = "console:" + digest(scope, form_id)[:48]
+    fingerprint = fingerprint_of(scope, fields)
     try:
-        prior = api.service.lookups.command_result(key)
-        if prior is not None:
-            outcome = replayed(prior, fingerprint)
-            if isinstance(outcome, DomainError):
-                raise outcome
+        outcome = earlier_outcome(api, key, fingerprint)
+        if outcome is not None:
             return outcome
         expected = (
             Expected(rma.id, frozenset({version}))
             if rma is not None and version is not None
             else None
         )
-        ctx = Ctx(
-            Cause(
-                actor=principal.name,
-                source=f"console/{principal.role}",
-                correlation_id=str(uuid.uuid4()),
-            ),
-            idempotency_key=key,
-            expected=expected,
-            fingerprint=fingerprint,
-        )
+        ctx = console_ctx(staff, key, fingerprint, expected)
         with api.metrics.timed(name):
             outcome = api.service.run(ctx, command)
     except VersionMismatch as stale:
@@ -118,20 +104,7 @@ def run_form_command(
     return outcome
 
 
-def _digest(*parts: object) -> str:
-    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
 # ---------------------------------------------------------------- in words
-def money(value: Any) -> str:
-    """A wire amount ({"amount": "19.90", "currency": "EUR"}) or a Money as "19.90 EUR"."""
-    if value is None:
-        return ""
-    if isinstance(value, Mapping):
-        return f"{value.get('amount')} {value.get('currency')}"
-    return f"{value.amount} {value.currency}"
-
-
 def words(code: str | None) -> str:
     return (code or "").replace("_", " ")
 
@@ -175,6 +148,9 @@ EVENT_WORDS: dict[str, Callable[[Any], str]] = {
     "rma.refund_discrepancy": lambda e: f"Settlement discrepancy on {e.refund_id}: {e.reason}",
     "rma.store_credit_issued": lambda e: f"Store credit of {_m(e, 'amount')} issued",
     "rma.exchange_ordered": lambda e: f"Exchange ordered: {e.replacement_order_number}",
+    "rma.instant_exchange_charged": lambda e: (
+        f"Items never returned for {e.replacement_order_number}: {_m(e, 'amount')} owed"
+    ),
     "rma.resolution_changed": lambda e: (
         f"Settlement changed from {words(e.from_refund_method)} to {words(e.to_refund_method)}"
     ),

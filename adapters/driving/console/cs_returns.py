@@ -22,13 +22,12 @@ from adapters.driving.api.problems import Problem
 from adapters.driving.api.views import return_view
 from adapters.driving.console.cs_forms import (
     FormRefused,
-    money,
-    new_form_id,
     posted_version,
     run_form_command,
     timeline,
     words,
 )
+from adapters.driving.console.once import money, new_form_id
 from adapters.driving.console.sessions import Staff
 from adapters.driving.console.web import StaffForm, StaffOnly, add_navigation, form_fields, render
 from domain.application import Ctx

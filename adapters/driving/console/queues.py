@@ -4,7 +4,7 @@ its own)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
@@ -21,6 +21,23 @@ QueueStaff = Annotated[
     Depends(StaffOnly(Role.CUSTOMER_SERVICE, Role.STORE, Role.WAREHOUSE, Role.ANALYTICS)),
 ]
 add_navigation(Role.CUSTOMER_SERVICE, "/console/queues", "Work queues")
+add_navigation(Role.WAREHOUSE, "/console/queues", "Work queues")
+
+
+def item_link(role: Role, item: dict[str, Any]) -> str | None:
+    """Where a queue item is worked on, for this role: customer service opens the RMA (or
+    the blind parcel's matching page), the warehouse its receiving page, a store its
+    counter page; None when the role has no page for it."""
+    number, return_id = item.get("rma_number"), item.get("return_id")
+    if role in (Role.CUSTOMER_SERVICE, Role.ADMIN):
+        if item.get("status") == "blind_unmatched" and return_id:
+            return f"/console/blind/{return_id}"
+        return f"/console/returns/{number or return_id}"
+    if role is Role.WAREHOUSE:
+        return f"/console/warehouse/rmas/{number or return_id}"
+    if role is Role.STORE and number:
+        return f"/console/store/rmas/{number}"
+    return None
 
 
 def age(seconds: int | None) -> str:
@@ -61,4 +78,12 @@ def queue_page(request: Request, staff: QueueStaff, name: str, offset: int = 0) 
     page = routes_queues.queue_items(
         staff.principal, request, name, limit=None, offset=max(0, offset)
     )
-    return render(request, staff, "queue.html", queue=queue, page=page, age=age)
+    return render(
+        request,
+        staff,
+        "queue.html",
+        queue=queue,
+        page=page,
+        age=age,
+        link=lambda item: item_link(staff.principal.role, item),
+    )
