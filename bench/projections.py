@@ -19,6 +19,9 @@ quick run writes only where ``--output`` says.
       reduce and merge, no I/O: the Python ceiling), and raw PostgreSQL (one
       ``INSERT ... SELECT FROM unnest ... ON CONFLICT DO UPDATE`` per transaction, as many
       rows and transactions (one per batch) as the store writes: the database ceiling).
+      ``--sections costs`` (not in the default) times each projection alone on the largest
+      batches, in CPU seconds: its ``reduce_all`` + ``merge`` with no I/O, and ``apply_many``
+      with it alone (bench process + PostgreSQL), to say which projection costs most.
    b. Through Kafka: broker restarted empty, read models dropped, one projections worker
       started and joined (not timed), then a relay process with a new name publishes the
       whole log. Timed from the relay's first recorded position to lag 0: the sum of the
@@ -26,7 +29,7 @@ quick run writes only where ``--output`` says.
       versions of the aggregates it reads (polled every 50 ms, then confirmed with
       ``projection_lag``).
 2. Rebuild: ``rebuild(projection, switch=False)`` for each projection, then
-   ``rebuild_many`` of all five in one pass, after a baseline that reads and decodes the
+   ``rebuild_many`` of all of them in one pass, after a baseline that reads and decodes the
    log the same way (pages of 2000, ``cloud_event_for``).
 3. End-to-end latency with the whole pipeline running (relay process, integrations worker,
    projections worker): ``order.placed`` messages published with kafka-python to
@@ -58,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import itertools
 import math
@@ -698,7 +702,8 @@ def section_in_process(
         )
         store = Series(
             "1a in process",
-            f"ReadModelStore.apply_many, all five in one transaction, batches of {size}",
+            f"ReadModelStore.apply_many, all {len(projections)} in one transaction, "
+            f"batches of {size}",
             ratios=[(raw, "raw PostgreSQL"), (memory, "no I/O"), (python, "store's Python")],
             target=WORKER_TARGET,
         )
@@ -729,6 +734,108 @@ def section_in_process(
         stats.sort_stats("cumulative").print_stats(30)
         progress(text.getvalue())
     return out
+
+
+# ---------------------------------------------------------------------------- costs
+@dataclass
+class Cost:
+    """One projection's share of 1a: its reducer alone (no I/O) and its store alone."""
+
+    projection: str
+    events: int = 0
+    """Events of its kinds in the log (what it folds)."""
+    rows: int = 0
+    """State and table rows merged per pass, summed over the batches (what it writes)."""
+    reduce_s: list[float] = field(default_factory=list)
+    """CPU seconds of the bench process: on a loaded machine, wall time mostly measures
+    the wait for a core."""
+    store_s: list[float] = field(default_factory=list)
+    """CPU seconds of the bench process and of PostgreSQL together."""
+    store_wall_s: list[float] = field(default_factory=list)
+
+
+def section_costs(
+    running: Stack,
+    plan: Plan,
+    records: Sequence[Record],
+    projections: Sequence[Projection],
+) -> list[Cost]:
+    """Each projection alone on the largest batches: ``reduce_all`` + ``merge`` of its
+    events with no I/O (decoded beforehand, so the shared decode is not counted), then
+    ``apply_many`` with it alone (its own transaction per batch it reads, decode included).
+    Timed in CPU seconds, the reducers with the collector paused. The reducer times add
+    up to the Python of 1a less the decode; the store-alone times do not add up to 1a's
+    store (each pays its own transactions)."""
+    batches = worker_batches(records, max(plan.batch_sizes))
+    decoded = [(batch[0].topic, *decode(batch)) for batch in batches]
+    readers = readers_of(projections)
+    costs = {p.name: Cost(p.name) for p in projections}
+    for topic, events, _ in decoded:
+        for projection in readers[topic]:
+            costs[projection.name].events += sum(1 for e in events if e.kind in projection.kinds)
+    postgres = {k: v for k, v in running.processes().items() if k == "postgres"}
+    for rep in range(plan.repeats):
+        for projection in projections:
+            cost = costs[projection.name]
+            states: dict[str, State] = {}
+            rows = 0
+            # A full collection lands on whichever projection happens to cross the
+            # threshold (~0.1 s here): paused, so each pays only for its own work.
+            gc.collect()
+            gc.disable()
+            started = time.process_time()
+            try:
+                for topic, events, _ in decoded:
+                    if projection not in readers[topic]:
+                        continue
+                    mine = [e for e in events if e.kind in projection.kinds]
+                    rows += len(merge(reduce_all(projection, states, mine))) + len(
+                        {e.aggregate_id for e in mine}
+                    )
+                cost.reduce_s.append(time.process_time() - started)
+            finally:
+                gc.enable()
+            cost.rows = rows
+        for projection in projections:
+            mine_only = [b for b in batches if projection in readers[b[0].topic]]
+            seconds, cpu = run_store(running.url, [projection], mine_only, postgres)
+            costs[projection.name].store_s.append(sum(cpu.values()) * seconds)
+            costs[projection.name].store_wall_s.append(seconds)
+        progress(
+            f"  costs rep {rep + 1} (CPU ms, reducer/store): "
+            + ", ".join(
+                f"{c.projection} {c.reduce_s[-1] * 1e3:.0f}/{c.store_s[-1] * 1e3:.0f}"
+                for c in costs.values()
+            )
+        )
+    return list(costs.values())
+
+
+def costs_table(costs: Sequence[Cost], log_events: int) -> list[str]:
+    total = sum(median(c.reduce_s) for c in costs)
+    store_total = sum(median(c.store_s) for c in costs)
+    lines = [
+        "| projection | events of its kinds | rows merged | reducer: CPU ms (min-max) "
+        "| µs per log event | µs per event of its kinds | share of the reducers "
+        "| store alone: CPU ms, bench + PostgreSQL (min-max) | µs per log event "
+        "| store alone: wall ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in sorted(costs, key=lambda c: -median(c.reduce_s)):
+        reduce_s, store_s = median(c.reduce_s), median(c.store_s)
+        lines.append(
+            f"| {c.projection} | {c.events:,} | {c.rows:,} | {reduce_s * 1e3:,.0f} "
+            f"({spread([s * 1e3 for s in c.reduce_s])}) | {reduce_s / log_events * 1e6:.1f} | "
+            f"{reduce_s / max(c.events, 1) * 1e6:.1f} | {reduce_s / total:.0%} | "
+            f"{store_s * 1e3:,.0f} ({spread([s * 1e3 for s in c.store_s])}) | "
+            f"{store_s / log_events * 1e6:.1f} | {median(c.store_wall_s) * 1e3:,.0f} |"
+        )
+    lines.append(
+        f"| all {len(costs)}, summed | | | {total * 1e3:,.0f} | "
+        f"{total / log_events * 1e6:.1f} | | 100% | {store_total * 1e3:,.0f} | "
+        f"{store_total / log_events * 1e6:.1f} | |"
+    )
+    return lines
 
 
 # ---------------------------------------------------------------------------- 2 rebuild
@@ -772,19 +879,19 @@ def section_rebuild(
     }
     everything = Series(
         "2 rebuild",
-        "rebuild all five, one after another (log events)",
+        f"rebuild all {len(projections)}, one after another (log events)",
         ratios=vs_read,
         target=REBUILD_TARGET,
     )
     applied = Series(
         "2 rebuild",
-        "rebuild all five (events applied, summed)",
+        f"rebuild all {len(projections)} (events applied, summed)",
         ratios=vs_read,
         target=REBUILD_TARGET,
     )
     one_pass = Series(
         "2 rebuild",
-        "rebuild all five in one pass, rebuild_many (log events)",
+        f"rebuild all {len(projections)} in one pass, rebuild_many (log events)",
         ratios=vs_read,
         target=REBUILD_TARGET,
     )
@@ -815,7 +922,7 @@ def section_rebuild(
         seconds = elapsed()
         one_pass.add(log_events, seconds, meter.stop())
         progress(
-            f"  2 rebuild rep {rep + 1}: all five {log_events / total_s:,.0f} log "
+            f"  2 rebuild rep {rep + 1}: all {len(projections)} {log_events / total_s:,.0f} log "
             f"events/s, {total_events / total_s:,.0f} applied/s; read only "
             f"{read.rates()[-1]:,.0f}/s; one pass {one_pass.rates()[-1]:,.0f}/s; "
             + ", ".join(f"{n} {s.rates()[-1]:,.0f}/s" for n, s in per.items())
@@ -1372,7 +1479,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--sections",
         default="1a,2,1b,3",
-        help="which to run, comma-separated (3 needs 1b's pipeline)",
+        help="which to run, comma-separated (3 needs 1b's pipeline; 'costs': each "
+        "projection's reducer and store alone, not in the default)",
     )
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
@@ -1380,8 +1488,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     projections = default_projections()
-    with stack(kafka=True) as running:
-        assert running.scratch is not None and running.bootstrap is not None
+    # 1a, costs and 2 need no broker: not starting one keeps a loaded machine quieter.
+    with stack(kafka=bool(sections & {"1b", "3"})) as running:
+        assert running.scratch is not None
         commit_ts = enable_commit_timestamps(running)
         create_service(running.url, pool_size=2).close()
         progress(f"scenario: {plan.orders:,} orders")
@@ -1395,9 +1504,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         if "2" in sections:
             progress("2: rebuild")
             series += section_rebuild(running, plan, projections, head, args.profile)
+        costs: list[Cost] = []
+        if "costs" in sections:
+            progress("costs: each projection alone")
+            costs = section_costs(running, plan, records, projections)
         runs: list[LatencyRun] = []
         notes: list[str] = []
-        if running.kafka is None:
+        if not sections & {"1b", "3"}:
+            pass
+        elif running.kafka is None:
             notes.append("- 1b and 3 skipped: they restart the broker, and this one is not ours")
         elif "1b" in sections:
             in_process = next(
@@ -1433,10 +1548,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                 extra=[
                     f"- {crc32c_status()}",
                     f"- scenario: {plan.orders:,} orders -> {mix}",
-                    f"- {PARTITIONS} partitions per topic; 1b repeated "
-                    f"{plan.kafka_repeats} times; fetch wait "
-                    f"{FETCH_WAIT_MS} ms; a batch goes when the fetch is drained, at most "
-                    "50 ms after its first record (streams.app defaults)",
+                    f"- sections run: {', '.join(sorted(sections))}",
+                    *(
+                        [
+                            f"- {PARTITIONS} partitions per topic; 1b repeated "
+                            f"{plan.kafka_repeats} times; fetch wait "
+                            f"{FETCH_WAIT_MS} ms; a batch goes when the fetch is drained, at "
+                            "most 50 ms after its first record (streams.app defaults)"
+                        ]
+                        if sections & {"1b", "3"}
+                        else []
+                    ),
                 ],
             ),
             "",
@@ -1445,13 +1567,34 @@ def main(argv: Sequence[str] | None = None) -> None:
             *throughput_table(series),
             "",
             "events/s counts events of the log once each, though most are applied by several "
-            'projections (1a, 1b, "all five ... (log events)"); a single projection\'s rebuild '
+            f'projections (1a, 1b, "all {len(projections)} ... (log events)"); a single '
+            "projection's rebuild "
             "counts the events of its kinds. Ratios divide medians measured in the same run: "
             "1a against raw PostgreSQL doing as many rows and transactions, 1b against 1a, "
             "rebuilds against reading and decoding the log alone. Cores: CPU seconds per wall "
             "second of each process (bench process = the in-process store or this script).",
             "",
         ]
+        if costs:
+            lines += [
+                f"## Cost per projection (batches of {max(plan.batch_sizes)}, each alone)",
+                "",
+                *costs_table(costs, len(records)),
+                "",
+                "CPU time, not wall time: on this shared machine a wall clock mostly "
+                "measures the wait for a core. Reducer: `reduce_all` + `merge` of the "
+                "projection's events, decoded beforehand (the decode, shared by all, is not "
+                "counted), states held in memory, the bench process's CPU with the garbage "
+                "collector paused (a full collection otherwise lands on whichever projection "
+                "crosses its threshold); these add up to the store's Python less the decode "
+                "and the collections. Store alone: `ReadModelStore.apply_many` "
+                "with that projection only, on the batches of the topics it reads, decode "
+                "included, its own transaction per batch; CPU of the bench process plus "
+                "PostgreSQL's, so these do not add up to the store running all of them (each "
+                "pays its own round trips and commits). µs per log event divides by every "
+                "event of the log, as events/s above does.",
+                "",
+            ]
         if runs:
             lines += [
                 "## End-to-end latency (inbound order.placed published -> row committed)",
