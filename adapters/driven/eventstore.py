@@ -558,6 +558,10 @@ def eventsourcing_env(database_url: str, *, pool_size: int = 5) -> dict[str, str
         # A pool of one deadlocks a follower (DESIGN.md); writers queue on the table lock anyway.
         "POSTGRES_POOL_SIZE": str(max(2, pool_size)),
         "POSTGRES_MAX_OVERFLOW": "10",
+        # How long a caller waits for a pooled connection (the library's default is 30 s).
+        # While the database refuses connections every worker attempt blocked that long
+        # before its own backoff could retry, so recovery lagged the database by ~40 s.
+        "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_SINGLE_ROW_TRACKING": "t",
         "PROCESS_RECORDER_TOPIC": get_topic(OmsRecorder),
         "CREATE_TABLE": "true",
