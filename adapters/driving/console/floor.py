@@ -60,6 +60,20 @@ def _scoped(staff: Staff, name: str, fields: Mapping[str, str]) -> tuple[str, st
     return f"console:{staff.principal.name}:{name}:{form_id}", fingerprint
 
 
+def refusal_of(
+    request: Request, staff: Staff, name: str, command: Command, fields: Mapping[str, str]
+) -> str | None:
+    """Run the form's command (once, as the person); what to tell them if it was refused,
+    None when it ran."""
+    try:
+        run_form_command(request, staff, name, command, fields)
+    except FormExpired:
+        return "this form was not drawn by the console: reload the page and try again"
+    except DomainError as refused:
+        return refused.message
+    return None
+
+
 def already_done(
     request: Request, staff: Staff, name: str, fields: Mapping[str, str]
 ) -> Outcome | None:

@@ -29,12 +29,11 @@ from adapters.driving.console.floor import (
     CONDITIONS,
     DISPOSITIONS,
     REASONS,
-    FormExpired,
     already_done,
     choice_of,
     failure_page,
     quantity_of,
-    run_form_command,
+    refusal_of,
 )
 from adapters.driving.console.once import money, new_form_id
 from adapters.driving.console.sessions import Staff
@@ -281,26 +280,21 @@ async def _record_return(
                 **context,
             )
         receipt_no = receipt_no_of(fields)
-        try:
-            run_form_command(
-                request,
-                staff,
-                "record_in_store_return",
-                RecordInStoreReturn(
-                    store_return_id=receipt_no,
-                    store_id=store_id or "",
-                    staff_id=staff.principal.name,
-                    order_number=order_number,
-                    lines=tuple(lines),
-                    checks=tuple(checks),
-                    refund_method=RefundMethod(refund),
-                ),
-                fields,
-            )
-        except FormExpired:
-            problem = "this form was not drawn by the console: reload the page and try again"
-        except DomainError as refused:
-            problem = refused.message
+        problem = refusal_of(
+            request,
+            staff,
+            "record_in_store_return",
+            RecordInStoreReturn(
+                store_return_id=receipt_no,
+                store_id=store_id or "",
+                staff_id=staff.principal.name,
+                order_number=order_number,
+                lines=tuple(lines),
+                checks=tuple(checks),
+                refund_method=RefundMethod(refund),
+            ),
+            fields,
+        )
         if problem:
             # A new form id: the refused one must not answer the corrected form.
             return render(
@@ -416,25 +410,20 @@ async def receive_rma(request: Request, staff: StorePost, rma_number: str) -> Re
             )
         receipt_no = receipt_no_of(fields)
         number = context["rma"]["rma_number"] or rma_number
-        try:
-            run_form_command(
-                request,
-                staff,
-                "receive_rma_at_counter",
-                ReceiveRmaAtCounter(
-                    rma_number=number,
-                    store_id=store_id or "",
-                    store_return_id=receipt_no,
-                    staff_id=staff.principal.name,
-                    checks=tuple(checks),
-                    refund_method=RefundMethod(refund) if refund else None,
-                ),
-                fields,
-            )
-        except FormExpired:
-            problem = "this form was not drawn by the console: reload the page and try again"
-        except DomainError as refused:
-            problem = refused.message
+        problem = refusal_of(
+            request,
+            staff,
+            "receive_rma_at_counter",
+            ReceiveRmaAtCounter(
+                rma_number=number,
+                store_id=store_id or "",
+                store_return_id=receipt_no,
+                staff_id=staff.principal.name,
+                checks=tuple(checks),
+                refund_method=RefundMethod(refund) if refund else None,
+            ),
+            fields,
+        )
         if problem:
             return render(
                 request,

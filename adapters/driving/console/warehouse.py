@@ -28,12 +28,11 @@ from adapters.driving.api.problems import Problem
 from adapters.driving.console.floor import (
     CONDITIONS,
     DISPOSITIONS,
-    FormExpired,
     already_done,
     choice_of,
     failure_page,
     quantity_of,
-    run_form_command,
+    refusal_of,
 )
 from adapters.driving.console.once import money, new_form_id
 from adapters.driving.console.sessions import Staff
@@ -316,13 +315,8 @@ def finish(
 ) -> Response:
     """Run the form's command unless the form is wrong; back to the RMA's page either way."""
     if not errors and problem is None:
-        try:
-            run_form_command(request, staff, name, command(), fields)
-        except FormExpired:
-            problem = "this form was not drawn by the console: reload the page and try again"
-        except DomainError as refused:
-            problem = refused.message
-        else:
+        problem = refusal_of(request, staff, name, command(), fields)
+        if problem is None:
             ref = context["s"].rma_number or str(context["rma"].id)
             return RedirectResponse(rma_link(ref), 303)
     values = {**default_values(context, staff), **fields}
@@ -441,25 +435,20 @@ async def move_leg(request: Request, staff: DockPost, ref: str, leg_id: str, ste
             if step == "vendor-credited":
                 credit = body.amount  # type: ignore[attr-defined]
                 values["amount"] = Money.of(credit.amount, credit.currency)
-            try:
-                run_form_command(
-                    request,
-                    staff,
-                    f"leg_{step}",
-                    MoveLeg(
-                        rma_number=rma.state.rma_number,
-                        return_id=rma.id,
-                        action=action,
-                        leg_id=leg_id,
-                        **values,
-                    ),
-                    fields,
-                )
-            except FormExpired:
-                problem = "this form was not drawn by the console: reload the page and try again"
-            except DomainError as refused:
-                problem = refused.message
-            else:
+            problem = refusal_of(
+                request,
+                staff,
+                f"leg_{step}",
+                MoveLeg(
+                    rma_number=rma.state.rma_number,
+                    return_id=rma.id,
+                    action=action,
+                    leg_id=leg_id,
+                    **values,
+                ),
+                fields,
+            )
+            if problem is None:
                 return RedirectResponse(leg_path, 303)
         values_back = {**fields, "form_id": new_form_id() if problem else fields.get("form_id")}
         return render(
