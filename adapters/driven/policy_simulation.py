@@ -8,9 +8,18 @@ nothing is written, so it is safe on production.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
+from uuid import UUID
 
 from domain.application import ReturnsService
-from domain.events import ReturnAuthorized, ReturnHeldForReview, ReturnRejected, ReturnRequested
+from domain.events import (
+    DomainEvent,
+    OrderEvent,
+    ReturnAuthorized,
+    ReturnHeldForReview,
+    ReturnRejected,
+    ReturnRequested,
+)
 from domain.order import Order
 from domain.policy import PolicyBook
 from domain.policy_simulation import AUTHORIZED, HELD, REJECTED, Recorded, SimulationReport
@@ -30,19 +39,30 @@ def simulate(service: ReturnsService, candidate: PolicyBook, since: datetime) ->
         )
         if not page:
             return report
-        for notification in page:
-            requested = service.mapper.to_domain_event(notification)
-            if not isinstance(requested, ReturnRequested) or requested.timestamp < since:
-                continue
+        requests = [
+            event
+            for event in (service.mapper.to_domain_event(n) for n in page)
+            if isinstance(event, ReturnRequested) and event.timestamp >= since
+        ]
+        # Every RMA and order of the page in one round trip, not two per request.
+        stored = _events_of(
+            service, [r.originator_id for r in requests] + [r.order_id for r in requests]
+        )
+        for requested in requests:
             decided = next(
                 (
                     e
-                    for e in service.stored_events(requested.originator_id)
+                    for e in stored.get(requested.originator_id, [])
                     if isinstance(e, ReturnAuthorized | ReturnHeldForReview | ReturnRejected)
                 ),
                 None,
             )
-            order = service.load(Order, requested.order_id)
+            order_events = stored.get(requested.order_id)
+            order = (
+                Order.replay(requested.order_id, cast(list[OrderEvent], order_events))
+                if order_events
+                else None
+            )
             if decided is None or not isinstance(order, Order):
                 continue  # not decided yet: nothing recorded to compare with
             earlier = None
@@ -74,3 +94,11 @@ def simulate(service: ReturnsService, candidate: PolicyBook, since: datetime) ->
                 shipping=shipping,
             )
         start = page[-1].id
+
+
+def _events_of(service: ReturnsService, ids: list[UUID]) -> dict[UUID, list[DomainEvent]]:
+    rows = service.lookups.load_events(list(dict.fromkeys(ids)))
+    return {
+        aggregate_id: [cast(DomainEvent, service.mapper.to_domain_event(row)) for row in found]
+        for aggregate_id, found in rows.items()
+    }
